@@ -1,0 +1,157 @@
+"""Strata's configuration: one typed place, read from the environment (prefix ``STRATA_``).
+
+Every endpoint, port, heap size and directory lives here, with the local stack as the default.
+Pointing Strata at real clusters means setting these variables, nothing else:
+
+    STRATA_KAFKA_BOOTSTRAP=kafka-1:9092,kafka-2:9092 STRATA_OPENSEARCH_URL=https://os:9200 strata serve
+
+Flink runtime settings stay in ``flink-conf.yaml``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """All of Strata's settings. Each field maps to ``STRATA_<FIELD NAME IN CAPITALS>``."""
+
+    model_config = SettingsConfigDict(env_prefix="STRATA_", extra="ignore")
+
+    # Where the local stack keeps downloads, data, logs and process ids (an ignored folder).
+    home: Path = Field(default=REPO_ROOT / ".strata")
+    bind_host: str = "127.0.0.1"
+
+    # Versions fetched by `strata stack up`.
+    kafka_version: str = "4.1.2"
+    opensearch_version: str = "2.19.4"
+    cassandra_version: str = "5.0.7"
+    s3proxy_version: str = "2.6.0"
+    flink_version: str = "1.20.3"
+    flink_kafka_connector_version: str = "3.4.0-1.20"
+    flink_opensearch_connector_version: str = "2.0.0-1.19"
+    flink_cassandra_connector_version: str = "3.2.0-1.19"
+    hadoop_version: str = "3.3.6"
+
+    # Kafka
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "512m"
+    kafka_bootstrap: str = ""
+    topic_partitions: int = 4
+    topic_retention_hours: int = 168
+    raw_topic: str = "raw_logs"
+    dlq_topic: str = "raw_logs_dlq"
+    logs_topic: str = "logs"
+
+    # OpenSearch
+    opensearch_port: int = 9200
+    opensearch_transport_port: int = 9300
+    opensearch_heap: str = "1g"
+    opensearch_url: str = ""
+    opensearch_user: str = "strata"  # the unprivileged OS user that runs OpenSearch when we are root
+    opensearch_index_prefix: str = "strata-logs"
+
+    # Cassandra
+    cassandra_port: int = 9042
+    cassandra_storage_port: int = 7000
+    cassandra_heap: str = "1g"
+    cassandra_hosts: str = ""
+    cassandra_keyspace: str = "strata"
+    cassandra_replication_factor: int = 1
+
+    # S3
+    s3_port: int = 9000
+    s3_heap: str = "256m"
+    s3_endpoint: str = ""
+    s3_access_key: str = "strata"
+    s3_secret_key: str = "strata-secret-key"
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "strata-archive"
+
+    # PostgreSQL
+    postgres_port: int = 5432
+    postgres_host: str = ""
+    postgres_user: str = "strata"
+    postgres_password: str = "strata"
+    postgres_db: str = "strata"
+    postgres_bin_dir: Path | None = None
+
+    # Tier windows, shared by the ingest job and the search API.
+    hot_days: int = 14
+    warm_days: int = 45
+
+    # How long `strata stack up` waits for one service to become healthy.
+    start_timeout_s: float = 240.0
+
+    @field_validator("topic_partitions", "cassandra_replication_factor")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("hot_days", "warm_days")
+    @classmethod
+    def _window(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("a tier window cannot be negative")
+        return value
+
+    # Derived endpoints: an explicit setting wins, otherwise the local stack's address.
+    @property
+    def kafka_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.bind_host}:{self.kafka_port}"
+
+    @property
+    def opensearch_endpoint(self) -> str:
+        return self.opensearch_url or f"http://{self.bind_host}:{self.opensearch_port}"
+
+    @property
+    def cassandra_contact_points(self) -> list[str]:
+        return [h.strip() for h in (self.cassandra_hosts or self.bind_host).split(",") if h.strip()]
+
+    @property
+    def s3_endpoint_url(self) -> str:
+        return self.s3_endpoint or f"http://{self.bind_host}:{self.s3_port}"
+
+    @property
+    def postgres_dsn(self) -> str:
+        host = self.postgres_host or self.bind_host
+        return (
+            f"host={host} port={self.postgres_port} user={self.postgres_user} "
+            f"password={self.postgres_password} dbname={self.postgres_db}"
+        )
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def flink_lib_dir(self) -> Path:
+        """The one folder of connector jars every Strata job loads."""
+        return self.home / "flink-lib"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()
