@@ -1,0 +1,237 @@
+"""PII masking: replace e-mails, phones, cards, SSNs, IPs, tokens, keys and secrets with markers.
+
+Runs before anything is stored. Every rule has a cheap pre-check (a character or a substring that
+must be present), so a line without candidates costs a few substring searches, not a dozen regex
+scans. Digit-shaped kinds (SSN, card, phone, IPv4) share one regex and one pass; the callback
+decides between them, because a 13-digit phone with a country prefix looks like a card until the
+Luhn check says otherwise.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+MARKERS: dict[str, str] = {
+    "EMAIL": "[EMAIL]",
+    "PHONE": "[PHONE]",
+    "CARD": "[CARD]",
+    "SSN": "[SSN]",
+    "IP": "[IP]",
+    "TOKEN": "[TOKEN]",
+    "AWS_KEY": "[AWS_KEY]",
+    "SECRET": "[REDACTED]",
+}
+
+DEFAULT_SECRET_KEYS: tuple[str, ...] = (
+    "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "api-key", "access_key",
+    "private_key", "client_secret", "authorization", "credential", "session_id", "sessionid", "cookie",
+)
+
+
+@dataclass(frozen=True)
+class CustomRule:
+    name: str
+    regex: str
+    marker: str
+
+
+@dataclass(frozen=True)
+class MaskSettings:
+    """Which kinds a tenant masks. Built from the pydantic config; hashable so maskers are shared."""
+
+    email: bool = True
+    phone: bool = True
+    card: bool = True
+    ssn: bool = True
+    ipv4: bool = True
+    ipv6: bool = True
+    bearer: bool = True
+    aws_keys: bool = True
+    secrets: bool = True
+    secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
+    custom: tuple[CustomRule, ...] = field(default_factory=tuple)
+
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}")
+_BEARER = re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9\-._~+/]+=*")
+_AWS = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}")
+
+# One pass for the digit-shaped kinds. The boundaries keep ids, versions and dates out: a candidate
+# glued to a word character, a dot or a dash (blk_-695..., 1.2.3.4.5, v10.0.0.1) is not PII.
+_DIGITS = re.compile(
+    r"(?<![\w.\-])(?:"
+    r"(?P<ssn>\d{3}-\d{2}-\d{4})"
+    r"|(?P<card>[2-6]\d{3}(?:[ -]?\d){9,15})"
+    r"|(?P<phone>(?:\+\d{1,3}[ .-]?|00\d{1,2}[ .-])?(?:\(\d{3}\)[ ]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
+    r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?"
+    r"|\+\d{1,3}[ .-]?\d{1,4}(?:[ .-]\d{2,4}){2,4}"
+    r"|[2-9]\d{2}[2-9]\d{6})"
+    r"|(?P<ip>(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3})"
+    r")(?!\w|[.\-]\d)"
+)
+_PHONE_FULL = re.compile(
+    r"(?:\+\d{1,3}[ .-]?|00\d{1,2}[ .-])?(?:\(\d{3}\)[ ]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
+    r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?"
+)
+_IPV6 = re.compile(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?::(?:\d{1,3}\.){3}\d{1,3})?")
+_HAS_DIGIT = re.compile(r"\d")
+_WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i & 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _valid_ssn(s: str) -> bool:
+    area, group, serial = s[:3], s[4:6], s[7:]
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+class Masker:
+    """Masks text and attribute maps under one tenant's :class:`MaskSettings`.
+
+    >>> counts: dict[str, int] = {}
+    >>> Masker(MaskSettings()).mask("mail bob@example.com from 10.0.0.1", counts), counts
+    ('mail [EMAIL] from [IP]', {'EMAIL': 1, 'IP': 1})
+    """
+
+    def __init__(self, settings: MaskSettings) -> None:
+        self.settings = settings
+        keys = tuple(k.lower() for k in settings.secret_keys)
+        self._secret_keys = keys
+        self._secret_key_set = frozenset(keys)
+        self._secret_re: re.Pattern[str] | None = None
+        if settings.secrets and keys:
+            alt = "|".join(sorted((re.escape(k) for k in keys), key=len, reverse=True))
+            # `password=x`, `"token": "x"`, `secret: x`; the value ends at whitespace, a separator or
+            # a closing quote, so the rest of the line survives.
+            self._secret_re = re.compile(
+                r"(?i)((?:" + alt + r")[\w\-.]*[\"']?\s*[=:]\s*)((?:bearer|basic)\s+[^\s,;&\"']+|\"[^\"]*\"|'[^']*'|[^\s,;&\"'}\]]+)"
+            )
+        self._custom = [(r.name, re.compile(r.regex), r.marker) for r in settings.custom]
+        self._digits_on = settings.card or settings.ssn or settings.phone or settings.ipv4
+
+    # The callback for the shared digit regex; returns the replacement and counts what it masked.
+    def _digits_cb(self, counts: dict[str, int]) -> Callable[[re.Match[str]], str]:
+        s = self.settings
+
+        def repl(m: re.Match[str]) -> str:
+            text = m.string
+            kind = m.lastgroup
+            start = m.start()
+            value = m.group()
+            if kind == "ssn":
+                if s.ssn and _valid_ssn(value):
+                    counts["SSN"] = counts.get("SSN", 0) + 1
+                    return MARKERS["SSN"]
+                return value
+            if kind == "card":
+                digits = value.replace(" ", "").replace("-", "")
+                if s.card and 13 <= len(digits) <= 19 and luhn_ok(digits):
+                    counts["CARD"] = counts.get("CARD", 0) + 1
+                    return MARKERS["CARD"]
+                if s.phone and _PHONE_FULL.fullmatch(value):
+                    counts["PHONE"] = counts.get("PHONE", 0) + 1
+                    return MARKERS["PHONE"]
+                return value
+            if kind == "phone":
+                if s.phone:
+                    counts["PHONE"] = counts.get("PHONE", 0) + 1
+                    return MARKERS["PHONE"]
+                return value
+            if kind == "ip" and s.ipv4:
+                before = text[max(0, start - 8):start].lower()
+                if "version" in before or "ver " in before:
+                    return value
+                counts["IP"] = counts.get("IP", 0) + 1
+                return MARKERS["IP"]
+            return value
+
+        return repl
+
+    def _ipv6_cb(self, counts: dict[str, int]) -> Callable[[re.Match[str]], str]:
+        def repl(m: re.Match[str]) -> str:
+            value = m.group()
+            text = m.string
+            start, end = m.span()
+            if (start and (text[start - 1] in _WORD_CHARS or text[start - 1] == ":")) or (
+                end < len(text) and text[end] in _WORD_CHARS
+            ):
+                return value
+            if value.count(":") < 2 or ("::" not in value and value.count(":") < 7):
+                return value
+            try:
+                ipaddress.IPv6Address(value.split("%", 1)[0])
+            except ValueError:
+                return value
+            counts["IP"] = counts.get("IP", 0) + 1
+            return MARKERS["IP"]
+
+        return repl
+
+    def mask(self, text: str, counts: dict[str, int]) -> str:
+        """``text`` with every enabled kind replaced by its marker; ``counts`` is updated in place."""
+        s = self.settings
+        if self._secret_re is not None or s.bearer:
+            low = text.lower()
+            if self._secret_re is not None and any(k in low for k in self._secret_keys):
+                text, n = self._secret_re.subn(r"\1[REDACTED]", text)
+                if n:
+                    counts["SECRET"] = counts.get("SECRET", 0) + n
+            if s.bearer and "bearer" in low:
+                text, n = _BEARER.subn(r"\1[TOKEN]", text)
+                if n:
+                    counts["TOKEN"] = counts.get("TOKEN", 0) + n
+            if s.bearer and "eyj" in low:
+                text, n = _JWT.subn("[TOKEN]", text)
+                if n:
+                    counts["TOKEN"] = counts.get("TOKEN", 0) + n
+        if s.aws_keys and ("AKIA" in text or "ASIA" in text or "AROA" in text or "AIDA" in text):
+            text, n = _AWS.subn(MARKERS["AWS_KEY"], text)
+            if n:
+                counts["AWS_KEY"] = counts.get("AWS_KEY", 0) + n
+        if s.email and "@" in text:
+            text, n = _EMAIL.subn(MARKERS["EMAIL"], text)
+            if n:
+                counts["EMAIL"] = counts.get("EMAIL", 0) + n
+        if s.ipv6 and ("::" in text or text.count(":") >= 7):
+            text = _IPV6.sub(self._ipv6_cb(counts), text)
+        if self._digits_on and _HAS_DIGIT.search(text):
+            text = _DIGITS.sub(self._digits_cb(counts), text)
+        for name, regex, marker in self._custom:
+            text, n = regex.subn(marker, text)
+            if n:
+                counts[name] = counts.get(name, 0) + n
+        return text
+
+    def is_secret_key(self, key: str) -> bool:
+        low = key.lower()
+        if low in self._secret_key_set:
+            return True
+        return any(k in low for k in self._secret_keys)
+
+    def mask_attributes(self, attrs: dict[str, str], counts: dict[str, int]) -> dict[str, str]:
+        """Masks values in place: whole values under secret-looking keys, PII inside the others."""
+        secrets = self.settings.secrets
+        for key, value in attrs.items():
+            if secrets and self.is_secret_key(key):
+                if value and value != MARKERS["SECRET"]:
+                    attrs[key] = MARKERS["SECRET"]
+                    counts["SECRET"] = counts.get("SECRET", 0) + 1
+                continue
+            masked = self.mask(value, counts)
+            if masked is not value:
+                attrs[key] = masked
+        return attrs

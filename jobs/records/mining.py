@@ -1,0 +1,198 @@
+"""Online template mining with Drain (He et al., ICWS 2017), written for this pipeline's hot path.
+
+Why not the drain3 package: its per-line overhead (masking engine, LRU cache, JSON profiling) costs
+more than the rest of the chain together. This implementation keeps Drain's fixed-depth tree and
+similarity rule and adds two things: every token holding a digit is a variable before the tree is
+searched (ids, numbers, addresses, durations), and an exact-match cache from the masked token
+sequence to its cluster, so a line shaped like one seen before costs a dict lookup.
+
+``pattern_id`` is a hash of the template text, not a cluster counter, so two processes that mine
+the same template give it the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import orjson
+
+WILDCARD = "<*>"
+# A token with a digit is a variable; so is a long hex run or a base64-looking blob.
+_VARIABLE_TOKEN = re.compile(r"\S*\d\S*|(?<!\S)[0-9a-fA-F]{8,}(?!\S)")
+
+
+def pattern_id_of(template: str) -> str:
+    return hashlib.blake2b(template.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+class Cluster:
+    __slots__ = ("cid", "pattern_id", "size", "template", "tokens")
+
+    def __init__(self, cid: int, tokens: list[str]) -> None:
+        self.cid = cid
+        self.tokens = tokens
+        self.size = 1
+        self.template = " ".join(tokens)
+        self.pattern_id = pattern_id_of(self.template)
+
+    def _retemplate(self) -> None:
+        self.template = " ".join(self.tokens)
+        self.pattern_id = pattern_id_of(self.template)
+
+
+class _Node:
+    __slots__ = ("children", "clusters")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.clusters: list[Cluster] = []
+
+
+class Drain:
+    """Drain's parse tree.
+
+    >>> d = Drain()
+    >>> a = d.add("User 123 logged in from [IP]")
+    >>> b = d.add("User 456 logged in from [IP]")
+    >>> a is b, a.template
+    (True, 'User <*> logged in from [IP]')
+    """
+
+    def __init__(
+        self,
+        depth: int = 4,
+        similarity: float = 0.5,
+        max_children: int = 100,
+        max_clusters: int = 50_000,
+        cache_size: int = 200_000,
+    ) -> None:
+        if depth < 3:
+            raise ValueError("depth must be at least 3")
+        self.depth = depth
+        self.similarity = similarity
+        self.max_children = max_children
+        self.max_clusters = max_clusters
+        self.cache_size = cache_size
+        self.clusters: list[Cluster] = []
+        self._root: dict[int, _Node] = {}
+        self._cache: dict[str, Cluster] = {}
+
+    @staticmethod
+    def mask_variables(message: str) -> str:
+        return _VARIABLE_TOKEN.sub(WILDCARD, message)
+
+    def add(self, message: str) -> Cluster:
+        """The cluster of ``message`` after learning from it (a new one if nothing is similar)."""
+        masked = _VARIABLE_TOKEN.sub(WILDCARD, message)
+        cached = self._cache.get(masked)
+        if cached is not None:
+            cached.size += 1
+            return cached
+        tokens = masked.split()
+        leaf = self._leaf(tokens)
+        cluster = self._best(leaf.clusters, tokens)
+        if cluster is None:
+            cluster = Cluster(len(self.clusters), tokens)
+            if len(self.clusters) < self.max_clusters:
+                self.clusters.append(cluster)
+                leaf.clusters.append(cluster)
+            # Beyond max_clusters a line still gets a stable id from its masked shape, unlearned.
+        else:
+            cluster.size += 1
+            changed = False
+            ctoks = cluster.tokens
+            for i, tok in enumerate(tokens):
+                if ctoks[i] != tok and ctoks[i] != WILDCARD:
+                    ctoks[i] = WILDCARD
+                    changed = True
+            if changed:
+                cluster._retemplate()
+        if len(self._cache) >= self.cache_size:
+            self._cache.clear()
+        self._cache[masked] = cluster
+        return cluster
+
+    def match(self, message: str) -> Cluster | None:
+        """The cluster ``message`` would join, without learning (for evaluation and read paths)."""
+        masked = _VARIABLE_TOKEN.sub(WILDCARD, message)
+        cached = self._cache.get(masked)
+        if cached is not None:
+            return cached
+        tokens = masked.split()
+        node = self._root.get(len(tokens))
+        if node is None:
+            return None
+        for tok in tokens[: self.depth - 2]:
+            nxt = node.children.get(tok) or node.children.get(WILDCARD)
+            if nxt is None:
+                return None
+            node = nxt
+        return self._best(node.clusters, tokens)
+
+    def _leaf(self, tokens: list[str]) -> _Node:
+        node = self._root.get(len(tokens))
+        if node is None:
+            node = self._root[len(tokens)] = _Node()
+        for tok in tokens[: self.depth - 2]:
+            children = node.children
+            nxt = children.get(tok)
+            if nxt is None:
+                key = tok if tok != WILDCARD and len(children) < self.max_children else WILDCARD
+                nxt = children.get(key)
+                if nxt is None:
+                    nxt = children[key] = _Node()
+            node = nxt
+        return node
+
+    def _best(self, clusters: list[Cluster], tokens: list[str]) -> Cluster | None:
+        if not tokens:
+            return clusters[0] if clusters else None
+        best: Cluster | None = None
+        best_sim = -1.0
+        best_params = -1
+        n = len(tokens)
+        for cluster in clusters:
+            same = 0
+            params = 0
+            for a, b in zip(cluster.tokens, tokens, strict=False):
+                if a == WILDCARD:
+                    params += 1
+                elif a == b:
+                    same += 1
+            sim = same / n
+            if sim > best_sim or (sim == best_sim and params > best_params):
+                best, best_sim, best_params = cluster, sim, params
+        if best is not None and best_sim >= self.similarity:
+            return best
+        return None
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """The learned templates as JSON; :meth:`from_bytes` rebuilds an equivalent tree."""
+        return orjson.dumps(
+            {
+                "version": 1,
+                "params": {
+                    "depth": self.depth,
+                    "similarity": self.similarity,
+                    "max_children": self.max_children,
+                    "max_clusters": self.max_clusters,
+                },
+                "clusters": [{"tokens": c.tokens, "size": c.size} for c in self.clusters],
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes | str) -> Drain:
+        state: dict[str, Any] = orjson.loads(data)
+        drain = cls(**state["params"])
+        for item in state["clusters"]:
+            tokens = list(item["tokens"])
+            cluster = Cluster(len(drain.clusters), tokens)
+            cluster.size = int(item.get("size", 1))
+            drain.clusters.append(cluster)
+            drain._leaf(tokens).clusters.append(cluster)
+        return drain

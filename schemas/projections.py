@@ -1,0 +1,334 @@
+"""Every tier's layout, derived from ``schemas.record.FIELDS`` and never typed again.
+
+- OpenSearch: :func:`opensearch_index_template`, :func:`to_opensearch_doc` / :func:`from_opensearch_doc`
+- Cassandra: :func:`cql_create_table`, :func:`cql_insert`, :func:`to_cql_row` / :func:`from_cql_row`
+- Arrow / Parquet: :func:`arrow_schema`, :func:`records_to_arrow` / :func:`arrow_to_records`
+- Flink: :func:`flink_row_fields`, :func:`flink_row_type_info` (imports pyflink lazily),
+  :func:`to_flink_row_values`, :func:`flink_sql_ddl`
+
+Choices that differ per tier are explained where they are made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from schemas.record import FIELDS, Kind, Level, Record, format_ts, from_micros, micros, parse_ts
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# -- OpenSearch --------------------------------------------------------------------------------
+
+_OPENSEARCH_TYPES: dict[Kind, dict[str, Any]] = {
+    Kind.ID: {"type": "keyword"},
+    Kind.KEYWORD: {"type": "keyword", "ignore_above": 1024},
+    Kind.TEXT: {"type": "text"},
+    Kind.TIMESTAMP: {"type": "date_nanos", "format": "strict_date_optional_time"},
+    # flat_object (OpenSearch >= 2.7) keeps arbitrary keys from exploding the mapping and avoids the
+    # conflict an object mapping hits when a line has both "error" and "error.type".
+    Kind.STRING_MAP: {"type": "flat_object"},
+    Kind.STRING_LIST: {"type": "keyword"},
+    Kind.COUNT_MAP: {"type": "object", "dynamic": True},
+}
+
+
+def opensearch_mappings() -> dict[str, Any]:
+    properties = {f.name: dict(_OPENSEARCH_TYPES[f.kind]) for f in FIELDS}
+    return {
+        "dynamic": "strict",
+        "dynamic_templates": [],
+        "properties": properties,
+    }
+
+
+def opensearch_index_template(
+    index_prefix: str = "strata-logs", *, shards: int = 1, replicas: int = 0, priority: int = 100
+) -> dict[str, Any]:
+    """The composable index template body for ``PUT _index_template/<name>``.
+
+    Daily indices are named ``<prefix>-YYYY.MM.DD`` (see :func:`opensearch_index_name`).
+    """
+    mappings = opensearch_mappings()
+    # `masked` counts are the only open-ended object: its values must map as integers, not longs
+    # guessed from the first document, so the template says so.
+    mappings["dynamic_templates"] = [
+        {"masked_counts": {"path_match": "masked.*", "mapping": {"type": "integer"}}}
+    ]
+    return {
+        "index_patterns": [f"{index_prefix}-*"],
+        "priority": priority,
+        "template": {
+            "settings": {"number_of_shards": shards, "number_of_replicas": replicas, "refresh_interval": "1s"},
+            "mappings": mappings,
+        },
+    }
+
+
+def opensearch_index_name(index_prefix: str, record: Record) -> str:
+    """Daily index by event time, so hot-tier retention is dropping whole indices."""
+    return f"{index_prefix}-{record.timestamp:%Y.%m.%d}"
+
+
+def to_opensearch_doc(record: Record) -> dict[str, Any]:
+    """The document body; index it with ``_id = record.log_id`` so a replay overwrites, not doubles."""
+    return record.to_dict()
+
+
+def from_opensearch_doc(source: Mapping[str, Any]) -> Record:
+    return Record.from_dict(dict(source))
+
+
+# -- Cassandra ---------------------------------------------------------------------------------
+
+# CQL `timestamp` holds milliseconds only; storing microseconds as bigint keeps the record lossless
+# and still sorts, which is all the clustering order needs.
+_CQL_TYPES: dict[Kind, str] = {
+    Kind.ID: "text",
+    Kind.KEYWORD: "text",
+    Kind.TEXT: "text",
+    Kind.TIMESTAMP: "bigint",
+    Kind.STRING_MAP: "map<text, text>",
+    Kind.STRING_LIST: "list<text>",
+    Kind.COUNT_MAP: "map<text, int>",
+}
+
+# Columns the table adds to the record's fields: the day bucket of the partition key.
+CQL_DERIVED_COLUMNS: dict[str, str] = {"day": "date"}
+CQL_PARTITION_KEY: tuple[str, ...] = ("tenant", "service", "day")
+CQL_CLUSTERING: tuple[tuple[str, str], ...] = (("timestamp", "DESC"), ("log_id", "ASC"))
+
+
+def cql_columns() -> list[tuple[str, str]]:
+    """(column, CQL type) in insert order: the record's fields, then the derived columns."""
+    cols = [(f.name, _CQL_TYPES[f.kind]) for f in FIELDS]
+    cols.extend(CQL_DERIVED_COLUMNS.items())
+    return cols
+
+
+def _cql_ident(name: str) -> str:
+    # `timestamp` is a CQL type name; quoting every identifier keeps that from ever biting.
+    return f'"{name}"'
+
+
+def cql_create_table(keyspace: str, table: str = "logs", *, default_ttl_seconds: int = 45 * 86400) -> str:
+    """``CREATE TABLE`` partitioned by (tenant, service, day), newest first, with a table-wide TTL."""
+    cols = ",\n".join(f"    {_cql_ident(n)} {t}" for n, t in cql_columns())
+    pk = ", ".join(_cql_ident(c) for c in CQL_PARTITION_KEY)
+    ck = ", ".join(_cql_ident(c) for c, _ in CQL_CLUSTERING)
+    order = ", ".join(f"{_cql_ident(c)} {o}" for c, o in CQL_CLUSTERING)
+    window_days = 1
+    return (
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.{table} (\n{cols},\n"
+        f"    PRIMARY KEY (({pk}), {ck})\n"
+        f") WITH CLUSTERING ORDER BY ({order})\n"
+        f"  AND default_time_to_live = {int(default_ttl_seconds)}\n"
+        # Whole SSTables expire together when every row has the same TTL and rows arrive roughly
+        # in time order: TWCS is the compaction made for exactly that.
+        f"  AND compaction = {{'class': 'TimeWindowCompactionStrategy', "
+        f"'compaction_window_unit': 'DAYS', 'compaction_window_size': {window_days}}}"
+    )
+
+
+def cql_insert(keyspace: str, table: str = "logs") -> str:
+    """The prepared INSERT matching :func:`to_cql_row`'s value order (idempotent on the primary key)."""
+    names = [n for n, _ in cql_columns()]
+    return (
+        f"INSERT INTO {keyspace}.{table} ({', '.join(_cql_ident(n) for n in names)}) "
+        f"VALUES ({', '.join('?' for _ in names)})"
+    )
+
+
+def to_cql_row(record: Record) -> tuple[Any, ...]:
+    values: list[Any] = []
+    for f in FIELDS:
+        value = getattr(record, f.name)
+        if f.kind is Kind.TIMESTAMP:
+            value = micros(value)
+        elif f.name == "level":
+            value = str(value)
+        values.append(value)
+    values.append(record.timestamp.date())  # day
+    return tuple(values)
+
+
+def from_cql_row(row: Mapping[str, Any] | Sequence[Any]) -> Record:
+    """Accepts a mapping (the driver's dict_factory) or a sequence in :func:`cql_columns` order."""
+    if not isinstance(row, Mapping):
+        row = dict(zip([n for n, _ in cql_columns()], row, strict=False))
+    kwargs: dict[str, Any] = {}
+    for f in FIELDS:
+        value = row.get(f.name)
+        if f.kind is Kind.TIMESTAMP:
+            value = from_micros(int(value))  # type: ignore[arg-type]
+        elif f.kind is Kind.STRING_MAP or f.kind is Kind.COUNT_MAP:
+            value = dict(value or {})
+        elif f.kind is Kind.STRING_LIST:
+            value = list(value or [])
+        kwargs[f.name] = value
+    kwargs["level"] = Level(kwargs["level"])
+    return Record(**kwargs)
+
+
+def cql_day(ts: datetime) -> date:
+    return ts.date()
+
+
+# -- Arrow / Parquet ---------------------------------------------------------------------------
+
+
+def arrow_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    types: dict[Kind, pa.DataType] = {
+        Kind.ID: pa.string(),
+        Kind.KEYWORD: pa.string(),
+        Kind.TEXT: pa.string(),
+        Kind.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+        Kind.STRING_MAP: pa.map_(pa.string(), pa.string()),
+        Kind.STRING_LIST: pa.list_(pa.string()),
+        Kind.COUNT_MAP: pa.map_(pa.string(), pa.int32()),
+    }
+    return pa.schema([pa.field(f.name, types[f.kind], nullable=not f.required) for f in FIELDS])
+
+
+def to_arrow_row(record: Record) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for f in FIELDS:
+        value = getattr(record, f.name)
+        if f.kind is Kind.STRING_MAP or f.kind is Kind.COUNT_MAP:
+            value = list(value.items())
+        elif f.name == "level":
+            value = str(value)
+        row[f.name] = value
+    return row
+
+
+def records_to_arrow(records: Iterable[Record]) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([to_arrow_row(r) for r in records], schema=arrow_schema())
+
+
+def arrow_to_records(table: pa.Table) -> list[Record]:
+    out = []
+    for row in table.to_pylist():
+        kwargs: dict[str, Any] = {}
+        for f in FIELDS:
+            value = row.get(f.name)
+            if f.kind is Kind.STRING_MAP or f.kind is Kind.COUNT_MAP:
+                value = dict(value or [])
+            elif f.kind is Kind.STRING_LIST:
+                value = list(value or [])
+            elif f.kind is Kind.TIMESTAMP:
+                value = parse_ts(value)
+            kwargs[f.name] = value
+        kwargs["level"] = Level(kwargs["level"])
+        out.append(Record(**kwargs))
+    return out
+
+
+# -- Flink -------------------------------------------------------------------------------------
+
+_FLINK_SQL_TYPES: dict[Kind, str] = {
+    Kind.ID: "STRING",
+    Kind.KEYWORD: "STRING",
+    Kind.TEXT: "STRING",
+    Kind.TIMESTAMP: "TIMESTAMP(6)",
+    Kind.STRING_MAP: "MAP<STRING, STRING>",
+    Kind.STRING_LIST: "ARRAY<STRING>",
+    Kind.COUNT_MAP: "MAP<STRING, INT>",
+}
+
+
+def flink_row_fields() -> list[tuple[str, str]]:
+    """(name, Flink SQL type) per field, the row type described without importing pyflink."""
+    return [(f.name, _FLINK_SQL_TYPES[f.kind] + ("" if not f.required else " NOT NULL")) for f in FIELDS]
+
+
+def flink_row_type_info() -> Any:
+    """``Types.ROW_NAMED(...)`` for the DataStream API. Imports pyflink here only, so that the rest
+    of ``schemas`` stays importable (and testable) on a machine without it."""
+    from pyflink.common import Types
+
+    by_kind = {
+        Kind.ID: Types.STRING(),
+        Kind.KEYWORD: Types.STRING(),
+        Kind.TEXT: Types.STRING(),
+        Kind.TIMESTAMP: Types.SQL_TIMESTAMP(),
+        Kind.STRING_MAP: Types.MAP(Types.STRING(), Types.STRING()),
+        Kind.STRING_LIST: Types.LIST(Types.STRING()),
+        Kind.COUNT_MAP: Types.MAP(Types.STRING(), Types.INT()),
+    }
+    return Types.ROW_NAMED([f.name for f in FIELDS], [by_kind[f.kind] for f in FIELDS])
+
+
+def to_flink_row_values(record: Record) -> tuple[Any, ...]:
+    """Values in field order for ``Row(*values)``; SQL_TIMESTAMP wants naive UTC datetimes."""
+    values: list[Any] = []
+    for f in FIELDS:
+        value = getattr(record, f.name)
+        if f.kind is Kind.TIMESTAMP:
+            value = value.replace(tzinfo=None)
+        elif f.name == "level":
+            value = str(value)
+        values.append(value)
+    return tuple(values)
+
+
+def from_flink_row_values(values: Sequence[Any]) -> Record:
+    kwargs: dict[str, Any] = {}
+    for f, value in zip(FIELDS, values, strict=True):
+        if f.kind is Kind.TIMESTAMP:
+            value = parse_ts(value)
+        elif f.kind is Kind.STRING_MAP or f.kind is Kind.COUNT_MAP:
+            value = dict(value or {})
+        elif f.kind is Kind.STRING_LIST:
+            value = list(value or [])
+        kwargs[f.name] = value
+    kwargs["level"] = Level(kwargs["level"])
+    return Record(**kwargs)
+
+
+def flink_sql_ddl(table: str, options: Mapping[str, str], *, primary_key: bool = True) -> str:
+    """``CREATE TABLE`` for a Table API sink (e.g. the opensearch-2 connector), keyed on log_id."""
+    cols = [f"  `{name}` {sql_type}" for name, sql_type in flink_row_fields()]
+    if primary_key:
+        cols.append("  PRIMARY KEY (`log_id`) NOT ENFORCED")
+    opts = ",\n".join(f"  '{k}' = '{v}'" for k, v in options.items())
+    return f"CREATE TABLE `{table}` (\n" + ",\n".join(cols) + f"\n) WITH (\n{opts}\n)"
+
+
+def to_json_dict(record: Record) -> dict[str, Any]:
+    """Alias of :meth:`Record.to_dict`, for symmetry with the other projections."""
+    return record.to_dict()
+
+
+__all__ = [
+    "CQL_CLUSTERING",
+    "CQL_DERIVED_COLUMNS",
+    "CQL_PARTITION_KEY",
+    "arrow_schema",
+    "arrow_to_records",
+    "cql_columns",
+    "cql_create_table",
+    "cql_insert",
+    "flink_row_fields",
+    "flink_row_type_info",
+    "flink_sql_ddl",
+    "format_ts",
+    "from_cql_row",
+    "from_flink_row_values",
+    "from_opensearch_doc",
+    "opensearch_index_name",
+    "opensearch_index_template",
+    "opensearch_mappings",
+    "records_to_arrow",
+    "to_arrow_row",
+    "to_cql_row",
+    "to_flink_row_values",
+    "to_json_dict",
+    "to_opensearch_doc",
+]
