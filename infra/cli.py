@@ -16,22 +16,28 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "stack": ("infra.stack.cli", "start, stop and inspect the local stack"),
     "parse": ("jobs.records.cli", "parse log lines into normalized records (JSON per line)"),
+    "serve": ("api.serve", "run the API (collectors, tenants, health) under uvicorn"),
+    "tenant": ("api.tenant_cli", "create tenants and manage their API keys"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported, the others are listed by name."""
     parser = argparse.ArgumentParser(prog="strata", description="Strata log pipeline")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub_parser)
+            sub_parser.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

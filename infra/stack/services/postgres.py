@@ -1,0 +1,157 @@
+"""PostgreSQL 15 from Debian's packages, as a private cluster run by an unprivileged user."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from infra.stack.process import StackError, chown_tree, unprivileged_user
+from infra.stack.services.base import Launch, Port, Service
+
+
+def _find_bin_dir(configured: Path | None) -> Path | None:
+    if configured is not None:
+        return configured
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+    for d in reversed(dirs):
+        if (Path(d) / "postgres").exists() and (Path(d) / "initdb").exists():
+            return Path(d)
+    return None
+
+
+def install_server() -> None:
+    """Install the PostgreSQL server from apt without letting Debian create or start its own cluster."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise StackError("PostgreSQL 15 is not installed: apt-get install postgresql-15 (as root)")
+    conf = Path("/etc/postgresql-common/createcluster.conf")
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    if not conf.exists():
+        conf.write_text("create_main_cluster = false\n")
+    policy = Path("/usr/sbin/policy-rc.d")
+    had_policy = policy.exists()
+    if not had_policy:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql-15"]):
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                raise StackError(f"postgres: `{' '.join(cmd)}` failed:\n{proc.stderr[-2000:]}")
+    finally:
+        if not had_policy:
+            policy.unlink(missing_ok=True)
+
+
+class Postgres(Service):
+    name = "postgres"
+
+    @property
+    def version(self) -> str:
+        bin_dir = _find_bin_dir(self.settings.postgres_bin_dir)
+        return bin_dir.parent.name if bin_dir else "15"
+
+    @property
+    def ports(self) -> list[Port]:
+        return [Port(self.settings.postgres_port, "STRATA_POSTGRES_PORT")]
+
+    @property
+    def endpoint(self) -> str:
+        s = self.settings
+        host = s.postgres_host or s.bind_host
+        return f"postgresql://{s.postgres_user}@{host}:{s.postgres_port}/{s.postgres_db}"
+
+    def fetch(self) -> None:
+        if _find_bin_dir(self.settings.postgres_bin_dir) is None:
+            install_server()
+
+    def _bin(self, name: str) -> str:
+        bin_dir = _find_bin_dir(self.settings.postgres_bin_dir)
+        if bin_dir is None:
+            raise StackError("postgres: no server binaries found; set STRATA_POSTGRES_BIN_DIR")
+        return str(bin_dir / name)
+
+    def prepare(self) -> Launch:
+        s = self.settings
+        user = unprivileged_user(s.opensearch_user)
+        pgdata = self.data_dir / "pgdata"
+        sockets = self.data_dir / "sockets"
+        sockets.mkdir(parents=True, exist_ok=True)
+        if not (pgdata / "PG_VERSION").exists():
+            shutil.rmtree(pgdata, ignore_errors=True)
+            pwfile = self.data_dir / ".pwfile"
+            pwfile.write_text(s.postgres_password + "\n")
+            chown_tree(self.data_dir, user)
+            cmd = [
+                self._bin("initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                s.postgres_user,
+                f"--pwfile={pwfile}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ]
+            if user is not None:
+                cmd = ["runuser", "-u", user, "--", *cmd]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            pwfile.unlink(missing_ok=True)
+            if proc.returncode != 0:
+                raise StackError(f"postgres: initdb failed:\n{proc.stdout}{proc.stderr}")
+        chown_tree(self.data_dir, user)
+        cmd = [
+            self._bin("postgres"),
+            "-D",
+            str(pgdata),
+            "-p",
+            str(s.postgres_port),
+            "-c",
+            f"listen_addresses={s.bind_host}",
+            "-c",
+            f"unix_socket_directories={sockets}",
+            "-c",
+            "shared_buffers=128MB",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "fsync=on",
+        ]
+        return Launch(cmd=cmd, cwd=self.data_dir, user=user)
+
+    def _connect(self, dbname: str) -> Any:
+        import psycopg
+
+        s = self.settings
+        return psycopg.connect(
+            host=s.postgres_host or s.bind_host,
+            port=s.postgres_port,
+            user=s.postgres_user,
+            password=s.postgres_password,
+            dbname=dbname,
+            connect_timeout=3,
+            autocommit=True,
+        )
+
+    def check(self) -> str | None:
+        try:
+            with self._connect("postgres") as conn:
+                conn.execute("SELECT 1")
+        except Exception as exc:
+            return f"no answer from {self.endpoint}: {str(exc).strip().splitlines()[0]}"
+        return None
+
+    def provision(self) -> None:
+        db = self.settings.postgres_db
+        with self._connect("postgres") as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
+            if not exists:
+                from psycopg import sql
+
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))

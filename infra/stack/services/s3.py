@@ -1,0 +1,90 @@
+"""An S3-compatible server: s3proxy with its filesystem backend, so objects live on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from infra.stack.maven import Artifact, fetch
+from infra.stack.services.base import Launch, Port, Service, classpath, java
+
+
+class S3Proxy(Service):
+    name = "s3"
+
+    @property
+    def version(self) -> str:
+        return self.settings.s3proxy_version
+
+    @property
+    def ports(self) -> list[Port]:
+        return [Port(self.settings.s3_port, "STRATA_S3_PORT")]
+
+    @property
+    def endpoint(self) -> str:
+        return self.settings.s3_endpoint_url
+
+    @property
+    def lib_dir(self) -> Path:
+        return self.settings.cache_dir / f"s3proxy-{self.version}"
+
+    def fetch(self) -> None:
+        fetch([Artifact("org.gaul", "s3proxy", self.version)], self.lib_dir)
+
+    def prepare(self) -> Launch:
+        s = self.settings
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "objects").mkdir(parents=True, exist_ok=True)
+        props = self.conf_dir / "s3proxy.properties"
+        props.write_text(
+            "\n".join(
+                [
+                    f"s3proxy.endpoint=http://{s.bind_host}:{s.s3_port}",
+                    "s3proxy.authorization=aws-v2-or-v4",
+                    f"s3proxy.identity={s.s3_access_key}",
+                    f"s3proxy.credential={s.s3_secret_key}",
+                    "s3proxy.ignore-unknown-headers=true",
+                    "jclouds.provider=filesystem",
+                    f"jclouds.filesystem.basedir={self.data_dir / 'objects'}",
+                    f"jclouds.region={s.s3_region}",
+                    "",
+                ]
+            )
+        )
+        cmd = [
+            java(),
+            f"-Xmx{s.s3_heap}",
+            "-cp",
+            classpath(self.lib_dir),
+            "org.gaul.s3proxy.Main",
+            "--properties",
+            str(props),
+        ]
+        return Launch(cmd=cmd)
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        s = self.settings
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=s.s3_access_key,
+            aws_secret_access_key=s.s3_secret_key,
+            region_name=s.s3_region,
+            config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 1}),
+        )
+
+    def check(self) -> str | None:
+        try:
+            self.client().list_buckets()
+        except Exception as exc:
+            return f"no answer from {self.endpoint}: {exc}"
+        return None
+
+    def provision(self) -> None:
+        client = self.client()
+        names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+        if self.settings.s3_bucket not in names:
+            client.create_bucket(Bucket=self.settings.s3_bucket)
