@@ -19,8 +19,9 @@ from typing import Any
 import orjson
 
 WILDCARD = "<*>"
-# A token with a digit is a variable; so is a long hex run or a base64-looking blob.
-_VARIABLE_TOKEN = re.compile(r"\S*\d\S*|(?<!\S)[0-9a-fA-F]{8,}(?!\S)")
+# A token with a digit is a variable; so is a long hex run, and so is a token holding a PII marker
+# (masking already decided it varies: "[IP]" and "[IP],[IP]" are the same slot).
+_VARIABLE_TOKEN = re.compile(r"\S*(?:\d|\[[A-Z_]+\])\S*|(?<!\S)[0-9a-fA-F]{8,}(?!\S)")
 
 
 def pattern_id_of(template: str) -> str:
@@ -65,6 +66,7 @@ class Drain:
         depth: int = 4,
         similarity: float = 0.5,
         max_children: int = 100,
+        count_wildcards: bool = False,
         max_clusters: int = 50_000,
         cache_size: int = 200_000,
     ) -> None:
@@ -73,6 +75,7 @@ class Drain:
         self.depth = depth
         self.similarity = similarity
         self.max_children = max_children
+        self.count_wildcards = count_wildcards
         self.max_clusters = max_clusters
         self.cache_size = cache_size
         self.clusters: list[Cluster] = []
@@ -161,7 +164,7 @@ class Drain:
                     params += 1
                 elif a == b:
                     same += 1
-            sim = same / n
+            sim = (same + params) / n if self.count_wildcards else same / n
             if sim > best_sim or (sim == best_sim and params > best_params):
                 best, best_sim, best_params = cluster, sim, params
         if best is not None and best_sim >= self.similarity:
@@ -179,6 +182,7 @@ class Drain:
                     "depth": self.depth,
                     "similarity": self.similarity,
                     "max_children": self.max_children,
+                    "count_wildcards": self.count_wildcards,
                     "max_clusters": self.max_clusters,
                 },
                 "clusters": [{"tokens": c.tokens, "size": c.size} for c in self.clusters],
