@@ -83,6 +83,22 @@ class Settings(BaseSettings):
     postgres_db: str = "strata"
     postgres_bin_dir: Path | None = None
 
+    # Collector API and receivers (issue #5).
+    api_port: int = 8000
+    api_workers: int = 1
+    admin_token: str = ""  # empty: the admin routes are closed; tenants are then made with `strata tenant`
+    ingest_max_body_bytes: int = 16 * 1024 * 1024  # per request, after decompression too
+    ingest_max_record_bytes: int = 512 * 1024  # one encoded entry; Kafka refuses messages over ~1 MiB
+    ingest_rate_per_s: float = 200_000.0  # records per second per tenant and worker; 0 turns it off
+    ingest_rate_burst_s: float = 2.0  # a tenant may send this many seconds' worth at once
+    kafka_ack_timeout_s: float = 10.0  # how long a request waits for Kafka before answering 503
+    auth_cache_s: float = 2.0  # how long a verified key is trusted without asking PostgreSQL again
+    upload_max_bytes: int = 20 * 1024**3
+    syslog_tenant: str = "default"
+    syslog_service: str = ""  # empty: the syslog APP-NAME or tag
+    api_url: str = ""  # where `strata send` posts; empty: the local API
+    api_key: str = ""  # the key `strata send` uses
+
     # Tier windows, shared by the ingest job and the search API.
     hot_days: int = 14
     warm_days: int = 45
@@ -128,6 +144,10 @@ class Settings(BaseSettings):
             f"host={host} port={self.postgres_port} user={self.postgres_user} "
             f"password={self.postgres_password} dbname={self.postgres_db}"
         )
+
+    @property
+    def api_endpoint(self) -> str:
+        return self.api_url or f"http://{self.bind_host}:{self.api_port}"
 
     @property
     def cache_dir(self) -> Path:

@@ -1,0 +1,170 @@
+"""What the routes share: the process's state (settings, PostgreSQL pool, Kafka producer, rate
+limiter) and authentication as ``Annotated`` dependencies.
+
+Keys are accepted as ``Authorization: Bearer <key>``, ``X-API-Key: <key>``, and, for Elasticsearch
+clients that only know those, ``Authorization: Basic`` (the password is the key) and
+``Authorization: ApiKey base64(id:key)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, HTTPException, Request, status
+from psycopg_pool import AsyncConnectionPool
+
+from api.ratelimit import RateLimiter
+from connectors.kafka.producer import Producer
+from connectors.postgres import tenants
+from infra.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CollectorState:
+    settings: Settings
+    pool: AsyncConnectionPool
+    producer: Producer
+    limiter: RateLimiter
+    auth_cache: dict[str, tuple[tenants.KeyInfo | None, float]]
+    background: set[asyncio.Task[None]]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the tenant every record of this request is stamped with."""
+
+    tenant_id: str
+    key_id: str | None  # None for the admin token
+    scopes: frozenset[str]
+    rate_per_s: float | None = None
+    is_admin_token: bool = False
+
+
+def get_state(request: Request) -> CollectorState:
+    state: CollectorState = request.app.state.collector
+    return state
+
+
+StateDep = Annotated[CollectorState, Depends(get_state)]
+
+
+def credential(request: Request) -> str | None:
+    """The key the client sent, in whichever header its kind of client uses."""
+    key = request.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "bearer":
+        return value
+    if scheme in ("basic", "apikey"):
+        if tenants.split_key(value) is not None:
+            return value
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user, sep, password = decoded.partition(":")
+        if not sep:
+            return decoded
+        return password or user
+    return None
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": 'Bearer realm="strata"'}
+    )
+
+
+async def _verify(state: CollectorState, key: str) -> tenants.KeyInfo | None:
+    now = time.monotonic()
+    cached = state.auth_cache.get(key)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    try:
+        async with state.pool.connection(timeout=5) as conn:
+            info = await tenants.verify_key(conn, key)
+            if info is not None:
+                await tenants.touch_key(conn, info.key_id, datetime.now(UTC))
+    except (psycopg.Error, TimeoutError) as exc:
+        log.warning("cannot verify an API key: %s", exc)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="the key store (PostgreSQL) is unavailable; retry shortly",
+            headers={"Retry-After": "5"},
+        ) from exc
+    if len(state.auth_cache) > 10_000:
+        state.auth_cache.clear()
+    state.auth_cache[key] = (info, now + state.settings.auth_cache_s)
+    return info
+
+
+def require(scope: str, *, admin_token_too: bool = False) -> Any:
+    """A dependency admitting a tenant key with ``scope``; the admin token too where ``scope`` is
+    ``admin`` or ``admin_token_too`` is set."""
+
+    async def dependency(request: Request, state: StateDep) -> Principal:
+        key = credential(request)
+        if not key:
+            raise _unauthorized(
+                "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            )
+        admin_token = state.settings.admin_token
+        if admin_token and hmac.compare_digest(key.encode(), admin_token.encode()):
+            if scope == "admin" or admin_token_too:
+                return Principal(tenant_id="", key_id=None, scopes=frozenset({"admin"}), is_admin_token=True)
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail="the admin token manages tenants; send logs with a tenant's key",
+            )
+        info = await _verify(state, key)
+        if info is None:
+            raise _unauthorized("the API key is not valid")
+        if info.revoked:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="the API key has been revoked")
+        if info.expired:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="the API key has expired (it was rotated)")
+        if info.tenant_disabled:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"tenant {info.tenant_id!r} is disabled")
+        if scope not in info.scopes:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"the API key lacks the {scope!r} scope (it has: {', '.join(sorted(info.scopes))})",
+            )
+        return Principal(
+            tenant_id=info.tenant_id, key_id=info.key_id, scopes=info.scopes, rate_per_s=info.rate_per_s
+        )
+
+    return dependency
+
+
+IngestKey = Annotated[Principal, Depends(require("ingest"))]
+RegisterKey = Annotated[Principal, Depends(require("register", admin_token_too=True))]
+AdminKey = Annotated[Principal, Depends(require("admin"))]
+
+
+def check_rate(state: CollectorState, principal: Principal, count: int) -> None:
+    """429 with ``Retry-After`` when the tenant is over its rate."""
+    rate = state.settings.ingest_rate_per_s if principal.rate_per_s is None else principal.rate_per_s
+    wait = state.limiter.take(principal.tenant_id, rate, count)
+    if wait > 0:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"tenant {principal.tenant_id!r} is over its rate of {rate:g} records/s; retry later",
+            headers={"Retry-After": str(int(wait))},
+        )

@@ -1,0 +1,81 @@
+"""The Strata API: collectors (ingest, _bulk, OTLP, uploads), tenants and keys, health.
+
+Run it with ``strata serve``; uvicorn imports :func:`create_app` as a factory, so each worker
+process reads the settings and opens its own Kafka producer and PostgreSQL pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.deps import CollectorState
+from api.ratelimit import RateLimiter
+from api.routers import elastic, health, ingest, otlp, tenants, upload
+from connectors.kafka.producer import Producer, producer_config
+from connectors.postgres.migrate import migrate
+from connectors.postgres.pool import async_pool
+from infra.settings import Settings, get_settings
+
+log = logging.getLogger("strata.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The FastAPI application, configured by ``settings`` (the environment's when omitted)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            applied = await asyncio.to_thread(migrate, settings.postgres_dsn)
+        except Exception as exc:
+            where = settings.postgres_dsn.split(" password=")[0]
+            raise RuntimeError(f"cannot prepare the PostgreSQL schema at {where}: {exc}") from exc
+        if applied:
+            log.info("applied PostgreSQL migrations %s", ", ".join(applied))
+        pool = async_pool(settings.postgres_dsn)
+        await pool.open()
+        from api import metrics  # imported here so a metrics-less tool importing api.main stays light
+
+        producer = Producer(
+            producer_config(settings),
+            on_error=lambda reason: metrics.KAFKA_ERRORS.labels(reason).inc(),
+        ).start()
+        state = CollectorState(
+            settings=settings,
+            pool=pool,
+            producer=producer,
+            limiter=RateLimiter(settings.ingest_rate_burst_s),
+            auth_cache={},
+            background=set(),
+        )
+        app.state.collector = state
+        try:
+            yield
+        finally:
+            for task in list(state.background):
+                task.cancel()
+            if state.background:
+                await asyncio.gather(*state.background, return_exceptions=True)
+            left = await asyncio.to_thread(producer.close, settings.kafka_ack_timeout_s)
+            if left:
+                log.error("%d messages were still unacknowledged by Kafka at shutdown", left)
+            await pool.close()
+
+    app = FastAPI(
+        title="Strata",
+        version="0.1.0",
+        summary="Collect, parse, tier, alert on and search logs",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(ingest.router)
+    app.include_router(upload.router)
+    app.include_router(otlp.router)
+    app.include_router(tenants.router)
+    app.include_router(elastic.router)
+    return app
