@@ -6,8 +6,8 @@ because the accuracy test measures the header fields they produce against Loghub
 Select one with ``--format hdfs`` or per service in the config (``services: {namenode: {patterns:
 [hdfs]}}``); copy one into your config's ``patterns`` to adapt it.
 
-Group names: timestamp, level, service (alias component), host, message (alias content),
-trace_id, span_id; any other named group becomes an attribute.
+Group names: timestamp, level, service, host, message (alias content), trace_id, span_id; any
+other named group becomes an attribute (``component`` holds logger or class names).
 """
 
 from __future__ import annotations
@@ -39,12 +39,13 @@ BUILTIN_PATTERNS: dict[str, dict[str, Any]] = {
         r"\[(?P<process>.*?)\] (?P<component>[^\s:]+): (?P<message>.*)$",
     },
     "linux": {
-        "regex": r"(?P<timestamp>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (?P<host>\S+) "
-        r"(?P<component>[^\s\[:]+(?:\([^)]*\))?)(?:\[(?P<pid>\d+)\])?: (?P<message>.*?)\s*$",
+        # The program may hold spaces ("syslogd 1.4.1", "-- root"), so it runs to the first '[' or ':'.
+        "regex": r"(?P<timestamp>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (?P<host>\S+) +"
+        r"(?P<service>[^\[:]+?)(?:\[(?P<pid>\d+)\])?: (?P<message>.*?)\s*$",
     },
     "openssh": {
         "regex": r"(?P<timestamp>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (?P<host>\S+) "
-        r"(?P<component>[^\s\[:]+)\[(?P<pid>\d+)\]: (?P<message>.*?)\s*$",
+        r"(?P<service>[^\s\[:]+)\[(?P<pid>\d+)\]: (?P<message>.*?)\s*$",
     },
     "openstack": {
         "regex": r"(?P<logrecord>\S+) (?P<timestamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (?P<pid>\d+) "

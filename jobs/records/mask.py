@@ -77,6 +77,9 @@ _PHONE_FULL = re.compile(
     r"(?:\+\d{1,3}[ .-]?|00\d{1,2}[ .-])?(?:\(\d{3}\)[ ]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
     r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?"
 )
+# Ten bare digits are as often a thread id or a counter as a phone number: only mask them when
+# the words just before say it is one.
+_PHONE_CONTEXT = re.compile(r"(?i)phone|tel\b|mobile|cell|call|sms|fax|whatsapp|contact")
 _IPV6 = re.compile(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?::(?:\d{1,3}\.){3}\d{1,3})?")
 _HAS_DIGIT = re.compile(r"\d")
 _WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
@@ -147,7 +150,7 @@ class Masker:
                     return MARKERS["PHONE"]
                 return value
             if kind == "phone":
-                if s.phone:
+                if s.phone and (not value.isdigit() or _PHONE_CONTEXT.search(text, max(0, start - 24), start)):
                     counts["PHONE"] = counts.get("PHONE", 0) + 1
                     return MARKERS["PHONE"]
                 return value

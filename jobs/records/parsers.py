@@ -449,7 +449,7 @@ def parse_raw(line: str) -> Parsed:
 _PATTERN_FIELDS = {
     "timestamp": "timestamp", "ts": "timestamp", "time": "timestamp",
     "level": "level", "severity": "level",
-    "service": "service", "component": "service",
+    "service": "service",
     "host": "host", "hostname": "host",
     "message": "message", "msg": "message", "content": "message",
     "trace_id": "trace_id", "span_id": "span_id",
@@ -459,7 +459,11 @@ _PATTERN_FIELDS = {
 
 class RegexPattern:
     """A user's named-group regex: groups timestamp/level/service/host/message (and synonyms) fill
-    those fields, every other named group becomes an attribute."""
+    those fields, every other named group becomes an attribute.
+
+    A logger or class name belongs in a group called ``component`` (an attribute), not ``service``:
+    the service is part of the Cassandra partition key and should name a deployable, not a class.
+    """
 
     def __init__(
         self,
