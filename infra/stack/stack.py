@@ -35,11 +35,12 @@ def select(settings: Settings, names: list[str] | None) -> list[Service]:
     return [known[n] for n in names]
 
 
-def fetch_all(settings: Settings, services: list[Service]) -> None:
-    """Fetch every service (and the Flink jars) in parallel; downloads are I/O bound."""
+def fetch_all(settings: Settings, services: list[Service], *, flink_jars: bool = True) -> None:
+    """Fetch the services (and the Flink jars the jobs load) in parallel; downloads are I/O bound."""
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [pool.submit(s.fetch) for s in services]
-        futures.append(pool.submit(_fetch_flink_jars, settings))
+        if flink_jars:
+            futures.append(pool.submit(_fetch_flink_jars, settings))
         for f in futures:
             f.result()
 
@@ -78,7 +79,13 @@ def up(
     for d in (settings.cache_dir, settings.data_dir, settings.log_dir, settings.run_dir):
         d.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    fetch_all(settings, services)
+    # Ports first: a taken port is a quick, clear answer, not one after minutes of downloads.
+    for s in services:
+        if s.pid() is None:
+            for port in s.ports:
+                if process.port_in_use(settings.bind_host, port.number):
+                    raise StackError(f"{s.name}: {port.describe()}")
+    fetch_all(settings, services, flink_jars=not names)
     log(f"fetched everything in {time.monotonic() - t0:.0f}s")
     started: list[Service] = []
     for s in services:

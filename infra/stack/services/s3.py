@@ -8,6 +8,16 @@ from typing import Any
 from infra.stack.maven import Artifact, fetch
 from infra.stack.services.base import Launch, Port, Service, classpath, java
 
+# s3proxy logs every request at DEBUG by default; keep warnings only.
+LOGBACK = """<configuration>
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%date{ISO8601} %-5level %logger{20} - %msg%n</pattern></encoder>
+  </appender>
+  <root level="WARN"><appender-ref ref="STDOUT"/></root>
+  <logger name="org.gaul.s3proxy" level="INFO"/>
+</configuration>
+"""
+
 
 class S3Proxy(Service):
     name = "s3"
@@ -44,16 +54,22 @@ class S3Proxy(Service):
                     f"s3proxy.identity={s.s3_access_key}",
                     f"s3proxy.credential={s.s3_secret_key}",
                     "s3proxy.ignore-unknown-headers=true",
-                    "jclouds.provider=filesystem",
+                    # nio2 lists keys, not the folders that hold them, as S3 does.
+                    "jclouds.provider=filesystem-nio2",
+                    f"jclouds.identity={s.s3_access_key}",
+                    f"jclouds.credential={s.s3_secret_key}",
                     f"jclouds.filesystem.basedir={self.data_dir / 'objects'}",
                     f"jclouds.region={s.s3_region}",
                     "",
                 ]
             )
         )
+        logback = self.conf_dir / "logback.xml"
+        logback.write_text(LOGBACK)
         cmd = [
             java(),
             f"-Xmx{s.s3_heap}",
+            f"-Dlogback.configurationFile={logback}",
             "-cp",
             classpath(self.lib_dir),
             "org.gaul.s3proxy.Main",

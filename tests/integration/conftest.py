@@ -1,0 +1,27 @@
+"""Integration tests run against the real local stack (`strata stack up`, which `make test` runs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.settings import Settings
+from infra.stack.services import Service, all_services
+
+
+def _service(settings: Settings, name: str) -> Service:
+    return next(s for s in all_services(settings) if s.name == name)
+
+
+@pytest.fixture(scope="session")
+def require(settings: Settings):  # type: ignore[no-untyped-def]
+    """``require("kafka", "opensearch")`` fails the test with the reason when a service is down."""
+    checked: dict[str, str | None] = {}
+
+    def need(*names: str) -> None:
+        for name in names:
+            if name not in checked:
+                checked[name] = _service(settings, name).check()
+            if checked[name] is not None:
+                pytest.fail(f"{name} is not available ({checked[name]}); run `strata stack up` first")
+
+    return need
