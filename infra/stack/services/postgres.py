@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import glob
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from infra.settings import REPO_ROOT
 from infra.stack.process import StackError, chown_tree, unprivileged_user
 from infra.stack.services.base import Launch, Port, Service
 
@@ -24,27 +24,11 @@ def _find_bin_dir(configured: Path | None) -> Path | None:
 
 
 def install_server() -> None:
-    """Install the PostgreSQL server from apt without letting Debian create or start its own cluster."""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise StackError("PostgreSQL 15 is not installed: apt-get install postgresql-15 (as root)")
-    conf = Path("/etc/postgresql-common/createcluster.conf")
-    conf.parent.mkdir(parents=True, exist_ok=True)
-    if not conf.exists():
-        conf.write_text("create_main_cluster = false\n")
-    policy = Path("/usr/sbin/policy-rc.d")
-    had_policy = policy.exists()
-    if not had_policy:
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-    try:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql-15"]):
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if proc.returncode != 0:
-                raise StackError(f"postgres: `{' '.join(cmd)}` failed:\n{proc.stderr[-2000:]}")
-    finally:
-        if not had_policy:
-            policy.unlink(missing_ok=True)
+    """Install the server binaries through the project's one system-packages script."""
+    script = REPO_ROOT / "infra" / "system-deps.sh"
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise StackError(f"postgres: installing the server failed:\n{proc.stderr[-2000:]}")
 
 
 class Postgres(Service):
