@@ -119,9 +119,13 @@ class RawEnvelope:
             received_at = parse_ts(data["received_at"])
         except (KeyError, TypeError, ValueError) as exc:
             raise EnvelopeError("missing or invalid received_at") from exc
-        attributes = data.get("attributes") or {}
-        if not isinstance(attributes, dict):
-            raise EnvelopeError("'attributes' must be an object")
+        attributes = data.get("attributes")
+        if attributes:
+            if not isinstance(attributes, dict):
+                raise EnvelopeError("'attributes' must be an object")
+            attributes = {str(k): str(v) for k, v in attributes.items()}
+        else:
+            attributes = {}
         return cls(
             tenant=tenant,
             received_at=received_at,
@@ -132,7 +136,7 @@ class RawEnvelope:
             host=_opt_str(data.get("host")),
             format=_opt_str(data.get("format")),
             line_encoding=encoding,
-            attributes={str(k): str(v) for k, v in attributes.items()},
+            attributes=attributes,
         )
 
     @classmethod

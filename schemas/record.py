@@ -99,10 +99,7 @@ def parse_ts(value: Any) -> datetime:
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     if isinstance(value, int):
         return from_micros(value)
-    text = str(value)
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(text)
+    parsed = datetime.fromisoformat(str(value))  # Python 3.11 reads a trailing "Z" itself
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)

@@ -123,6 +123,7 @@ class Masker:
             self._secret_re = re.compile(
                 r"(?i)((?:" + alt + r")[\w\-.]*[\"']?\s*[=:]\s*)((?:bearer|basic)\s+[^\s,;&\"']+|\"[^\"]*\"|'[^']*'|[^\s,;&\"'}\]]+)"
             )
+        self._secret_key_cache: dict[str, bool] = {}
         self._custom = [(r.name, re.compile(r.regex), r.marker) for r in settings.custom]
         self._digits_on = settings.card or settings.ssn or settings.phone or settings.ipv4
 
@@ -187,17 +188,25 @@ class Masker:
     def mask(self, text: str, counts: dict[str, int]) -> str:
         """``text`` with every enabled kind replaced by its marker; ``counts`` is updated in place."""
         s = self.settings
-        if self._secret_re is not None or s.bearer:
+        if len(text) < 6:  # shorter than any maskable value ("a@b.co", "1.1.1.1", "pwd=x")
+            return text
+        if self._secret_re is not None and ("=" in text or ":" in text):
             low = text.lower()
-            if self._secret_re is not None and any(k in low for k in self._secret_keys):
+            for k in self._secret_keys:
+                if k in low:
+                    break
+            else:
+                low = ""
+            if low:
                 text, n = self._secret_re.subn(r"\1[REDACTED]", text)
                 if n:
                     counts["SECRET"] = counts.get("SECRET", 0) + n
-            if s.bearer and "bearer" in low:
+        if s.bearer:
+            if "earer" in text or "EARER" in text:
                 text, n = _BEARER.subn(r"\1[TOKEN]", text)
                 if n:
                     counts["TOKEN"] = counts.get("TOKEN", 0) + n
-            if s.bearer and "eyj" in low:
+            if "eyJ" in text:
                 text, n = _JWT.subn("[TOKEN]", text)
                 if n:
                     counts["TOKEN"] = counts.get("TOKEN", 0) + n
@@ -220,10 +229,13 @@ class Masker:
         return text
 
     def is_secret_key(self, key: str) -> bool:
-        low = key.lower()
-        if low in self._secret_key_set:
-            return True
-        return any(k in low for k in self._secret_keys)
+        cached = self._secret_key_cache.get(key)
+        if cached is None:
+            low = key.lower()
+            cached = low in self._secret_key_set or any(k in low for k in self._secret_keys)
+            if len(self._secret_key_cache) < 10_000:
+                self._secret_key_cache[key] = cached
+        return cached
 
     def mask_attributes(self, attrs: dict[str, str], counts: dict[str, int]) -> dict[str, str]:
         """Masks values in place: whole values under secret-looking keys, PII inside the others."""

@@ -21,7 +21,8 @@ import orjson
 WILDCARD = "<*>"
 # A token with a digit is a variable; so is a long hex run, and so is a token holding a PII marker
 # (masking already decided it varies: "[IP]" and "[IP],[IP]" are the same slot).
-_VARIABLE_TOKEN = re.compile(r"\S*(?:\d|\[[A-Z_]+\])\S*|(?<!\S)[0-9a-fA-F]{8,}(?!\S)")
+# The lookbehind anchors each try at a token start, so a token is scanned once, not once per char.
+_VARIABLE_TOKEN = re.compile(r"(?<!\S)(?=\S*?(?:\d|\[[A-Z_]+\]))\S+|(?<!\S)[0-9a-fA-F]{8,}(?!\S)")
 
 
 def pattern_id_of(template: str) -> str:

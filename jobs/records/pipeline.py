@@ -47,7 +47,7 @@ from schemas.rejection import Rejected, RejectReason
 _MIN_US = -2_208_988_800_000_000  # 1900-01-01: older "times" are parse accidents, not events
 _MAX_US = 7_258_118_400_000_000  # 2200-01-01
 _LEVELS_BY_NAME = {lvl.value: lvl for lvl in Level}
-_TRACEPARENT_PREFIX_LEN = 3
+_TRACE_ATTRIBUTE_KEYS = frozenset((*TRACE_KEYS, *SPAN_KEYS, *TRACEPARENT_KEYS))
 
 
 def _now_us() -> int:
@@ -336,7 +336,7 @@ class RecordPipeline:
         for k, v in extra.items():
             attrs.setdefault(k, v)
         trace_id, span_id = p.trace_id, p.span_id
-        if trace_id is None and attrs:
+        if trace_id is None and attrs and not _TRACE_ATTRIBUTE_KEYS.isdisjoint(attrs):
             trace_id, span_id = _trace_from_attributes(attrs, span_id)
         if trace_id is not None:
             trace_id = trace_id.strip().lower() or None
