@@ -65,7 +65,7 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{
 _DIGITS = re.compile(
     r"(?<![\w.\-])(?:"
     r"(?P<ssn>\d{3}-\d{2}-\d{4})"
-    r"|(?P<card>[2-6]\d{3}(?:[ -]?\d){9,15})"
+    r"|(?P<card>(?:[2-6]\d{3}|1800)(?:[ -]?\d){9,15})"
     r"|(?P<phone>(?:\+\d{1,3}[ .-]?|00\d{1,2}[ .-])?(?:\(\d{3}\)[ ]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
     r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?"
     r"|\+\d{1,3}[ .-]?\d{1,4}(?:[ .-]\d{2,4}){2,4}"
@@ -124,11 +124,12 @@ class Masker:
                 r"(?i)((?:" + alt + r")[\w\-.]*[\"']?\s*[=:]\s*)((?:bearer|basic)\s+[^\s,;&\"']+|\"[^\"]*\"|'[^']*'|[^\s,;&\"'}\]]+)"
             )
         self._secret_key_cache: dict[str, bool] = {}
+        self._phone_key_cache: dict[str, bool] = {}
         self._custom = [(r.name, re.compile(r.regex), r.marker) for r in settings.custom]
         self._digits_on = settings.card or settings.ssn or settings.phone or settings.ipv4
 
     # The callback for the shared digit regex; returns the replacement and counts what it masked.
-    def _digits_cb(self, counts: dict[str, int]) -> Callable[[re.Match[str]], str]:
+    def _digits_cb(self, counts: dict[str, int], phone_context: bool = False) -> Callable[[re.Match[str]], str]:
         s = self.settings
 
         def repl(m: re.Match[str]) -> str:
@@ -151,7 +152,9 @@ class Masker:
                     return MARKERS["PHONE"]
                 return value
             if kind == "phone":
-                if s.phone and (not value.isdigit() or _PHONE_CONTEXT.search(text, max(0, start - 24), start)):
+                if s.phone and (
+                    phone_context or not value.isdigit() or _PHONE_CONTEXT.search(text, max(0, start - 24), start)
+                ):
                     counts["PHONE"] = counts.get("PHONE", 0) + 1
                     return MARKERS["PHONE"]
                 return value
@@ -185,8 +188,9 @@ class Masker:
 
         return repl
 
-    def mask(self, text: str, counts: dict[str, int]) -> str:
-        """``text`` with every enabled kind replaced by its marker; ``counts`` is updated in place."""
+    def mask(self, text: str, counts: dict[str, int], phone_context: bool = False) -> str:
+        """``text`` with every enabled kind replaced by its marker; ``counts`` is updated in place.
+        ``phone_context`` says the text is known to be a phone field (bare digits are then masked)."""
         s = self.settings
         if len(text) < 6:  # shorter than any maskable value ("a@b.co", "1.1.1.1", "pwd=x")
             return text
@@ -221,7 +225,7 @@ class Masker:
         if s.ipv6 and ("::" in text or text.count(":") >= 7):
             text = _IPV6.sub(self._ipv6_cb(counts), text)
         if self._digits_on and _HAS_DIGIT.search(text):
-            text = _DIGITS.sub(self._digits_cb(counts), text)
+            text = _DIGITS.sub(self._digits_cb(counts, phone_context), text)
         for name, regex, marker in self._custom:
             text, n = regex.subn(marker, text)
             if n:
@@ -240,13 +244,19 @@ class Masker:
     def mask_attributes(self, attrs: dict[str, str], counts: dict[str, int]) -> dict[str, str]:
         """Masks values in place: whole values under secret-looking keys, PII inside the others."""
         secrets = self.settings.secrets
+        phone_keys = self._phone_key_cache
         for key, value in attrs.items():
             if secrets and self.is_secret_key(key):
                 if value and value != MARKERS["SECRET"]:
                     attrs[key] = MARKERS["SECRET"]
                     counts["SECRET"] = counts.get("SECRET", 0) + 1
                 continue
-            masked = self.mask(value, counts)
+            phone_key = phone_keys.get(key)
+            if phone_key is None:
+                phone_key = _PHONE_CONTEXT.search(key) is not None
+                if len(phone_keys) < 10_000:
+                    phone_keys[key] = phone_key
+            masked = self.mask(value, counts, phone_key)
             if masked is not value:
                 attrs[key] = masked
         return attrs
