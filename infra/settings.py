@@ -36,8 +36,13 @@ class Settings(BaseSettings):
     flink_version: str = "1.20.3"
     flink_kafka_connector_version: str = "3.4.0-1.20"
     flink_opensearch_connector_version: str = "2.0.0-1.19"
-    flink_cassandra_connector_version: str = "3.2.0-1.19"
+    # 3.0.0-1.16 is the newest Cassandra connector the Maven mirror here serves; it runs on 1.20.
+    flink_cassandra_connector_version: str = "3.0.0-1.16"
+    # flink-parquet and flink-s3-fs-hadoop: the newest 1.20.x the mirror serves (no flink-sql-parquet).
+    flink_parquet_version: str = "1.20.1"
+    flink_s3_fs_version: str = "1.20.1"
     hadoop_version: str = "3.3.6"
+    hadoop_shaded_guava_version: str = "1.1.1"  # the one hadoop-common <hadoop_version> was built with
 
     # Kafka
     kafka_port: int = 9092

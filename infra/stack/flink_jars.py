@@ -1,0 +1,233 @@
+"""The connector jars every Strata job loads, fetched once into ``settings.flink_lib_dir``.
+
+Layout of the folder::
+
+    flink-lib/*.jar                                   connectors, formats and their dependencies
+    flink-lib/plugins/s3-fs-hadoop/flink-s3-fs-hadoop-<v>.jar   the S3 filesystem, as a Flink plugin
+
+A job adds the top-level jars with ``flink_jar_urls`` (``pipeline.jars``) and, in local mode,
+calls ``enable_filesystems`` once before it builds its graph so ``s3a://`` paths resolve::
+
+    settings = get_settings()
+    config = s3_configuration(settings)
+    config.set_string("pipeline.jars", ";".join(flink_jar_urls(settings)))
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    enable_filesystems(settings, config)
+
+Why the registry's thin connector jars and not the ``flink-sql-connector-*`` uber jars: the
+Maven mirror these machines reach does not serve the uber jars for Flink 1.20 (nor
+flink-sql-parquet 1.20, nor a Cassandra connector newer than 3.0.0-1.16), so the thin jars
+are fetched with their runtime dependencies, resolved together so each library appears once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from infra.settings import Settings
+from infra.stack.maven import Artifact, FetchError, fetch
+
+if TYPE_CHECKING:  # pyflink is heavy and only jobs need it
+    from pyflink.common import Configuration
+
+PLUGINS_SUBDIR = "plugins"
+S3_PLUGIN = "s3-fs-hadoop"
+_MANIFEST_PREFIX = ".strata-jars-"
+
+# Logging comes from PyFlink's own lib/ (log4j 2 + the SLF4J binding); a second copy inside
+# pipeline.jars only produces "multiple bindings" noise, since Flink loads these parent-first.
+_LOGGING = ("org.slf4j:slf4j-api", "org.apache.logging.log4j:log4j-api", "org.apache.logging.log4j:log4j-jul")
+
+
+class FlinkJarsError(RuntimeError):
+    """A jar could not be fetched or loaded; the message names it."""
+
+
+def lib_artifacts(settings: Settings) -> list[Artifact]:
+    """The jars that go on a job's classpath (``pipeline.jars``), with their dependencies."""
+    hadoop = settings.hadoop_version
+    return [
+        Artifact(
+            "org.apache.flink",
+            "flink-connector-kafka",
+            settings.flink_kafka_connector_version,
+            exclusions=_LOGGING,
+        ),
+        Artifact(
+            "org.apache.flink",
+            "flink-connector-opensearch2",
+            settings.flink_opensearch_connector_version,
+            exclusions=_LOGGING,
+        ),
+        # The Cassandra connector jar shades its DataStax driver, so it needs nothing else.
+        Artifact(
+            "org.apache.flink",
+            "flink-connector-cassandra_2.12",
+            settings.flink_cassandra_connector_version,
+            exclusions=_LOGGING,
+        ),
+        Artifact("org.apache.flink", "flink-parquet", settings.flink_parquet_version, exclusions=_LOGGING),
+        # Parquet's writer is built on Hadoop's Configuration and mapreduce output classes, but
+        # never on Hadoop's filesystems (Flink hands it a stream), so only the classes it touches
+        # are fetched, not Hadoop's hundred-odd transitive jars.
+        Artifact("org.apache.hadoop", "hadoop-common", hadoop, transitive=False),
+        Artifact("org.apache.hadoop", "hadoop-mapreduce-client-core", hadoop, transitive=False),
+        Artifact(
+            "org.apache.hadoop.thirdparty",
+            "hadoop-shaded-guava",
+            settings.hadoop_shaded_guava_version,
+            transitive=False,
+        ),
+        Artifact("com.fasterxml.woodstox", "woodstox-core", "5.4.0", transitive=False),
+        Artifact("org.codehaus.woodstox", "stax2-api", "4.2.1", transitive=False),
+    ]
+
+
+def plugin_artifacts(settings: Settings) -> dict[str, list[Artifact]]:
+    """Flink plugins by folder name: each gets its own class loader, so they cannot go in lib."""
+    return {
+        S3_PLUGIN: [
+            Artifact("org.apache.flink", "flink-s3-fs-hadoop", settings.flink_s3_fs_version, transitive=False)
+        ]
+    }
+
+
+def _digest(settings: Settings) -> str:
+    coords = [a.coords + "|" + ",".join(a.exclusions) + f"|{a.transitive}" for a in lib_artifacts(settings)]
+    for name, arts in sorted(plugin_artifacts(settings).items()):
+        coords += [f"{name}/{a.coords}" for a in arts]
+    return hashlib.sha256("\n".join(coords).encode()).hexdigest()[:16]
+
+
+def plugins_dir(settings: Settings) -> Path:
+    return settings.flink_lib_dir / PLUGINS_SUBDIR
+
+
+def _lib_jars(lib_dir: Path) -> list[Path]:
+    return sorted(p for p in lib_dir.glob("*.jar") if p.is_file())
+
+
+@contextlib.contextmanager
+def _locked(lock_file: Path) -> Iterator[None]:
+    # `strata stack up` fetches in a thread while a test session may fetch too.
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _failed_artifact(message: str, artifacts: list[Artifact]) -> str:
+    """The coordinates Maven names in its error, else the bundle's own."""
+    found = re.findall(r"(?:artifact|dependencies at|resolve|find)\s+([\w.\-]+:[\w.\-]+:[\w.\-:]+)", message)
+    if found:
+        return found[0].rstrip(":.")
+    return ", ".join(a.coords for a in artifacts)
+
+
+def _fetch_into(artifacts: list[Artifact], dest: Path) -> None:
+    try:
+        fetch(artifacts, dest)
+    except FetchError as exc:
+        raise FlinkJarsError(
+            f"could not fetch Flink jar {_failed_artifact(str(exc), artifacts)}: {exc}"
+        ) from exc
+
+
+def ensure_flink_jars(settings: Settings) -> list[Path]:
+    """Fetch the jobs' jars into ``settings.flink_lib_dir`` on first use; return the top-level jars.
+
+    Idempotent and cheap when warm (a manifest keyed on the artifact list). A version change in
+    settings rebuilds the folder from scratch, so no stale jar lingers on a classpath. Raises
+    :class:`FlinkJarsError` naming the artifact Maven could not resolve.
+    """
+    lib_dir = settings.flink_lib_dir
+    manifest = lib_dir / f"{_MANIFEST_PREFIX}{_digest(settings)}"
+    if manifest.exists():
+        return _lib_jars(lib_dir)
+    with _locked(settings.cache_dir / "flink-jars.lock"):
+        if manifest.exists():
+            return _lib_jars(lib_dir)
+        staging = lib_dir.with_name(lib_dir.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        _fetch_into(lib_artifacts(settings), staging)
+        for name, arts in plugin_artifacts(settings).items():
+            _fetch_into(arts, staging / PLUGINS_SUBDIR / name)
+        # The helper leaves its own markers; ours is the only one that should count.
+        for marker in staging.rglob(".fetched-*"):
+            marker.unlink()
+        (staging / manifest.name).write_text("\n".join(p.name for p in _lib_jars(staging)) + "\n")
+        old = lib_dir.with_name(lib_dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if lib_dir.exists():
+            lib_dir.rename(old)
+        staging.rename(lib_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    return _lib_jars(lib_dir)
+
+
+def flink_jar_urls(settings: Settings) -> list[str]:
+    """``file://`` URLs of the top-level jars, for ``pipeline.jars`` or ``env.add_jars``."""
+    return [p.resolve().as_uri() for p in ensure_flink_jars(settings)]
+
+
+def s3_options(settings: Settings) -> dict[str, str]:
+    """Flink options that point the S3 filesystem plugin (``s3a://``) at ``settings``' S3 server."""
+    return {
+        "s3.endpoint": settings.s3_endpoint_url,
+        "s3.path.style.access": "true",
+        "s3.access-key": settings.s3_access_key,
+        "s3.secret-key": settings.s3_secret_key,
+        # Without a region the AWS SDK asks the instance metadata service, which hangs off-cloud.
+        "s3.endpoint.region": settings.s3_region,
+        "fs.s3a.endpoint.region": settings.s3_region,
+    }
+
+
+def job_process_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a process that runs a PyFlink job (local mode) or ``flink run``.
+
+    ``FLINK_PLUGINS_DIR`` is where Flink looks for plugins. PyFlink overwrites it with its own
+    (empty) ``plugins`` folder unless ``FLINK_HOME`` is set, so both are set.
+    """
+    import pyflink  # local: importing the package is cheap, but only job processes need it
+
+    env = dict(os.environ if base is None else base)
+    env.setdefault("FLINK_HOME", str(Path(pyflink.__file__).resolve().parent))
+    env["FLINK_PLUGINS_DIR"] = str(plugins_dir(settings).resolve())
+    return env
+
+
+def enable_filesystems(settings: Settings, config: Configuration | None = None) -> None:
+    """Load Flink's filesystem plugins (S3) into this process's JVM, configured from ``config``.
+
+    Needed in local mode only: a Flink cluster's processes do this at start from their own
+    ``plugins/`` folder and config, but PyFlink's MiniCluster never does, so ``s3a://`` would not
+    resolve. Call it after the execution environment exists and before ``execute``. The
+    filesystem registry is JVM-wide: the last call's options win.
+    """
+    from pyflink.java_gateway import get_gateway
+
+    ensure_flink_jars(settings)
+    jvm: Any = get_gateway().jvm
+    j_config = jvm.org.apache.flink.configuration.Configuration()
+    if config is not None:
+        j_config.addAll(config._j_configuration)
+    for key, value in s3_options(settings).items():
+        if not j_config.containsKey(key):
+            j_config.setString(key, value)
+    root = jvm.java.io.File(str(plugins_dir(settings).resolve())).toPath()
+    descriptors = jvm.org.apache.flink.core.plugin.DirectoryBasedPluginFinder(root).findPlugins()
+    parent_first = jvm.org.apache.flink.configuration.CoreOptions.getPluginParentFirstLoaderPatterns(j_config)
+    manager = jvm.org.apache.flink.core.plugin.DefaultPluginManager(descriptors, parent_first)
+    jvm.org.apache.flink.core.fs.FileSystem.initialize(j_config, manager)
