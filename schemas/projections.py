@@ -95,8 +95,10 @@ _CQL_TYPES: dict[Kind, str] = {
     Kind.COUNT_MAP: "map<text, int>",
 }
 
-# Columns the table adds to the record's fields: the day bucket of the partition key.
-CQL_DERIVED_COLUMNS: dict[str, str] = {"day": "date"}
+# Columns the table adds to the record's fields: the day bucket of the partition key, as
+# 'YYYY-MM-DD' text. Not CQL `date`: Flink's Cassandra sink binds Java values through the 3.x driver,
+# whose `date` codec takes only the driver's own LocalDate, which no Flink row type produces.
+CQL_DERIVED_COLUMNS: dict[str, str] = {"day": "text"}
 CQL_PARTITION_KEY: tuple[str, ...] = ("tenant", "service", "day")
 CQL_CLUSTERING: tuple[tuple[str, str], ...] = (("timestamp", "DESC"), ("log_id", "ASC"))
 
@@ -150,7 +152,7 @@ def to_cql_row(record: Record) -> tuple[Any, ...]:
         elif f.name == "level":
             value = str(value)
         values.append(value)
-    values.append(record.timestamp.date())  # day
+    values.append(cql_day(record.timestamp))
     return tuple(values)
 
 
@@ -172,8 +174,9 @@ def from_cql_row(row: Mapping[str, Any] | Sequence[Any]) -> Record:
     return Record(**kwargs)
 
 
-def cql_day(ts: datetime) -> date:
-    return ts.date()
+def cql_day(ts: datetime | date) -> str:
+    """The ``day`` partition-key value of an event time (or a calendar day), UTC."""
+    return f"{ts:%Y-%m-%d}"
 
 
 # -- Arrow / Parquet ---------------------------------------------------------------------------
