@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "parse": ("jobs.records.cli", "parse log lines into normalized records (JSON per line)"),
     "serve": ("api.serve", "run the API (collectors, tenants, health) under uvicorn"),
     "tenant": ("api.tenant_cli", "create tenants and manage their API keys"),
+    "collect": ("api.collect_syslog", "run a receiver (syslog over UDP/TCP) writing to raw_logs"),
+    "send": ("api.send", "ship log files to the API in batches, resuming where it stopped"),
 }
 
 

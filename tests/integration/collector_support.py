@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -154,3 +159,78 @@ def read_topic(
     finally:
         consumer.close()
     return found
+
+
+def collect_until(
+    settings: Settings, topic: str, done: Any, timeout: float = 60.0
+) -> list[tuple[bytes, RawEnvelope]]:
+    """Read ``topic`` from the start until ``done(messages)`` is true or ``timeout`` passes."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_servers,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    found: list[tuple[bytes, RawEnvelope]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not done(found):
+            message = consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            found.append((message.key(), RawEnvelope.decode(message.value())))
+    finally:
+        consumer.close()
+    return found
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class SyslogReceiver:
+    """``strata collect syslog`` as a process of its own, writing to the test's topic."""
+
+    def __init__(self, settings: Settings, args: list[str]) -> None:
+        self.env = {**os.environ, "STRATA_RAW_TOPIC": settings.raw_topic}
+        self.args = args
+        self.process: subprocess.Popen[bytes] | None = None
+        self.output = b""
+
+    def __enter__(self) -> SyslogReceiver:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "collect", "syslog", *self.args],
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        tcp = [a for i, a in enumerate(self.args) if i and self.args[i - 1] == "--tcp"]
+        deadline = time.monotonic() + 30
+        for address in tcp:
+            host, port = address.split("=")[0].rsplit(":", 1)
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"the receiver exited: {self.process.stdout.read()!r}")  # type: ignore[union-attr]
+                try:
+                    socket.create_connection((host, int(port)), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        time.sleep(0.3)  # UDP has no handshake to wait for; give its bind a moment
+        return self
+
+    def stop(self) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.output, _ = self.process.communicate(timeout=60)
+        return self.process.returncode
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.stop()
