@@ -61,7 +61,11 @@ def opensearch_index_template(
         "index_patterns": [f"{index_prefix}-*"],
         "priority": priority,
         "template": {
-            "settings": {"number_of_shards": shards, "number_of_replicas": replicas, "refresh_interval": "1s"},
+            "settings": {
+                "number_of_shards": shards,
+                "number_of_replicas": replicas,
+                "refresh_interval": "1s",
+            },
             "mappings": mappings,
         },
     }

@@ -47,7 +47,9 @@ class FieldSpec:
 
 
 FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("log_id", Kind.ID, True, "32 hex chars, keyed blake2b of (tenant, service, host, timestamp, message)"),
+    FieldSpec(
+        "log_id", Kind.ID, True, "32 hex chars, keyed blake2b of (tenant, service, host, timestamp, message)"
+    ),
     FieldSpec("tenant", Kind.KEYWORD, True, "owner of the record, stamped by the collector"),
     FieldSpec("timestamp", Kind.TIMESTAMP, True, "event time, UTC, microseconds"),
     FieldSpec("ingested_at", Kind.TIMESTAMP, True, "arrival time at the collector, UTC, microseconds"),

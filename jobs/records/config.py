@@ -35,15 +35,23 @@ class PatternConfig(_Model):
     """A named-group regex teaching the pipeline a format without code."""
 
     regex: str
-    time_format: str | None = Field(None, description="strptime format of the timestamp group; auto if unset")
+    time_format: str | None = Field(
+        default=None, description="strptime format of the timestamp group; auto if unset"
+    )
     level_map: dict[str, str] = Field(default_factory=dict, description="raw level -> a level name")
-    kv_attributes: bool = Field(False, description="also turn key=value pairs in the message into attributes")
+    kv_attributes: bool = Field(
+        default=False, description="also turn key=value pairs in the message into attributes"
+    )
 
 
 class ServiceConfig(_Model):
     patterns: list[str] = Field(default_factory=list, description="pattern names tried first, in order")
-    format: str | None = Field(None, description="a fixed format for this service instead of auto-detection")
-    metadata: dict[str, str] = Field(default_factory=dict, description="team, environment, region, cluster...")
+    format: str | None = Field(
+        default=None, description="a fixed format for this service instead of auto-detection"
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="team, environment, region, cluster..."
+    )
 
 
 class HostConfig(_Model):
@@ -88,37 +96,43 @@ class MaskRules(_Model):
 class MaskingConfig(_Model):
     enabled: bool = True
     default: MaskRules = Field(default_factory=MaskRules)
-    tenants: dict[str, MaskRules] = Field(default_factory=dict, description="per-tenant rules, replacing default")
+    tenants: dict[str, MaskRules] = Field(
+        default_factory=dict, description="per-tenant rules, replacing default"
+    )
 
 
 class MiningConfig(_Model):
     """Drain's parameters; the defaults are the ones measured on Loghub (docs/records.md)."""
 
     enabled: bool = True
-    depth: int = Field(4, ge=3)
-    similarity: float = Field(0.7, gt=0, le=1)
+    depth: int = Field(default=4, ge=3)
+    similarity: float = Field(default=0.7, gt=0, le=1)
     count_wildcards: bool = True
-    max_children: int = Field(100, ge=1)
-    max_clusters: int = Field(50_000, ge=1)
+    max_children: int = Field(default=100, ge=1)
+    max_clusters: int = Field(default=50_000, ge=1)
 
 
 class PipelineConfig(_Model):
-    default_tenant: str | None = Field(None, description="tenant for raw lines that carry none (CLI)")
+    default_tenant: str | None = Field(default=None, description="tenant for raw lines that carry none (CLI)")
     default_service: str = "unknown"
     default_host: str = "unknown"
     default_format: str = "auto"
     lowercase_service: bool = True
     lowercase_host: bool = True
 
-    max_message_bytes: int = Field(64 * 1024, ge=256)
-    max_line_bytes: int = Field(1024 * 1024, ge=1024, description="raw inputs above this are rejected")
-    max_future_seconds: float = Field(900, ge=0, description="allowed clock skew into the future")
-    max_past_days: float = Field(365, ge=0, description="older event times are tagged old_timestamp")
+    max_message_bytes: int = Field(default=64 * 1024, ge=256)
+    max_line_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="raw inputs above this are rejected"
+    )
+    max_future_seconds: float = Field(default=900, ge=0, description="allowed clock skew into the future")
+    max_past_days: float = Field(default=365, ge=0, description="older event times are tagged old_timestamp")
     future_policy: Literal["arrival", "keep"] = "arrival"
     past_policy: Literal["keep", "arrival"] = "keep"
     on_bad_timestamp: Literal["arrival", "reject"] = "arrival"
 
-    identity_key: str = Field("", description="secret mixed into log_id so ids cannot confirm masked values")
+    identity_key: str = Field(
+        default="", description="secret mixed into log_id so ids cannot confirm masked values"
+    )
 
     patterns: dict[str, PatternConfig] = Field(default_factory=dict)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)

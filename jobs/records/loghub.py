@@ -71,10 +71,22 @@ SYSTEMS: dict[str, System] = {
     "HDFS": System("hdfs", lambda r: f"{r['Date']} {r['Time']}", _ts("%y%m%d %H%M%S")),
     "Hadoop": System("hadoop", lambda r: f"{r['Date']} {r['Time']}", _ts("%Y-%m-%d %H:%M:%S,%f", 3)),
     # Loghub's "Level" column for Linux is the host name, and OpenSSH's "Component" is too.
-    "Linux": System("linux", lambda r: f"{r['Month']} {int(r['Date'])} {r['Time']}", _syslog_ts,
-                    level=None, component="Component", component_field="service"),
-    "OpenSSH": System("openssh", lambda r: f"{r['Date']} {int(r['Day'])} {r['Time']}", _syslog_ts,
-                      level=None, component="Component", component_field="host"),
+    "Linux": System(
+        "linux",
+        lambda r: f"{r['Month']} {int(r['Date'])} {r['Time']}",
+        _syslog_ts,
+        level=None,
+        component="Component",
+        component_field="service",
+    ),
+    "OpenSSH": System(
+        "openssh",
+        lambda r: f"{r['Date']} {int(r['Day'])} {r['Time']}",
+        _syslog_ts,
+        level=None,
+        component="Component",
+        component_field="host",
+    ),
     "OpenStack": System("openstack", lambda r: f"{r['Date']} {r['Time']}", _ts("%Y-%m-%d %H:%M:%S.%f", 3)),
     "Spark": System("spark", lambda r: f"{r['Date']} {r['Time']}", _ts("%y/%m/%d %H:%M:%S")),
     "Windows": System("windows_cbs", lambda r: f"{r['Date']} {r['Time']}", _ts("%Y-%m-%d %H:%M:%S")),
@@ -132,8 +144,9 @@ def evaluate(name: str, config: PipelineConfig | None = None) -> Score:
     records: list[Record | None] = []
     for line in lines:
         service = None if system.component_field == "service" else name.lower()
-        result = pipeline.process_line(line, tenant="loghub", service=service, received_at=arrival,
-                                       fmt=system.fmt)
+        result = pipeline.process_line(
+            line, tenant="loghub", service=service, received_at=arrival, fmt=system.fmt
+        )
         records.append(None if isinstance(result, Rejected) else result)
     miner = pipeline.miner("loghub")
     time_ok = level_ok = comp_ok = 0
@@ -172,11 +185,15 @@ def markdown_table(scores: list[Score]) -> str:
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
-    out = ["| system | lines | rejected | time | level | component | grouping accuracy |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| system | lines | rejected | time | level | component | grouping accuracy |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for s in scores:
-        out.append(f"| {s.system} | {s.lines} | {s.rejected} | {pct(s.time_ok)} | {pct(s.level_ok)} | "
-                   f"{pct(s.component_ok)} | {s.grouping:.3f} |")
+        out.append(
+            f"| {s.system} | {s.lines} | {s.rejected} | {pct(s.time_ok)} | {pct(s.level_ok)} | "
+            f"{pct(s.component_ok)} | {s.grouping:.3f} |"
+        )
     if scores:
         mean = sum(s.grouping for s in scores) / len(scores)
         out.append(f"| **mean** | | | | | | **{mean:.3f}** |")

@@ -26,8 +26,22 @@ MARKERS: dict[str, str] = {
 }
 
 DEFAULT_SECRET_KEYS: tuple[str, ...] = (
-    "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "api-key", "access_key",
-    "private_key", "client_secret", "authorization", "credential", "session_id", "sessionid", "cookie",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_key",
+    "private_key",
+    "client_secret",
+    "authorization",
+    "credential",
+    "session_id",
+    "sessionid",
+    "cookie",
 )
 
 
@@ -121,7 +135,8 @@ class Masker:
             # `password=x`, `"token": "x"`, `secret: x`; the value ends at whitespace, a separator or
             # a closing quote, so the rest of the line survives.
             self._secret_re = re.compile(
-                r"(?i)((?:" + alt + r")[\w\-.]*[\"']?\s*[=:]\s*)((?:bearer|basic)\s+[^\s,;&\"']+|\"[^\"]*\"|'[^']*'|[^\s,;&\"'}\]]+)"
+                r"(?i)((?:" + alt + r")[\w\-.]*[\"']?\s*[=:]\s*)"
+                r"((?:bearer|basic)\s+[^\s,;&\"']+|\"[^\"]*\"|'[^']*'|[^\s,;&\"'}\]]+)"
             )
         self._secret_key_cache: dict[str, bool] = {}
         self._phone_key_cache: dict[str, bool] = {}
@@ -129,7 +144,9 @@ class Masker:
         self._digits_on = settings.card or settings.ssn or settings.phone or settings.ipv4
 
     # The callback for the shared digit regex; returns the replacement and counts what it masked.
-    def _digits_cb(self, counts: dict[str, int], phone_context: bool = False) -> Callable[[re.Match[str]], str]:
+    def _digits_cb(
+        self, counts: dict[str, int], phone_context: bool = False
+    ) -> Callable[[re.Match[str]], str]:
         s = self.settings
 
         def repl(m: re.Match[str]) -> str:
@@ -153,13 +170,15 @@ class Masker:
                 return value
             if kind == "phone":
                 if s.phone and (
-                    phone_context or not value.isdigit() or _PHONE_CONTEXT.search(text, max(0, start - 24), start)
+                    phone_context
+                    or not value.isdigit()
+                    or _PHONE_CONTEXT.search(text, max(0, start - 24), start)
                 ):
                     counts["PHONE"] = counts.get("PHONE", 0) + 1
                     return MARKERS["PHONE"]
                 return value
             if kind == "ip" and s.ipv4:
-                before = text[max(0, start - 8):start].lower()
+                before = text[max(0, start - 8) : start].lower()
                 if "version" in before or "ver " in before:
                     return value
                 counts["IP"] = counts.get("IP", 0) + 1

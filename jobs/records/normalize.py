@@ -5,6 +5,7 @@ Everything here is called once per record, so the common cases come first and co
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import datetime, timedelta
 
@@ -14,8 +15,12 @@ _EPOCH_NAIVE = datetime(1970, 1, 1)
 _ONE_US = timedelta(microseconds=1)
 _DAY_US = 86_400_000_000
 
-MONTHS = {m: i for i, m in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
+MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1
+    )
+}
 
 
 def to_micros(dt: datetime) -> int:
@@ -49,13 +54,16 @@ _NUMERIC = re.compile(r"-?\d+(?:\.\d+)?")
 _APACHE = re.compile(r"(\d{1,2})/([A-Za-z]{3})/(\d{4}):(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:\s*([+-]\d{4}))?")
 # ctime / Apache error `Sun Dec 04 04:47:44 2005`, `Wed Oct 11 14:32:52.123456 2000`
 _CTIME = re.compile(
-    r"(?:[A-Za-z]{3},?\s+)?([A-Za-z]{3})\s+(\d{1,2})\s+(\d\d):(\d\d):(\d\d)(?:\.(\d+))?\s+(\d{4})")
+    r"(?:[A-Za-z]{3},?\s+)?([A-Za-z]{3})\s+(\d{1,2})\s+(\d\d):(\d\d):(\d\d)(?:\.(\d+))?\s+(\d{4})"
+)
 # syslog 3164 `Jun 14 15:16:01` (no year)
 _SYSLOG = re.compile(r"([A-Za-z]{3})\s+(\d{1,2})\s+(\d\d):(\d\d):(\d\d)(?:\.(\d+))?")
 # `2025/02/15 12:00:00` (nginx error), `17/06/09 20:10:40` (yy/mm/dd, Spark)
 _SLASH = re.compile(r"(\d{2}|\d{4})/(\d\d)/(\d\d)[ T:](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?")
 # ISO-like with odd separators that fromisoformat refuses: `2005-06-03-15.42.50.675872` (BGL)
-_ISOISH = re.compile(r"(\d{4})-(\d\d)-(\d\d)[-T ](\d\d)[.:](\d\d)[.:](\d\d)(?:[.,](\d+))?\s*(Z|[+-]\d\d:?\d\d)?")
+_ISOISH = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[-T ](\d\d)[.:](\d\d)[.:](\d\d)(?:[.,](\d+))?\s*(Z|[+-]\d\d:?\d\d)?"
+)
 
 
 def _frac_us(frac: str | None) -> int:
@@ -121,7 +129,8 @@ def parse_timestamp(value: object, arrival_us: int) -> int | None:
                 y, mo, d, h, mi, s, frac, tz = m.groups()
                 try:
                     return _civil_us(int(y), int(mo), int(d), int(h), int(mi), int(s), _frac_us(frac)) - (
-                        _tz_offset_us(tz))
+                        _tz_offset_us(tz)
+                    )
                 except ValueError:
                     return None
             return None
@@ -135,7 +144,8 @@ def parse_timestamp(value: object, arrival_us: int) -> int | None:
                 return None
             try:
                 return _civil_us(int(y), month, int(d), int(h), int(mi), int(s), _frac_us(frac)) - (
-                    _tz_offset_us(tz))
+                    _tz_offset_us(tz)
+                )
             except ValueError:
                 return None
         m = _SLASH.match(text)
@@ -188,17 +198,40 @@ for _lvl, _words in {
     Level.INFO: ("info", "inf", "information", "informational", "notice", "i", "n", "ok", "log", "success"),
     Level.WARN: ("warn", "warning", "wrn", "w", "wa"),
     Level.ERROR: ("error", "err", "eror", "e", "severe", "fail", "failure", "exception"),
-    Level.FATAL: ("fatal", "crit", "critical", "alert", "emerg", "emergency", "panic", "f", "a", "c",
-                  "assert", "ftl"),
+    Level.FATAL: (
+        "fatal",
+        "crit",
+        "critical",
+        "alert",
+        "emerg",
+        "emergency",
+        "panic",
+        "f",
+        "a",
+        "c",
+        "assert",
+        "ftl",
+    ),
 }.items():
     for _w in _words:
         _LEVEL_WORDS[_w] = _lvl
 
 # Syslog severities 0-7 (RFC 5424 §6.2.1) and bunyan/pino's 10..60 share no values, so one table.
 _LEVEL_NUMBERS: dict[int, Level] = {
-    0: Level.FATAL, 1: Level.FATAL, 2: Level.FATAL, 3: Level.ERROR, 4: Level.WARN, 5: Level.INFO,
-    6: Level.INFO, 7: Level.DEBUG,
-    10: Level.TRACE, 20: Level.DEBUG, 30: Level.INFO, 40: Level.WARN, 50: Level.ERROR, 60: Level.FATAL,
+    0: Level.FATAL,
+    1: Level.FATAL,
+    2: Level.FATAL,
+    3: Level.ERROR,
+    4: Level.WARN,
+    5: Level.INFO,
+    6: Level.INFO,
+    7: Level.DEBUG,
+    10: Level.TRACE,
+    20: Level.DEBUG,
+    30: Level.INFO,
+    40: Level.WARN,
+    50: Level.ERROR,
+    60: Level.FATAL,
 }
 
 SYSLOG_SEVERITY: tuple[Level, ...] = tuple(_LEVEL_NUMBERS[i] for i in range(8))
@@ -225,21 +258,17 @@ def normalize_level(value: object) -> Level | None:
         if result is None and word.startswith(("warn", "err", "crit", "fatal", "info", "debug", "trace")):
             result = _LEVEL_WORDS.get(word[:4]) or _LEVEL_WORDS.get(word[:3])
     if len(_level_cache) < 4096:
-        try:
+        with contextlib.suppress(TypeError):  # unhashable values are normalized, just not cached
             _level_cache[value] = result
-        except TypeError:
-            pass
     return result
 
 
 __all__ = [
     "SYSLOG_SEVERITY",
-
     "epoch_to_micros",
     "infer_year_us",
     "normalize_level",
     "parse_timestamp",
     "parse_with_format",
-
     "to_micros",
 ]

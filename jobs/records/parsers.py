@@ -56,24 +56,75 @@ Parser = Callable[[str], ParseResult]
 # -- structured (JSON objects, logfmt pairs, collector entries) ------------------------------
 
 MESSAGE_KEYS = ("message", "msg", "log", "text", "@message", "short_message", "body", "event")
-TIME_KEYS = ("@timestamp", "timestamp", "time", "ts", "datetime", "date", "t", "eventTime",
-             "timeUnixNano", "time_unix_nano", "observedTimestamp")
-LEVEL_KEYS = ("level", "severity", "lvl", "log.level", "loglevel", "log_level", "levelname",
-              "severityText", "severity_text", "level_name")
-SERVICE_KEYS = ("service", "service.name", "serviceName", "service_name", "app", "application",
-                "app_name", "appname", "resource.service.name")
+TIME_KEYS = (
+    "@timestamp",
+    "timestamp",
+    "time",
+    "ts",
+    "datetime",
+    "date",
+    "t",
+    "eventTime",
+    "timeUnixNano",
+    "time_unix_nano",
+    "observedTimestamp",
+)
+LEVEL_KEYS = (
+    "level",
+    "severity",
+    "lvl",
+    "log.level",
+    "loglevel",
+    "log_level",
+    "levelname",
+    "severityText",
+    "severity_text",
+    "level_name",
+)
+SERVICE_KEYS = (
+    "service",
+    "service.name",
+    "serviceName",
+    "service_name",
+    "app",
+    "application",
+    "app_name",
+    "appname",
+    "resource.service.name",
+)
 HOST_KEYS = ("host", "hostname", "host.name", "host.hostname", "hostName")
 ENV_KEYS = ("environment", "env", "deployment.environment")
 REGION_KEYS = ("region", "cloud.region", "aws.region")
-TRACE_KEYS = ("trace_id", "traceId", "trace.id", "dd.trace_id", "traceID", "trace-id", "TraceId",
-              "otel.trace_id", "x-b3-traceid", "X-B3-TraceId")
-SPAN_KEYS = ("span_id", "spanId", "span.id", "dd.span_id", "spanID", "span-id", "SpanId",
-             "otel.span_id", "x-b3-spanid", "X-B3-SpanId")
+TRACE_KEYS = (
+    "trace_id",
+    "traceId",
+    "trace.id",
+    "dd.trace_id",
+    "traceID",
+    "trace-id",
+    "TraceId",
+    "otel.trace_id",
+    "x-b3-traceid",
+    "X-B3-TraceId",
+)
+SPAN_KEYS = (
+    "span_id",
+    "spanId",
+    "span.id",
+    "dd.span_id",
+    "spanID",
+    "span-id",
+    "SpanId",
+    "otel.span_id",
+    "x-b3-spanid",
+    "X-B3-SpanId",
+)
 TRACEPARENT_KEYS = ("traceparent", "traceParent")
 ERROR_MESSAGE_KEYS = ("error.message", "error.msg", "err.message", "exception.message", "error", "err")
 # Containers whose keys are attributes in their own right: flattened without their prefix.
-CONTAINER_KEYS = frozenset(("context", "ctx", "metadata", "meta", "fields", "extra", "attributes", "attrs",
-                            "labels"))
+CONTAINER_KEYS = frozenset(
+    ("context", "ctx", "metadata", "meta", "fields", "extra", "attributes", "attrs", "labels")
+)
 
 _TRACEPARENT = re.compile(r"\s*[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}\s*$", re.I)
 
@@ -108,9 +159,16 @@ def flatten(obj: Mapping[str, Any], out: dict[str, Any], prefix: str = "", depth
 # instead of probing ~80 alias names against every line.
 _ROLES: dict[str, tuple[str, int]] = {}
 for _role, _keys in (
-    ("timestamp", TIME_KEYS), ("level", LEVEL_KEYS), ("service", SERVICE_KEYS), ("host", HOST_KEYS),
-    ("environment", ENV_KEYS), ("region", REGION_KEYS), ("trace_id", TRACE_KEYS), ("span_id", SPAN_KEYS),
-    ("traceparent", TRACEPARENT_KEYS), ("severity_number", ("severityNumber",)),
+    ("timestamp", TIME_KEYS),
+    ("level", LEVEL_KEYS),
+    ("service", SERVICE_KEYS),
+    ("host", HOST_KEYS),
+    ("environment", ENV_KEYS),
+    ("region", REGION_KEYS),
+    ("trace_id", TRACE_KEYS),
+    ("span_id", SPAN_KEYS),
+    ("traceparent", TRACEPARENT_KEYS),
+    ("severity_number", ("severityNumber",)),
 ):
     for _rank, _key in enumerate(_keys):
         _ROLES[_key] = (_role, _rank)
@@ -154,7 +212,9 @@ def from_mapping(obj: Mapping[str, Any], fmt: str, flat: bool = False) -> Parsed
                 message = value  # kept as an attribute too: it is what people filter on
                 break
         if message is None:
-            return Rejected(RejectReason.MISSING_MESSAGE, f"no message field (tried {', '.join(MESSAGE_KEYS)})")
+            return Rejected(
+                RejectReason.MISSING_MESSAGE, f"no message field (tried {', '.join(MESSAGE_KEYS)})"
+            )
     p = Parsed(fmt, message)
     if found:
         roles = {role: fields.pop(key) for role, (_, key) in found.items()}
@@ -230,7 +290,8 @@ _SD_ELEMENT = re.compile(r"\[([^\s\]]+)((?:\s+[^\s=\]]+=\"(?:[^\"\\]|\\.)*\")*)\
 _SD_PARAM = re.compile(r"([^\s=\]]+)=\"((?:[^\"\\]|\\.)*)\"")
 _SYSLOG3164 = re.compile(
     r"(?:<(\d{1,3})>)?"
-    r"([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?)"
+    r"([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?"
+    r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?)"
     r" (?:(\S+) )?([^\s:\[\]]+)(?:\[([^\]]*)\])?: ?(.*)$",
     re.S,
 )
@@ -299,7 +360,7 @@ def parse_syslog3164(line: str) -> Parsed | None:
 def parse_syslog(line: str) -> Parsed | None:
     if line.startswith("<"):
         close = line.find(">", 1, 5)
-        if close > 0 and line[close + 1:close + 3] in ("1 ", "2 ") and line[close + 2] == " ":
+        if close > 0 and line[close + 1 : close + 3] in ("1 ", "2 ") and line[close + 2] == " ":
             p = parse_syslog5424(line)
             if p is not None:
                 return p
@@ -464,13 +525,21 @@ def parse_raw(line: str) -> Parsed:
 # -- configured named-group patterns --------------------------------------------------------
 
 _PATTERN_FIELDS = {
-    "timestamp": "timestamp", "ts": "timestamp", "time": "timestamp",
-    "level": "level", "severity": "level",
+    "timestamp": "timestamp",
+    "ts": "timestamp",
+    "time": "timestamp",
+    "level": "level",
+    "severity": "level",
     "service": "service",
-    "host": "host", "hostname": "host",
-    "message": "message", "msg": "message", "content": "message",
-    "trace_id": "trace_id", "span_id": "span_id",
-    "environment": "environment", "region": "region",
+    "host": "host",
+    "hostname": "host",
+    "message": "message",
+    "msg": "message",
+    "content": "message",
+    "trace_id": "trace_id",
+    "span_id": "span_id",
+    "environment": "environment",
+    "region": "region",
 }
 
 
@@ -492,8 +561,10 @@ class RegexPattern:
     ) -> None:
         self.name = name
         self.regex = re.compile(regex, re.S)
-        if "message" not in self.regex.groupindex and "msg" not in self.regex.groupindex and (
-            "content" not in self.regex.groupindex
+        if (
+            "message" not in self.regex.groupindex
+            and "msg" not in self.regex.groupindex
+            and ("content" not in self.regex.groupindex)
         ):
             raise ValueError(f"pattern {name!r} needs a named group 'message'")
         self.time_format = time_format

@@ -72,7 +72,9 @@ class RecordPipeline:
                 if ref not in self._parsers and ref != "auto":
                     raise ValueError(f"service {svc_name!r} refers to unknown pattern or format {ref!r}")
         self._service_patterns: dict[str, list[Parser]] = {
-            name: [self._parsers[p] for p in svc.patterns] for name, svc in cfg.services.items() if svc.patterns
+            name: [self._parsers[p] for p in svc.patterns]
+            for name, svc in cfg.services.items()
+            if svc.patterns
         }
         self._service_format = {name: svc.format for name, svc in cfg.services.items() if svc.format}
         self._masker_default = Masker(cfg.masking.default.settings())
@@ -116,7 +118,9 @@ class RecordPipeline:
         try:
             tenant = tenant or self.config.default_tenant
             if not tenant:
-                return Rejected(RejectReason.MISSING_TENANT, "no tenant given and no default_tenant configured")
+                return Rejected(
+                    RejectReason.MISSING_TENANT, "no tenant given and no default_tenant configured"
+                )
             received_us = micros(received_at) if received_at is not None else _now_us()
             tags: list[str] = []
             if isinstance(line, bytes | bytearray):
@@ -150,8 +154,9 @@ class RecordPipeline:
 
     def mining_state(self) -> bytes:
         """Every tenant's Drain templates as JSON bytes (for a checkpoint or a file)."""
-        return orjson.dumps({"version": 1, "tenants": {t: orjson.loads(d.to_bytes()) for t, d in
-                                                        self._miners.items()}})
+        return orjson.dumps(
+            {"version": 1, "tenants": {t: orjson.loads(d.to_bytes()) for t, d in self._miners.items()}}
+        )
 
     def restore_mining_state(self, data: bytes | str) -> None:
         state = orjson.loads(data)
@@ -187,8 +192,9 @@ class RecordPipeline:
             parsed = from_mapping(env.entry, "structured")
             if isinstance(parsed, Rejected):
                 return parsed
-            return self._build(parsed, env.tenant, env.service, env.host, received_us, tags,
-                               env.attributes, env.source)
+            return self._build(
+                parsed, env.tenant, env.service, env.host, received_us, tags, env.attributes, env.source
+            )
         if env.line_encoding == "base64":
             raw = env.line_bytes() or b""
             if len(raw) > self.config.max_line_bytes:
@@ -196,8 +202,9 @@ class RecordPipeline:
             text = self._decode(raw, tags)
         else:
             text = env.line or ""
-        return self._process_text(text, env.tenant, env.service, env.host, received_us, env.format, tags,
-                                  env.attributes, env.source)
+        return self._process_text(
+            text, env.tenant, env.service, env.host, received_us, env.format, tags, env.attributes, env.source
+        )
 
     def _process_text(
         self,
@@ -226,8 +233,8 @@ class RecordPipeline:
     def _parse(self, line: str, fmt: str | None, service: str | None) -> Parsed | Rejected:
         if service:
             key = service.strip().lower()
-            for parser in self._service_patterns.get(key, ()):
-                r = parser(line)
+            for service_parser in self._service_patterns.get(key, ()):
+                r = service_parser(line)
                 if r is not None:
                     return r
             fmt = fmt or self._service_format.get(key)
@@ -286,15 +293,18 @@ class RecordPipeline:
 
         # time
         ts_raw = p.timestamp
+        ts_us: int = received_us
         if ts_raw is None:
-            ts_us: int | None = received_us
             tags.append("no_timestamp")
         else:
-            if p.time_format and isinstance(ts_raw, str):
-                ts_us = parse_with_format(ts_raw, p.time_format, received_us)
-            else:
-                ts_us = parse_timestamp(ts_raw, received_us)
-            if ts_us is None or not _MIN_US <= ts_us < _MAX_US:
+            parsed_us = (
+                parse_with_format(ts_raw, p.time_format, received_us)
+                if p.time_format and isinstance(ts_raw, str)
+                else parse_timestamp(ts_raw, received_us)
+            )
+            if parsed_us is not None:
+                ts_us = parsed_us
+            if parsed_us is None or not _MIN_US <= ts_us < _MAX_US:
                 if cfg.on_bad_timestamp == "reject":
                     return Rejected(RejectReason.BAD_TIMESTAMP, f"cannot read time {to_str(ts_raw)[:100]!r}")
                 attrs["original_timestamp"] = to_str(ts_raw)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from jobs.records.pipeline import RecordPipeline  # noqa: E402
-from schemas.envelope import RawEnvelope  # noqa: E402
+from jobs.records.pipeline import RecordPipeline
+from schemas.envelope import RawEnvelope
 
 SERVICES = ["checkout", "payments", "auth", "search", "inventory", "gateway"]
 HOSTS = [f"web-{i}" for i in range(1, 9)]
@@ -50,8 +50,13 @@ PII = [
 def _msg(rng: random.Random) -> str:
     tpl = rng.choice(PII) if rng.random() < 0.1 else rng.choice(MESSAGES)
     return tpl.format(
-        uid=rng.randint(1, 99999), oid=rng.randint(10**6, 10**7), ms=rng.randint(1, 5000), n=rng.randint(1, 250),
-        n4=rng.randint(1000, 9999), ip=f"10.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}", user=rng.choice(USERS),
+        uid=rng.randint(1, 99999),
+        oid=rng.randint(10**6, 10**7),
+        ms=rng.randint(1, 5000),
+        n=rng.randint(1, 250),
+        n4=rng.randint(1000, 9999),
+        ip=f"10.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+        user=rng.choice(USERS),
     )
 
 
@@ -77,14 +82,16 @@ def generate(n: int, seed: int = 7) -> list[bytes]:
             )
         elif kind == 2:
             if rng.random() < 0.5:
-                line = f"<{rng.randint(8, 191)}>1 {ts.isoformat()} {rng.choice(HOSTS)} {svc} {rng.randint(100, 9999)} - - {_msg(rng)}"
+                pri, pid = rng.randint(8, 191), rng.randint(100, 9999)
+                line = f"<{pri}>1 {ts.isoformat()} {rng.choice(HOSTS)} {svc} {pid} - - {_msg(rng)}"
             else:
                 line = f"{ts:%b %d %H:%M:%S} {rng.choice(HOSTS)} {svc}[{rng.randint(100, 9999)}]: {_msg(rng)}"
         elif kind == 3:
             status = rng.choice([200, 200, 200, 201, 302, 404, 500])
             line = (
-                f'10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)} - - '
-                f'[{ts:%d/%b/%Y:%H:%M:%S} +0000] "{rng.choice(["GET", "POST"])} {rng.choice(PATHS)} HTTP/1.1" '
+                f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)} - - "
+                f'[{ts:%d/%b/%Y:%H:%M:%S} +0000] "{rng.choice(["GET", "POST"])} {rng.choice(PATHS)} '
+                'HTTP/1.1" '
                 f'{status} {rng.randint(0, 50000)} "-" "Mozilla/5.0 (X11; Linux x86_64)"'
             )
         else:
@@ -93,8 +100,11 @@ def generate(n: int, seed: int = 7) -> list[bytes]:
                 f"req_id=abc{rng.randint(1, 10**6)} latency={rng.randint(1, 5000)}ms"
             )
         env = RawEnvelope(
-            tenant=f"tenant-{i % 3}", received_at=ts + timedelta(milliseconds=50), source="bench",
-            host=rng.choice(HOSTS), line=line,
+            tenant=f"tenant-{i % 3}",
+            received_at=ts + timedelta(milliseconds=50),
+            source="bench",
+            host=rng.choice(HOSTS),
+            line=line,
         )
         out.append(env.encode())
     return out
@@ -113,7 +123,9 @@ def run_once(envelopes: list[bytes]) -> tuple[float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lines", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
@@ -127,8 +139,10 @@ def main() -> int:
     print(f"lines per run: {args.lines}, runs: {args.runs}, rejected in check pass: {rejected}/5000")
     print("runs (records per CPU second): " + ", ".join(f"{r:,.0f}" for r in cpu_rates))
     print("runs (records per wall second): " + ", ".join(f"{r:,.0f}" for r in wall_rates))
-    print(f"median: {statistics.median(cpu_rates):,.0f} records/s on one core "
-          f"(wall clock: {statistics.median(wall_rates):,.0f} records/s)")
+    print(
+        f"median: {statistics.median(cpu_rates):,.0f} records/s on one core "
+        f"(wall clock: {statistics.median(wall_rates):,.0f} records/s)"
+    )
     return 0
 
 

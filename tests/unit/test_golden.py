@@ -38,7 +38,9 @@ def test_golden(log_file: Path) -> None:
     expected_file = log_file.with_suffix(".jsonl")
     actual = render(log_file)
     if os.environ.get("STRATA_UPDATE_GOLDEN"):
-        expected_file.write_bytes(b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in actual))
+        expected_file.write_bytes(
+            b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in actual)
+        )
     expected = [orjson.loads(line) for line in expected_file.read_bytes().splitlines()]
     assert len(actual) == len(expected)
     for i, (a, e) in enumerate(zip(actual, expected, strict=True), start=1):

@@ -46,7 +46,9 @@ def _line(kind: str, value: str, style: int) -> str:
     if kind == "TOKEN":
         return f"calling upstream with Authorization: Bearer {value} ok"
     if kind == "SECRET":
-        text = ["login password={v} for user", 'cfg {{"secret": "{v}"}} loaded', "retry with token: {v}"][style % 3]
+        text = ["login password={v} for user", 'cfg {{"secret": "{v}"}} loaded', "retry with token: {v}"][
+            style % 3
+        ]
         return text.format(v=value)
     if kind == "PHONE":
         # Bare ten-digit numbers are only masked next to a word saying they are a phone number.

@@ -61,7 +61,7 @@ def test_opensearch_mapping_has_exactly_the_fields() -> None:
 def test_cql_table_has_the_fields_plus_the_day_bucket() -> None:
     names = [n for n, _ in pj.cql_columns()]
     assert names[: len(FIELD_NAMES)] == list(FIELD_NAMES)
-    assert names[len(FIELD_NAMES):] == list(pj.CQL_DERIVED_COLUMNS)
+    assert names[len(FIELD_NAMES) :] == list(pj.CQL_DERIVED_COLUMNS)
     ddl = pj.cql_create_table("strata", "logs", default_ttl_seconds=3600)
     assert 'PRIMARY KEY (("tenant", "service", "day"), "timestamp", "log_id")' in ddl
     assert 'CLUSTERING ORDER BY ("timestamp" DESC, "log_id" ASC)' in ddl
