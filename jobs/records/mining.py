@@ -2,9 +2,10 @@
 
 Why not the drain3 package: its per-line overhead (masking engine, LRU cache, JSON profiling) costs
 more than the rest of the chain together. This implementation keeps Drain's fixed-depth tree and
-similarity rule and adds two things: every token holding a digit is a variable before the tree is
-searched (ids, numbers, addresses, durations), and an exact-match cache from the masked token
-sequence to its cluster, so a line shaped like one seen before costs a dict lookup.
+similarity rule and adds three things: every run holding a digit is a variable before the tree is
+searched (ids, numbers, addresses, durations); wildcards count as matching in the similarity, so
+a template that has learned a variable keeps accepting it; and an exact-match cache from the
+masked line to its cluster, so a line shaped like one seen before costs a dict lookup.
 
 ``pattern_id`` is a hash of the template text, not a cluster counter, so two processes that mine
 the same template give it the same id.
@@ -19,10 +20,22 @@ from typing import Any
 import orjson
 
 WILDCARD = "<*>"
-# A token with a digit is a variable; so is a long hex run, and so is a token holding a PII marker
-# (masking already decided it varies: "[IP]" and "[IP],[IP]" are the same slot).
-# The lookbehind anchors each try at a token start, so a token is scanned once, not once per char.
-_VARIABLE_TOKEN = re.compile(r"(?<!\S)(?=\S*?(?:\d|\[[A-Z_]+\]))\S+|(?<!\S)[0-9a-fA-F]{8,}(?!\S)")
+# A variable is a run between punctuation that holds a digit ("index:17" keeps "index:"), a long
+# hex run, or a PII marker (masking already decided "[IP]" varies). Working below the whitespace
+# token keeps "cancelNotification,index:<*>" apart from "ready=true,policy=<*>", which a
+# whole-token rule would both turn into one "<*>".
+_VARIABLE = re.compile(
+    r"[^\s=,:;()\[\]{}\"'<>]*\d[^\s=,:;()\[\]{}\"'<>]*"
+    r"|\[[A-Z_]+\]"
+    r"|(?<![^\s=,:;(\[{\"])[0-9a-fA-F]{8,}(?![^\s=,:;)\]}\"])"
+)
+# ...and a whitespace token made only of variables and punctuation ("<*>,<*>", "<*>:<*>") is one
+# variable: a list of two addresses and a list of one are the same slot.
+_ONLY_VARIABLES = re.compile(r"(?<!\S)[^\w\s]*<\*>[^\w\s]*(?!\S)")
+
+
+def mask_variables(message: str) -> str:
+    return _ONLY_VARIABLES.sub(WILDCARD, _VARIABLE.sub(WILDCARD, message))
 
 
 def pattern_id_of(template: str) -> str:
@@ -85,11 +98,11 @@ class Drain:
 
     @staticmethod
     def mask_variables(message: str) -> str:
-        return _VARIABLE_TOKEN.sub(WILDCARD, message)
+        return mask_variables(message)
 
     def add(self, message: str) -> Cluster:
         """The cluster of ``message`` after learning from it (a new one if nothing is similar)."""
-        masked = _VARIABLE_TOKEN.sub(WILDCARD, message)
+        masked = _ONLY_VARIABLES.sub(WILDCARD, _VARIABLE.sub(WILDCARD, message))
         cached = self._cache.get(masked)
         if cached is not None:
             cached.size += 1
@@ -120,7 +133,7 @@ class Drain:
 
     def match(self, message: str) -> Cluster | None:
         """The cluster ``message`` would join, without learning (for evaluation and read paths)."""
-        masked = _VARIABLE_TOKEN.sub(WILDCARD, message)
+        masked = _ONLY_VARIABLES.sub(WILDCARD, _VARIABLE.sub(WILDCARD, message))
         cached = self._cache.get(masked)
         if cached is not None:
             return cached
