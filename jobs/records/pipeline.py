@@ -83,6 +83,9 @@ class RecordPipeline:
         self._id_key = cfg.identity_key.encode("utf-8")[:64]
         self._max_future_us = int(cfg.max_future_seconds * 1_000_000)
         self._max_past_us = int(cfg.max_past_days * 86_400_000_000)
+        self._mask_enabled = cfg.masking.enabled
+        self._mine_enabled = cfg.mining.enabled
+        self._max_message_bytes = cfg.max_message_bytes
         self._meta_cache: dict[tuple[str, str], tuple[str | None, str | None, dict[str, str]]] = {}
 
     # -- entry points ------------------------------------------------------------------------
@@ -367,14 +370,14 @@ class RecordPipeline:
 
         # masking
         counts: dict[str, int] = {}
-        if cfg.masking.enabled:
+        if self._mask_enabled:
             masker = self._maskers.get(tenant, self._masker_default)
             message = masker.mask(message, counts)
             if attrs:
                 masker.mask_attributes(attrs, counts)
 
         # size limit, after masking so a cut never leaves half a card number unmasked
-        limit = cfg.max_message_bytes
+        limit = self._max_message_bytes
         if len(message) * 4 > limit:
             encoded = message.encode("utf-8")
             if len(encoded) > limit:
@@ -384,29 +387,31 @@ class RecordPipeline:
 
         # pattern
         pattern_id = pattern = None
-        if cfg.mining.enabled:
-            cluster = self.miner(tenant).add(message)
+        if self._mine_enabled:
+            miner = self._miners.get(tenant) or self.miner(tenant)
+            cluster = miner.add(message)
             pattern_id, pattern = cluster.pattern_id, cluster.template
 
+        # Positional, in FIELDS order (checked at import by schemas.record): keywords cost more here.
         return Record(
-            log_id=log_id,
-            tenant=tenant,
-            timestamp=from_micros(ts_us),
-            ingested_at=from_micros(received_us),
-            level=level,
-            service=service,
-            host=host,
-            environment=environment,
-            region=region,
-            message=message,
-            trace_id=trace_id,
-            span_id=span_id,
-            attributes=attrs,
-            tags=tags,
-            source_format=p.fmt,
-            pattern_id=pattern_id,
-            pattern=pattern,
-            masked=counts,
+            log_id,
+            tenant,
+            from_micros(ts_us),
+            from_micros(received_us),
+            level,
+            service,
+            host,
+            environment,
+            region,
+            message,
+            trace_id,
+            span_id,
+            attrs,
+            tags,
+            p.fmt,
+            pattern_id,
+            pattern,
+            counts,
         )
 
 
