@@ -183,6 +183,7 @@ class Progress:
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
         self._last = 0.0
+        self._text = ""
 
     def update(self, nbytes: int, lines: int, *, force: bool = False) -> None:
         self.done += nbytes
@@ -199,6 +200,9 @@ class Progress:
             f"{self.lines:,} lines {rate:,.0f} lines/s"
             + (f" spooled batches: {self.spooled}" if self.spooled else "")
         )
+        if text == self._text:
+            return
+        self._text = text
         sys.stderr.write(("\r" + text) if self.tty else (text + "\n"))
         sys.stderr.flush()
 

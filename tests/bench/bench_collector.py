@@ -111,6 +111,20 @@ async def load(
     return latencies, counts, time.perf_counter() - started
 
 
+def messages_in(servers: str, topic: str) -> int:
+    """Sum of the topic's partition end offsets: what Kafka really holds, to check the answers."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": "bench-check"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        )
+    finally:
+        consumer.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -155,8 +169,12 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=30)
+        in_kafka = messages_in(settings.kafka_servers, topic)
     latencies.sort()
     accepted = sum(counts)
+    if in_kafka < accepted:
+        print(f"ERROR: {accepted} answered as accepted but only {in_kafka} in Kafka")
+        return 1
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
     client_cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
@@ -164,7 +182,8 @@ def main() -> int:
         f"batches of {args.records}, {args.concurrency} connections, {args.workers} API worker(s), "
         f"{elapsed:.1f} s: {accepted / elapsed:,.0f} accepted records/s "
         f"({len(latencies) / elapsed:.0f} requests/s), latency p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
-        f"bench client CPU {client_cpu / elapsed * 100:.0f}% of one core"
+        f"bench client CPU {client_cpu / elapsed * 100:.0f}% of one core; "
+        f"{in_kafka:,} messages in the topic (warm-up included)"
     )
     return 0
 
