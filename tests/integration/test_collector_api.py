@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import time
+import uuid
 
 import httpx
 import orjson
@@ -22,6 +23,8 @@ from tests.integration.collector_support import (
 
 pytestmark = pytest.mark.integration
 
+ADMIN_TOKEN = f"admin-{uuid.uuid4().hex}"
+
 
 @pytest.fixture(scope="module")
 def stack():
@@ -33,6 +36,7 @@ def stack():
                 "auth_cache_s": 0.0,
                 "ingest_max_body_bytes": 2 * 1024 * 1024,
                 "ingest_max_record_bytes": 64 * 1024,
+                "admin_token": ADMIN_TOKEN,
             }
         )
         with ApiServer(settings) as server:
@@ -407,3 +411,27 @@ def test_openapi_documents_the_ingest_routes(stack):
         "/readyz",
     ):
         assert path in paths
+
+
+def test_admin_token_creates_tenants_but_cannot_send_logs(stack):
+    settings, server = stack
+    tenant_id = f"t-{uuid.uuid4().hex[:10]}"
+    try:
+        with client(server, ADMIN_TOKEN) as admin:
+            created = admin.post("/v1/tenants", json={"id": tenant_id, "name": "Globex"})
+            assert created.status_code == 201, created.text
+            assert admin.post("/v1/tenants", json={"id": tenant_id}).status_code == 409
+            assert admin.post("/v1/tenants", json={"id": "Not Valid!"}).status_code == 400
+            assert admin.post("/v1/logs/ingest", json=batch(1)).status_code == 403
+            assert admin.get("/v1/keys").status_code == 400  # which tenant?
+            assert len(admin.get(f"/v1/keys?tenant={tenant_id}").json()) == 1
+            agent = admin.post("/v1/agents/register", json={"organization": "Globex", "agentVersion": "2.0"})
+            assert agent.status_code == 201 and agent.json()["tenant"] == tenant_id
+        with client(server, created.json()["key"]) as tenant_http:
+            assert tenant_http.post("/v1/logs/ingest", json=batch(2)).status_code == 202
+            assert tenant_http.post("/v1/tenants", json={"id": "x-other"}).status_code == 403
+    finally:
+        import psycopg
+
+        with psycopg.connect(settings.postgres_dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM tenants WHERE id = %s", (tenant_id,))
