@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from api.deps import CollectorState
 from api.ratelimit import RateLimiter
-from api.routers import elastic, health, ingest, otlp, tenants, upload
+from api.routers import alerts, elastic, health, ingest, otlp, tenants, upload
 from connectors.kafka.producer import Producer, producer_config
 from connectors.postgres.migrate import migrate
 from connectors.postgres.pool import async_pool
@@ -78,4 +78,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(otlp.router)
     app.include_router(tenants.router)
     app.include_router(elastic.router)
+    app.include_router(alerts.router)
     return app

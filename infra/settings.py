@@ -108,6 +108,25 @@ class Settings(BaseSettings):
     hot_days: int = 14
     warm_days: int = 45
 
+    # The alerts job and its notifier (issue #7).
+    alerts_group: str = "strata-alerts"  # the job's consumer group on raw_topic
+    alerts_topic: str = "alert_events"  # the job's state changes, read by `strata alerts notify`
+    alerts_notifier_group: str = "strata-alert-notifier"
+    alerts_lateness_s: int = 10  # event-time lateness a window waits for before it closes
+    alerts_idle_s: int = 10  # a source split silent this long stops holding the watermark back
+    alerts_rules_refresh_s: float = 5.0  # how soon a rule saved through the API takes effect
+    alerts_checkpoint_s: float = 5.0
+    alerts_retry_max_s: float = 300.0  # longest wait between two delivery attempts
+    alerts_give_up_s: float = 86_400.0  # a notification still undelivered after this is marked failed
+    alerts_batch_wait_s: float = 0.3  # groups firing within this are sent as one message per channel
+    alerts_search_url: str = ""  # base of the link to the matching records; empty: <api>/v1/search
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "strata-alerts@localhost"
+    smtp_starttls: bool = False
+
     # How long `strata stack up` waits for one service to become healthy.
     start_timeout_s: float = 240.0
 

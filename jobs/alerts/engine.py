@@ -52,9 +52,13 @@ class AlertEngine:
     def process(self, record: Record) -> list[AlertEvent]:
         """Count ``record`` in every rule it matches, then move the watermark on."""
         events: list[AlertEvent] = []
-        points = self.matcher.points(record)
-        for point in points:
+        for point in self.matcher.points(record):
             events += self.add_point(point)
+        return events + self.process_time(record)
+
+    def process_time(self, record: Record) -> list[AlertEvent]:
+        """Move the watermark on for ``record`` (every record does, matching a rule or not)."""
+        events: list[AlertEvent] = []
         ts = int(record.timestamp.timestamp() * 1000)
         if self._max_ts is None or ts > self._max_ts:
             self._max_ts = ts

@@ -1,0 +1,229 @@
+"""Alert rules, their history, and trying a rule on past logs.
+
+Rules are tenant-scoped: a tenant key with the ``admin`` scope manages its own tenant's rules; the
+admin token names the tenant with ``?tenant=``. A rule takes effect in the running alerts job
+within ``STRATA_ALERTS_RULES_REFRESH_S`` of being saved, without a restart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, Field, ValidationError
+
+from api.deps import AdminKey, Principal, StateDep
+from jobs.alerts import store
+from jobs.alerts.rules import Rule, RuleSpec
+
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+
+TenantQuery = Annotated[str | None, Query(description="the tenant, when calling with the admin token")]
+
+
+class RuleOut(Rule):
+    created_at: datetime
+    updated_at: datetime
+
+
+class HistoryEntry(BaseModel):
+    event_id: str
+    rule_id: str
+    rule_name: str
+    state: str
+    notify: bool = Field(description="whether the channels were to be told (cooldown says no)")
+    severity: str
+    group: dict[str, str]
+    value: float | None
+    comparison: str
+    threshold: float
+    window_start: datetime
+    window_end: datetime
+    since: datetime | None
+    samples: list[dict[str, Any]]
+    reason: str
+    recorded_at: datetime
+    deliveries: list[dict[str, Any]]
+
+
+class TestRequest(BaseModel):
+    start: datetime = Field(alias="from", description="start of the past range to evaluate")
+    end: datetime | None = Field(default=None, alias="to", description="end of the range; default now")
+
+
+class TestResult(BaseModel):
+    rule_id: str
+    start: datetime
+    end: datetime
+    records: int = Field(description="records of the range the rule's filter matched")
+    tiers: list[str] = Field(description="the storage tiers that answered")
+    events: list[dict[str, Any]] = Field(description="when the rule would have fired and resolved")
+
+
+def _tenant(principal: Principal, tenant: str | None) -> str:
+    if principal.is_admin_token:
+        if not tenant:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="name the tenant with ?tenant=")
+        return tenant
+    if tenant and tenant != principal.tenant_id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail="a tenant key manages only its own tenant's rules"
+        )
+    return principal.tenant_id
+
+
+def _out(stored: store.StoredRule) -> RuleOut:
+    return RuleOut.model_validate(
+        {**stored.rule.model_dump(), "created_at": stored.created_at, "updated_at": stored.updated_at}
+    )
+
+
+def _not_found(rule_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alert rule {rule_id!r} in this tenant")
+
+
+@router.post("/rules", response_model=RuleOut, status_code=status.HTTP_201_CREATED)
+async def create_rule(
+    body: RuleSpec, principal: AdminKey, state: StateDep, tenant: TenantQuery = None
+) -> Any:
+    """Create a rule; the running alerts job picks it up without a restart."""
+    tenant_id = _tenant(principal, tenant)
+    async with state.pool.connection() as conn:
+        return _out(await store.create_rule(conn, tenant_id, body))
+
+
+@router.get("/rules", response_model=list[RuleOut])
+async def list_rules(principal: AdminKey, state: StateDep, tenant: TenantQuery = None) -> Any:
+    """The tenant's rules, by name."""
+    tenant_id = _tenant(principal, tenant)
+    async with state.pool.connection() as conn:
+        return [_out(r) for r in await store.list_rules(conn, tenant_id)]
+
+
+@router.get("/rules/{rule_id}", response_model=RuleOut)
+async def get_rule(rule_id: str, principal: AdminKey, state: StateDep, tenant: TenantQuery = None) -> Any:
+    """One rule."""
+    tenant_id = _tenant(principal, tenant)
+    async with state.pool.connection() as conn:
+        stored = await store.get_rule(conn, tenant_id, rule_id)
+    if stored is None:
+        raise _not_found(rule_id)
+    return _out(stored)
+
+
+@router.put("/rules/{rule_id}", response_model=RuleOut)
+async def replace_rule(
+    rule_id: str, body: RuleSpec, principal: AdminKey, state: StateDep, tenant: TenantQuery = None
+) -> Any:
+    """Replace a rule's definition (its revision goes up; its alert state is kept)."""
+    tenant_id = _tenant(principal, tenant)
+    async with state.pool.connection() as conn:
+        stored = await store.update_rule(conn, tenant_id, rule_id, body)
+    if stored is None:
+        raise _not_found(rule_id)
+    return _out(stored)
+
+
+@router.patch("/rules/{rule_id}", response_model=RuleOut)
+async def update_rule(
+    rule_id: str, body: dict[str, Any], principal: AdminKey, state: StateDep, tenant: TenantQuery = None
+) -> Any:
+    """Change some fields of a rule; the result is validated as a whole."""
+    tenant_id = _tenant(principal, tenant)
+    async with state.pool.connection() as conn:
+        stored = await store.get_rule(conn, tenant_id, rule_id)
+        if stored is None:
+            raise _not_found(rule_id)
+        merged = {**stored.rule.model_dump(mode="json", exclude={"id", "tenant", "revision"}), **body}
+        try:
+            spec = RuleSpec.model_validate(merged)
+        except ValidationError as exc:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                detail=exc.errors(include_url=False, include_context=False, include_input=False),
+            ) from exc
+        updated = await store.update_rule(conn, tenant_id, rule_id, spec)
+    if updated is None:
+        raise _not_found(rule_id)
+    return _out(updated)
+
+
+@router.post("/rules/{rule_id}/enable", response_model=RuleOut)
+async def enable_rule(rule_id: str, principal: AdminKey, state: StateDep, tenant: TenantQuery = None) -> Any:
+    """Start evaluating a rule again."""
+    return await _set_enabled(rule_id, True, principal, state, tenant)
+
+
+@router.post("/rules/{rule_id}/disable", response_model=RuleOut)
+async def disable_rule(rule_id: str, principal: AdminKey, state: StateDep, tenant: TenantQuery = None) -> Any:
+    """Stop evaluating a rule; what it had firing is resolved."""
+    return await _set_enabled(rule_id, False, principal, state, tenant)
+
+
+async def _set_enabled(
+    rule_id: str, enabled: bool, principal: Principal, state: Any, tenant: str | None
+) -> Any:
+    tenant_id = _tenant(principal, tenant)
+    async with state.pool.connection() as conn:
+        stored = await store.set_enabled(conn, tenant_id, rule_id, enabled)
+    if stored is None:
+        raise _not_found(rule_id)
+    return _out(stored)
+
+
+@router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_rule(rule_id: str, principal: AdminKey, state: StateDep, tenant: TenantQuery = None) -> None:
+    """Delete a rule; its history stays."""
+    tenant_id = _tenant(principal, tenant)
+    async with state.pool.connection() as conn:
+        if not await store.delete_rule(conn, tenant_id, rule_id):
+            raise _not_found(rule_id)
+
+
+@router.get("/history", response_model=list[HistoryEntry])
+async def history(
+    principal: AdminKey,
+    state: StateDep,
+    tenant: TenantQuery = None,
+    rule_id: Annotated[str | None, Query(description="only this rule")] = None,
+    state_name: Annotated[
+        Literal["OK", "PENDING", "FIRING", "RESOLVED"] | None, Query(alias="state")
+    ] = None,
+    since: Annotated[datetime | None, Query(alias="from", description="window end at or after")] = None,
+    until: Annotated[datetime | None, Query(alias="to", description="window end before")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    """Firings, resolutions and pending states, newest first, with their notifications' delivery."""
+    tenant_id = _tenant(principal, tenant)
+    async with state.pool.connection() as conn:
+        rows = await store.list_history(
+            conn, tenant_id, rule_id=rule_id, state=state_name, since=since, until=until, limit=limit
+        )
+    return [HistoryEntry.model_validate({**r, "group": r["group_values"]}) for r in rows]
+
+
+@router.post("/rules/{rule_id}/test", response_model=TestResult)
+async def test_rule(
+    rule_id: str, body: TestRequest, principal: AdminKey, state: StateDep, tenant: TenantQuery = None
+) -> Any:
+    """Evaluate a rule over a past range of stored logs: when would it have fired and resolved?"""
+    tenant_id = _tenant(principal, tenant)
+    async with state.pool.connection() as conn:
+        stored = await store.get_rule(conn, tenant_id, rule_id)
+    if stored is None:
+        raise _not_found(rule_id)
+    end = body.end or datetime.now(UTC)
+    start = body.start if body.start.tzinfo else body.start.replace(tzinfo=UTC)
+    end = end if end.tzinfo else end.replace(tzinfo=UTC)
+    if end <= start:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="'to' must be after 'from'")
+    if end - start > timedelta(days=31):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="test a rule over at most 31 days at once")
+    from jobs.alerts.backtest import BacktestUnavailable, backtest
+
+    try:
+        result = await backtest(state.settings, stored.rule, start, end)
+    except BacktestUnavailable as exc:
+        raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, detail=str(exc)) from exc
+    return TestResult(rule_id=rule_id, start=start, end=end, **result)

@@ -1,0 +1,314 @@
+"""The alerts job: Kafka ``raw_logs`` → records → rule groups → windows and states → ``alert_events``.
+
+Graph::
+
+    Kafka raw_logs (own consumer group: never waits for the ingest job or any tier)
+      → alerts-parse          RecordPipeline, as the ingest job runs it (rejected input is the
+                              ingest job's to dead-letter; here it is only skipped)
+      → alerts-event-time     timestamps = record time, bounded out-of-orderness, idle splits
+      → alerts-match-rules    one point per (rule, group) a record counts in; rules re-read from
+                              PostgreSQL every alerts_rules_refresh_s
+      → key by (rule, group)
+      → alerts-evaluate-windows   GroupEvaluator in keyed state, event-time timers at window ends
+      → Kafka alert_events    one JSON event per state change, read by `strata alerts notify`
+
+The keyed state holds each group's buckets and alert status, so a restart from a checkpoint
+neither loses a firing in progress nor sends one twice: events replayed after a restore carry the
+ids they had (see :func:`jobs.alerts.evaluate.event_id`) and the notifier records each once.
+Notification is another process, so a slow or dead receiver never slows this job.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.settings import Settings
+from jobs.alerts import names
+from jobs.alerts.rulesource import PostgresRules, RuleSource
+
+STATE_TTL_DAYS = 31  # a group silent this long is forgotten (new_pattern keeps what it has seen)
+
+
+@dataclass(frozen=True)
+class AlertsOptions:
+    raw_topic: str
+    alerts_topic: str
+    group_id: str
+    lateness_ms: int
+    idle_ms: int
+    start: str = "committed"  # committed (else latest), earliest or latest
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> AlertsOptions:
+        values: dict[str, Any] = {
+            "raw_topic": settings.raw_topic,
+            "alerts_topic": settings.alerts_topic,
+            "group_id": settings.alerts_group,
+            "lateness_ms": settings.alerts_lateness_s * 1000,
+            "idle_ms": settings.alerts_idle_s * 1000,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+# -- the Python functions (thin: the logic is in jobs.alerts.evaluate and .matching) -------------
+
+
+def _functions(rules: RuleSource) -> tuple[Any, Any, Any, Any]:
+    from pyflink.common import Time, Types
+    from pyflink.common.watermark_strategy import TimestampAssigner
+    from pyflink.datastream import FlatMapFunction, KeyedProcessFunction, RuntimeContext
+    from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+
+    class Parse(FlatMapFunction):
+        def open(self, runtime_context: RuntimeContext) -> None:
+            from jobs.records.pipeline import RecordPipeline
+
+            self.pipeline = RecordPipeline()
+            self.rejected = runtime_context.get_metrics_group().counter("rejected_records")
+
+        def flat_map(self, value: Any) -> Iterator[Any]:
+            from schemas.record import Record, micros
+
+            result = self.pipeline.process(value if isinstance(value, bytes | str) else bytes(value))
+            if isinstance(result, Record):
+                yield micros(result.timestamp) // 1000, result
+            else:
+                self.rejected.inc()
+
+    class RecordTime(TimestampAssigner):
+        def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
+            return int(value[0])
+
+    class Match(FlatMapFunction):
+        def __init__(self, source: RuleSource) -> None:
+            self.source = source
+
+        def open(self, runtime_context: RuntimeContext) -> None:
+            self.source.start()
+
+        def close(self) -> None:
+            self.source.stop()
+
+        def flat_map(self, value: Any) -> Iterator[Any]:
+            yield from self.source.matcher.points(value[1])
+
+    class Evaluate(KeyedProcessFunction):
+        def __init__(self, source: RuleSource) -> None:
+            self.source = source
+
+        def open(self, runtime_context: RuntimeContext) -> None:
+            self.source.start()
+            descriptor = ValueStateDescriptor("group", Types.PICKLED_BYTE_ARRAY())
+            descriptor.enable_time_to_live(
+                StateTtlConfig.new_builder(Time.days(STATE_TTL_DAYS))
+                .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+                .build()
+            )
+            self.state = runtime_context.get_state(descriptor)
+            metrics = runtime_context.get_metrics_group()
+            self.late = metrics.counter("late_points")
+            self.emitted = metrics.counter("alert_events")
+
+        def close(self) -> None:
+            self.source.stop()
+
+        def _load(self) -> Any:
+            from jobs.alerts.evaluate import GroupEvaluator
+
+            data = self.state.value()
+            return None if data is None else GroupEvaluator.from_bytes(data)
+
+        def _save(self, ev: Any, ctx: Any) -> None:
+            if ev.empty:
+                self.state.clear()
+                return
+            nxt = ev.next_timer()
+            if nxt is not None and nxt != ev.timer_ms:
+                ev.timer_ms = nxt
+                ctx.timer_service().register_event_time_timer(nxt)
+            self.state.update(ev.to_bytes())
+
+        def process_element(self, point: Any, ctx: Any) -> Iterator[str]:
+            from jobs.alerts.evaluate import GroupEvaluator
+
+            rule = self.source.get(point.rule_id)
+            if rule is None:  # removed between the two operators' refreshes
+                return
+            ev = self._load()
+            if ev is None:
+                ev = GroupEvaluator(point.key, rule.tenant, point.group, rule.group_by)
+            late = ev.late
+            watermark = ctx.timer_service().current_watermark()
+            events = ev.add(rule, point, watermark if watermark > -(2**62) else None)
+            if ev.late != late:
+                self.late.inc()
+            self._save(ev, ctx)
+            for event in events:
+                self.emitted.inc()
+                yield event.to_json().decode()
+
+        def on_timer(self, timestamp: int, ctx: Any) -> Iterator[str]:
+            ev = self._load()
+            if ev is None or ev.timer_ms != timestamp:
+                return  # a timer superseded by a later one
+            ev.timer_ms = None
+            rule = self.source.get(ev.key.split("\x1f", 1)[0])
+            events = ev.advance(rule, timestamp)
+            self._save(ev, ctx)
+            for event in events:
+                self.emitted.inc()
+                yield event.to_json().decode()
+
+    return Parse(), RecordTime(), Match(rules), Evaluate(rules)
+
+
+def build(env: Any, source: Any, rules: RuleSource, *, lateness_ms: int, idle_ms: int) -> Any:
+    """Add the alerting graph after ``source`` (a stream of ``raw_logs`` message values) and return
+    the stream of alert events (JSON strings). ``env`` is unused but kept for the jobs' common shape."""
+    from pyflink.common import Duration, Types, WatermarkStrategy
+
+    parse, record_time, match, evaluate = _functions(rules)
+    records = source.flat_map(parse, output_type=Types.PICKLED_BYTE_ARRAY())
+    records = records.name(names.PARSE).uid(names.PARSE)
+    strategy = (
+        WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(lateness_ms))
+        .with_timestamp_assigner(record_time)
+        .with_idleness(Duration.of_millis(idle_ms))
+    )
+    timed = records.assign_timestamps_and_watermarks(strategy).name(names.EVENT_TIME).uid(names.EVENT_TIME)
+    points = timed.flat_map(match, output_type=Types.PICKLED_BYTE_ARRAY()).name(names.MATCH).uid(names.MATCH)
+    return (
+        points.key_by(lambda p: p.key, key_type=Types.STRING())
+        .process(evaluate, output_type=Types.STRING())
+        .name(names.EVALUATE)
+        .uid(names.EVALUATE)
+    )
+
+
+# -- running it ---------------------------------------------------------------------------------
+
+
+def ensure_alerts_topic(settings: Settings, topic: str) -> None:
+    """One partition on purpose: alert events are few, and one partition keeps every group's
+    events in the order the job emitted them."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_servers})
+    if topic in admin.list_topics(timeout=10).topics:
+        return
+    for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        try:
+            future.result(timeout=30)
+        except Exception as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+
+
+def environment(settings: Settings, *, parallelism: int | None = None, restore: Path | None = None) -> Any:
+    from pyflink.common import Configuration
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    from infra.stack.flink_jars import flink_jar_urls
+    from jobs.flink import job_configuration
+
+    conf = job_configuration(settings, "alerts", parallelism=parallelism, restore=restore)
+    conf["execution.checkpointing.interval"] = f"{int(settings.alerts_checkpoint_s * 1000)} ms"
+    conf["execution.checkpointing.min-pause"] = "1 s"
+    # Small bundles: an alert waits for the bundle it is in, twice (before and after the key_by).
+    conf["python.fn-execution.bundle.time"] = "100"
+    conf["python.fn-execution.bundle.size"] = "1000"
+    conf["pipeline.jars"] = ";".join(flink_jar_urls(settings))
+    conf.setdefault("python.executable", sys.executable)  # the interpreter that has Strata and pyflink
+    config = Configuration()
+    for key, value in conf.items():
+        config.set_string(key, value)
+    return StreamExecutionEnvironment.get_execution_environment(config)
+
+
+def kafka_source(settings: Settings, options: AlertsOptions) -> Any:
+    from pyflink.common.serialization import SimpleStringSchema
+    from pyflink.datastream.connectors.kafka import (
+        KafkaOffsetResetStrategy,
+        KafkaOffsetsInitializer,
+        KafkaSource,
+    )
+
+    starts = {
+        # A new consumer group starts at the end: alerting on a week of history would page
+        # people for problems long over. A restore uses the checkpoint's offsets instead.
+        "committed": KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.LATEST),
+        "earliest": KafkaOffsetsInitializer.earliest(),
+        "latest": KafkaOffsetsInitializer.latest(),
+    }
+    if options.start not in starts:
+        raise ValueError(f"start {options.start!r}: use committed, earliest or latest")
+    return (
+        KafkaSource.builder()
+        .set_bootstrap_servers(settings.kafka_servers)
+        .set_topics(options.raw_topic)
+        .set_group_id(options.group_id)
+        .set_starting_offsets(starts[options.start])
+        .set_value_only_deserializer(SimpleStringSchema())
+        .set_property("commit.offsets.on.checkpoint", "true")
+        .set_property("partition.discovery.interval.ms", "60000")
+        .build()
+    )
+
+
+def kafka_sink(settings: Settings, topic: str) -> Any:
+    from pyflink.common.serialization import SimpleStringSchema
+    from pyflink.datastream.connectors.base import DeliveryGuarantee
+    from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
+
+    from connectors.kafka.producer import java_producer_properties
+
+    props = java_producer_properties(settings)
+    props["linger.ms"] = "0"  # an alert is one small message: send it now
+    builder = KafkaSink.builder().set_bootstrap_servers(settings.kafka_servers)
+    for key, value in props.items():
+        if key != "bootstrap.servers":
+            builder = builder.set_property(key, value)
+    return (
+        builder.set_record_serializer(
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(topic)
+            .set_value_serialization_schema(SimpleStringSchema())
+            .build()
+        )
+        # At least once: the notifier drops repeats by event id, and exactly-once would hold every
+        # alert back until the next checkpoint commits its transaction.
+        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+        .build()
+    )
+
+
+def run(
+    settings: Settings,
+    options: AlertsOptions,
+    *,
+    rules: RuleSource | None = None,
+    parallelism: int | None = None,
+    restore: Path | None = None,
+    wait: bool = True,
+) -> Any:
+    """Build and execute the job on a local MiniCluster; returns the job client when not waiting."""
+    from pyflink.common import WatermarkStrategy
+
+    ensure_alerts_topic(settings, options.alerts_topic)
+    env = environment(settings, parallelism=parallelism, restore=restore)
+    source = env.from_source(kafka_source(settings, options), WatermarkStrategy.no_watermarks(), names.SOURCE)
+    source = source.uid(names.SOURCE)
+    rules = rules or PostgresRules(settings.postgres_dsn, settings.alerts_rules_refresh_s)
+    events = build(env, source, rules, lateness_ms=options.lateness_ms, idle_ms=options.idle_ms)
+    events.sink_to(kafka_sink(settings, options.alerts_topic)).name(names.SINK).uid(names.SINK)
+    started = time.monotonic()
+    if wait:
+        env.execute("strata-alerts")
+        return time.monotonic() - started
+    return env.execute_async("strata-alerts")
