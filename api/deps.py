@@ -158,11 +158,14 @@ RegisterKey = Annotated[Principal, Depends(require("register", admin_token_too=T
 AdminKey = Annotated[Principal, Depends(require("admin"))]
 
 
-def check_rate(state: CollectorState, principal: Principal, count: int) -> None:
+def check_rate(state: CollectorState, principal: Principal, count: int, route: str) -> None:
     """429 with ``Retry-After`` when the tenant is over its rate."""
     rate = state.settings.ingest_rate_per_s if principal.rate_per_s is None else principal.rate_per_s
     wait = state.limiter.take(principal.tenant_id, rate, count)
     if wait > 0:
+        from api import metrics
+
+        metrics.REQUESTS_REFUSED.labels(route, "429").inc()
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             detail=f"tenant {principal.tenant_id!r} is over its rate of {rate:g} records/s; retry later",

@@ -170,7 +170,7 @@ async def _bulk(request: Request, principal: IngestKey, state: StateDep, index: 
             },
             status.HTTP_400_BAD_REQUEST,
         )
-    check_rate(state, principal, outcome.received)
+    check_rate(state, principal, outcome.received, ROUTE)
     await publish(state, ROUTE, outcome)
     for position in outcome.indexes:
         action_result = next(iter(items[position].values()))

@@ -112,7 +112,7 @@ async def ingest(
     except PayloadError as exc:
         metrics.REQUESTS_REFUSED.labels(ROUTE, "400").inc()
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
-    check_rate(state, principal, outcome.received)
+    check_rate(state, principal, outcome.received, ROUTE)
     await publish(state, ROUTE, outcome)
     metrics.LATENCY.labels(ROUTE).observe(time.perf_counter() - started)
     return JSONBytes(outcome.response(uuid.uuid4().hex), status_code=status.HTTP_202_ACCEPTED)

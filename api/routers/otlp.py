@@ -208,7 +208,7 @@ async def otlp_logs(request: Request, principal: IngestKey, state: StateDep) -> 
     except (ValueError, AttributeError, TypeError) as exc:  # DecodeError is a ValueError too
         metrics.REQUESTS_REFUSED.labels(ROUTE, "400").inc()
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"not an OTLP logs request: {exc}") from exc
-    check_rate(state, principal, outcome.received)
+    check_rate(state, principal, outcome.received, ROUTE)
     await publish(state, ROUTE, outcome)
     metrics.LATENCY.labels(ROUTE).observe(time.perf_counter() - started)
     return _response(protobuf, outcome)
