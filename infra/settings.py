@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     alerts_idle_s: int = 10  # a source split silent this long stops holding the watermark back
     alerts_rules_refresh_s: float = 5.0  # how soon a rule saved through the API takes effect
     alerts_checkpoint_s: float = 5.0
+    alerts_checkpoint_dir: Path | None = None  # default: <home>/checkpoints/alerts
     alerts_retry_max_s: float = 300.0  # longest wait between two delivery attempts
     alerts_give_up_s: float = 86_400.0  # a notification still undelivered after this is marked failed
     alerts_batch_wait_s: float = 0.3  # groups firing within this are sent as one message per channel

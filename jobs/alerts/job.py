@@ -210,6 +210,18 @@ def ensure_alerts_topic(settings: Settings, topic: str) -> None:
                 raise
 
 
+def checkpoint_dir(settings: Settings) -> Path:
+    from jobs.flink import checkpoint_root
+
+    return settings.alerts_checkpoint_dir or checkpoint_root(settings, "alerts")
+
+
+def latest_checkpoint(settings: Settings) -> Path | None:
+    """The newest completed checkpoint (``<job id>/chk-N`` with ``_metadata``), if any."""
+    done = [m.parent for m in checkpoint_dir(settings).glob("*/chk-*/_metadata")]
+    return max(done, key=lambda p: (p.stat().st_mtime, int(p.name.split("-")[1])), default=None)
+
+
 def environment(settings: Settings, *, parallelism: int | None = None, restore: Path | None = None) -> Any:
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
@@ -218,6 +230,7 @@ def environment(settings: Settings, *, parallelism: int | None = None, restore: 
     from jobs.flink import job_configuration
 
     conf = job_configuration(settings, "alerts", parallelism=parallelism, restore=restore)
+    conf["state.checkpoints.dir"] = checkpoint_dir(settings).resolve().as_uri()
     conf["execution.checkpointing.interval"] = f"{int(settings.alerts_checkpoint_s * 1000)} ms"
     conf["execution.checkpointing.min-pause"] = "1 s"
     # Small bundles: an alert waits for the bundle it is in, twice (before and after the key_by).
