@@ -69,7 +69,12 @@ class MaskSettings:
     custom: tuple[CustomRule, ...] = field(default_factory=tuple)
 
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}")
+# Every pattern below starts at a run boundary (lookbehind) and bounds its repeats: a 64 KiB line
+# of one long run must cost one scan, not one scan per starting character.
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,8}"
+    r"\.[A-Za-z]{2,24}"
+)
 _BEARER = re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9\-._~+/]+=*")
 _AWS = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}")
@@ -135,8 +140,9 @@ class Masker:
             # `password=x`, `"token": "x"`, `secret: x`; the value ends at whitespace, a separator or
             # a closing quote, so the rest of the line survives.
             self._secret_re = re.compile(
-                r"(?i)((?:" + alt + r")[\w\-.]*[\"']?\s*[=:]\s*)"
-                r"((?:bearer|basic)\s+[^\s,;&\"']+|\"[^\"]*\"|'[^']*'|[^\s,;&\"'}\]]+)"
+                r"(?i)((?:" + alt + r")[\w\-.]{0,32}[\"']?[ \t]{0,8}[=:][ \t]{0,8})"
+                r"((?:bearer|basic)\s+[^\s,;&\"']{1,4096}|\"[^\"]{0,4096}\"|'[^']{0,4096}'"
+                r"|[^\s,;&\"'}\]]{1,4096})"
             )
         self._secret_key_cache: dict[str, bool] = {}
         self._phone_key_cache: dict[str, bool] = {}

@@ -25,7 +25,7 @@ WILDCARD = "<*>"
 # token keeps "cancelNotification,index:<*>" apart from "ready=true,policy=<*>", which a
 # whole-token rule would both turn into one "<*>".
 _VARIABLE = re.compile(
-    r"[^\s=,:;()\[\]{}\"'<>]*\d[^\s=,:;()\[\]{}\"'<>]*"
+    r"(?<![^\s=,:;()\[\]{}\"'<>])[^\s=,:;()\[\]{}\"'<>]*\d[^\s=,:;()\[\]{}\"'<>]*"
     r"|\[[A-Z_]+\]"
     r"|(?<![^\s=,:;(\[{\"])[0-9a-fA-F]{8,}(?![^\s=,:;)\]}\"])"
 )

@@ -256,7 +256,8 @@ def parse_json(line: str) -> Parsed | Rejected:
     return from_mapping(obj, "json")
 
 
-_LOGFMT_PAIR = re.compile(r'([^\s="]+)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
+# Keys start after whitespace (lookbehind) so a long run without "=" is scanned once.
+_LOGFMT_PAIR = re.compile(r'(?<!\S)([^\s="]{1,256})=("(?:[^"\\]|\\.){0,65536}"|[^\s"]*)')
 _LOGFMT_START = re.compile(r'[A-Za-z_@][\w.\-/@]*=(?:"|[^\s"]*\s+[A-Za-z_@][\w.\-/@]*=)')
 
 
@@ -480,7 +481,7 @@ _PLAIN = re.compile(
     r"(?:\[([^\]\s]{1,128})\]:?\s+)?(.*)$",
     re.S,
 )
-_KV = re.compile(r'(?<![\w.\-])([A-Za-z_][\w.\-]{0,63})=("(?:[^"\\]|\\.)*"|[^\s,;"]+)')
+_KV = re.compile(r'(?<![\w.\-])([A-Za-z_][\w.\-]{0,63})=("(?:[^"\\]|\\.){0,4096}"|[^\s,;"]+)')
 _LEVEL_SNIFF = re.compile(r"\b(TRACE|DEBUG|INFO|NOTICE|WARN(?:ING)?|ERROR|ERR|CRIT(?:ICAL)?|FATAL|PANIC)\b")
 
 
