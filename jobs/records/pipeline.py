@@ -260,10 +260,11 @@ class RecordPipeline:
             return cached
         cfg = self.config
         merged: dict[str, str] = dict(cfg.default_metadata)
-        svc = cfg.services.get(service)
+        # Config keys are lower-cased on load, whatever lowercase_service/host say about records.
+        svc = cfg.services.get(service.lower())
         if svc:
             merged.update(svc.metadata)
-        hst = cfg.hosts.get(host)
+        hst = cfg.hosts.get(host.lower())
         if hst:
             merged.update(hst.metadata)  # the host is more specific than the service
         env = merged.pop("environment", None)
