@@ -77,7 +77,9 @@ ONE_US = timedelta(microseconds=1)
 
 
 def micros(ts: datetime) -> int:
-    """Microseconds since the epoch of an aware datetime."""
+    """Microseconds since the epoch; a naive datetime is taken as UTC."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
     return (ts - EPOCH) // ONE_US
 
 

@@ -19,6 +19,7 @@ A minimal file::
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +30,14 @@ from jobs.records.mask import DEFAULT_SECRET_KEYS, CustomRule, MaskSettings
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _compiles(regex: str) -> str:
+    try:
+        re.compile(regex)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {regex!r}: {exc}") from exc
+    return regex
 
 
 class PatternConfig(_Model):
@@ -42,6 +51,14 @@ class PatternConfig(_Model):
     kv_attributes: bool = Field(
         default=False, description="also turn key=value pairs in the message into attributes"
     )
+
+    @field_validator("regex")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        groups = re.compile(_compiles(value)).groupindex
+        if not {"message", "msg", "content"} & set(groups):
+            raise ValueError("a pattern needs a named group 'message', e.g. (?P<message>.*)")
+        return value
 
 
 class ServiceConfig(_Model):
@@ -62,6 +79,11 @@ class CustomMaskRule(_Model):
     name: str
     regex: str
     marker: str
+
+    @field_validator("regex")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        return _compiles(value)
 
 
 class MaskRules(_Model):

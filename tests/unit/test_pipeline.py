@@ -320,3 +320,23 @@ def test_base64_line_envelope_round_trip() -> None:
     }
     r = ok(RecordPipeline().process(orjson.dumps(env)))
     assert r.message == "plain ascii" and r.tags == ["no_timestamp"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"patterns": {"x": {"regex": "(?P<message>"}}},
+        {"patterns": {"x": {"regex": "(?P<ts>.*)"}}},
+        {"masking": {"default": {"custom": [{"name": "A", "regex": "[", "marker": "[A]"}]}}},
+        {"max_message_bytes": 10},
+        {"no_such_knob": 1},
+    ],
+)
+def test_invalid_configs_fail_at_load(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        PipelineConfig.model_validate(bad)
+
+
+def test_naive_arrival_time_is_utc() -> None:
+    r = ok(RecordPipeline().process_line("hi", tenant="t", received_at=datetime(2025, 2, 15, 12)))
+    assert r.ingested_at == datetime(2025, 2, 15, 12, tzinfo=UTC)
