@@ -145,7 +145,8 @@ class Masker:
                 r"|[^\s,;&\"'}\]]{1,4096})"
             )
         self._secret_key_cache: dict[str, bool] = {}
-        self._phone_key_cache: dict[str, bool] = {}
+        self._key_cache: dict[str, int] = {}  # 0 plain, 1 phone-labelled, 2 secret
+        self._value_cache: dict[tuple[str, int], tuple[str, tuple[tuple[str, int], ...]]] = {}
         self._custom = [(r.name, re.compile(r.regex), r.marker) for r in settings.custom]
         self._digits_on = settings.card or settings.ssn or settings.phone or settings.ipv4
 
@@ -269,19 +270,37 @@ class Masker:
     def mask_attributes(self, attrs: dict[str, str], counts: dict[str, int]) -> dict[str, str]:
         """Masks values in place: whole values under secret-looking keys, PII inside the others."""
         secrets = self.settings.secrets
-        phone_keys = self._phone_key_cache
+        key_kinds = self._key_cache
+        values = self._value_cache
         for key, value in attrs.items():
-            if secrets and self.is_secret_key(key):
+            kind = key_kinds.get(key)
+            if kind is None:
+                kind = (
+                    2 if secrets and self.is_secret_key(key) else int(_PHONE_CONTEXT.search(key) is not None)
+                )
+                if len(key_kinds) >= 10_000:
+                    key_kinds.clear()
+                key_kinds[key] = kind
+            if kind == 2:
                 if value and value != MARKERS["SECRET"]:
                     attrs[key] = MARKERS["SECRET"]
                     counts["SECRET"] = counts.get("SECRET", 0) + 1
                 continue
-            phone_key = phone_keys.get(key)
-            if phone_key is None:
-                phone_key = _PHONE_CONTEXT.search(key) is not None
-                if len(phone_keys) < 10_000:
-                    phone_keys[key] = phone_key
-            masked = self.mask(value, counts, phone_key)
-            if masked is not value:
+            if len(value) < 6:
+                continue
+            # Attribute values repeat (methods, statuses, paths, agents): remember what masking
+            # made of each, so a repeat costs a dict lookup instead of the regex passes.
+            hit = values.get((value, kind))
+            if hit is None:
+                found: dict[str, int] = {}
+                hit = (self.mask(value, found, kind == 1), tuple(found.items()))
+                if len(value) <= 256:  # bounded memory: 50k short values, never stack traces
+                    if len(values) >= 50_000:
+                        values.clear()
+                    values[(value, kind)] = hit
+            masked, found_items = hit
+            if found_items:
                 attrs[key] = masked
+                for name, n in found_items:
+                    counts[name] = counts.get(name, 0) + n
         return attrs
