@@ -15,7 +15,8 @@ from fastapi import FastAPI
 
 from api.deps import CollectorState
 from api.ratelimit import RateLimiter
-from api.routers import alerts, elastic, health, ingest, otlp, tenants, upload
+from api.routers import alerts, elastic, health, ingest, otlp, search, tail, tenants, upload
+from api.routers.search import close_search
 from connectors.kafka.producer import Producer, producer_config
 from connectors.postgres.migrate import migrate
 from connectors.postgres.pool import async_pool
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if left:
                 log.error("%d messages were still unacknowledged by Kafka at shutdown", left)
             await pool.close()
+            await asyncio.to_thread(close_search, app)
 
     app = FastAPI(
         title="Strata",
@@ -79,4 +81,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tenants.router)
     app.include_router(elastic.router)
     app.include_router(alerts.router)
+    app.include_router(tail.router)  # before search: /v1/logs/tail is not a log id
+    app.include_router(search.router)
     return app

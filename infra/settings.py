@@ -128,6 +128,15 @@ class Settings(BaseSettings):
     smtp_from: str = "strata-alerts@localhost"
     smtp_starttls: bool = False
 
+    # Search API (issue #6).
+    search_tier_timeout_s: float = 10.0  # a tier slower than this is reported as timed out
+    search_max_limit: int = 1000
+    search_warm_scan_rows: int = 200_000  # rows one request may read from Cassandra
+    search_warm_concurrency: int = 16  # partitions read at once
+    search_cold_lookup_days: int = 400  # how far back GET /v1/logs/{id} looks in the archive
+    tail_buffer_records: int = 10_000  # recent `logs` records each API process keeps for tail
+    tail_buffer_s: float = 300.0
+
     # How long `strata stack up` waits for one service to become healthy.
     start_timeout_s: float = 240.0
 

@@ -183,6 +183,49 @@ def cql_day(ts: datetime | date) -> str:
     return f"{ts:%Y-%m-%d}"
 
 
+# The warm tier is partitioned by service, so a search without a service has to know which
+# services logged on a day: this small table answers that without scanning partition keys.
+CQL_SERVICES_SUFFIX = "_services"
+
+
+def cql_create_services_table(
+    keyspace: str, table: str = "logs", *, default_ttl_seconds: int = 45 * 86400
+) -> str:
+    """``(tenant, day) -> service`` for the warm tier's fan-out; one row per service and day."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.{table}{CQL_SERVICES_SUFFIX} (\n"
+        f'    "tenant" text,\n    "day" text,\n    "service" text,\n'
+        f'    PRIMARY KEY (("tenant", "day"), "service")\n'
+        f") WITH default_time_to_live = {int(default_ttl_seconds)}"
+    )
+
+
+def cql_insert_service(keyspace: str, table: str = "logs") -> str:
+    """Prepared upsert with values ``(tenant, day, service)``; write it beside each warm row (or once
+    per service and day: it is idempotent)."""
+    return (
+        f'INSERT INTO {keyspace}.{table}{CQL_SERVICES_SUFFIX} ("tenant", "day", "service") VALUES (?, ?, ?)'
+    )
+
+
+# Storage-attached indexes of the warm table: exact-match columns a search filters on inside a
+# (tenant, service, day) partition, and log_id for finding one record. Cassandra 5.0's SAI has no
+# word analyzer, so message words are matched by the search API while it scans.
+CQL_SAI_TARGETS: tuple[str, ...] = ("log_id", "level", "host", "trace_id", "entries(attributes)")
+
+
+def cql_create_sai_indexes(keyspace: str, table: str = "logs") -> list[str]:
+    """``CREATE INDEX ... USING 'sai'`` statements for :data:`CQL_SAI_TARGETS`."""
+    out = []
+    for target in CQL_SAI_TARGETS:
+        column = target[target.find("(") + 1 : -1] if "(" in target else target
+        expr = f"{target[: target.find('(')]}({_cql_ident(column)})" if "(" in target else _cql_ident(column)
+        out.append(
+            f"CREATE INDEX IF NOT EXISTS {table}_{column}_sai ON {keyspace}.{table} ({expr}) USING 'sai'"
+        )
+    return out
+
+
 # -- Arrow / Parquet ---------------------------------------------------------------------------
 
 
@@ -320,8 +363,11 @@ __all__ = [
     "arrow_schema",
     "arrow_to_records",
     "cql_columns",
+    "cql_create_sai_indexes",
+    "cql_create_services_table",
     "cql_create_table",
     "cql_insert",
+    "cql_insert_service",
     "flink_row_fields",
     "flink_row_type_info",
     "flink_sql_ddl",

@@ -46,7 +46,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from schemas.record import FIELDS_BY_NAME, Kind, Level, Record
+from schemas.record import FIELDS_BY_NAME, Kind, Level, Record, micros
 
 MAX_QUERY_CHARS = 4096
 MAX_TERMS = 256
@@ -715,6 +715,57 @@ def conjuncts(node: Node) -> tuple[Node, ...]:
     return node.children if isinstance(node, And) else (node,)
 
 
+# -- what one storage tier is asked ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A record's place in a result: timestamp (µs) then log_id, both in the result's direction."""
+
+    ts_us: int
+    log_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TierQuery:
+    """One tier's share of a search: a tenant, a condition and a time slice ``[start_us, end_us)``.
+
+    ``order`` is ``"desc"`` (newest first: timestamp then log_id descending) or ``"asc"``; ``after``
+    is the last record of the previous page, which this page starts strictly after.
+    """
+
+    tenant: str
+    ast: Node
+    start_us: int
+    end_us: int
+    order: str = "desc"
+    limit: int = 100
+    after: Position | None = None
+
+    def admits(self, ts_us: int, log_id: str) -> bool:
+        """Whether a record at (ts_us, log_id) is inside the slice and past ``after``."""
+        if not self.start_us <= ts_us < self.end_us:
+            return False
+        if self.after is None:
+            return True
+        key, cur = (ts_us, log_id), (self.after.ts_us, self.after.log_id)
+        return key < cur if self.order == "desc" else key > cur
+
+
+@dataclass(slots=True)
+class TierPage:
+    """What a tier found: up to ``limit`` records in order, and how many match in all."""
+
+    records: list[Record]
+    total: int | None  # None: the tier could not say
+    total_exact: bool
+    notes: list[str]
+
+
+def order_key(record: Record) -> tuple[int, str]:
+    return micros(record.timestamp), record.log_id
+
+
 __all__ = [
     "LEVEL_ORDER",
     "And",
@@ -724,11 +775,14 @@ __all__ = [
     "Node",
     "Not",
     "Or",
+    "Position",
     "Prefix",
     "QueryError",
     "Term",
     "Text",
     "TextPrefix",
+    "TierPage",
+    "TierQuery",
     "and_all",
     "attribute_key",
     "conjuncts",
@@ -738,6 +792,7 @@ __all__ = [
     "lower_prefix",
     "matches",
     "normalize_level",
+    "order_key",
     "parse",
     "words",
 ]

@@ -1,0 +1,369 @@
+"""One search over three tiers: route a time range by the tier windows, ask each tier its slice in
+parallel, merge in order without duplicates, and say how each tier did.
+
+Routing matches the ingest job's admission (``jobs.ingest.logic.TierPolicy``): a record is hot while
+younger than ``hot_days``, warm while younger than ``warm_days``, and always cold. At query time the
+newest slice goes to OpenSearch, the next to Cassandra and the rest to the Parquet archive; every
+record of a slice is in that slice's tier, because a record only ages out of a tier after it has
+aged out of the tier's slice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+from infra.settings import Settings
+from schemas.query import Node, Position, TierPage, TierQuery, order_key
+from schemas.record import Record, format_ts, from_micros, micros
+
+log = logging.getLogger("strata.search")
+
+DAY_US = 86_400_000_000
+# Cassandra TTLs are whole seconds, cut down: a warm row may expire up to a second before the end
+# of the warm window, so the warm slice starts a little later and the archive answers for the rest.
+WARM_EDGE_US = 2_000_000
+HOT, WARM, COLD = "hot", "warm", "cold"
+TIERS = (HOT, WARM, COLD)
+T = TypeVar("T")
+
+
+class TierUnavailable(Exception):
+    """A tier's service cannot be reached."""
+
+
+def route(
+    start_us: int, end_us: int, now_us: int, hot_days: int, warm_days: int
+) -> list[tuple[str, int, int]]:
+    """``[(tier, start_us, end_us)]``, newest slice first, covering ``[start_us, end_us)``."""
+    hot_start = now_us - hot_days * DAY_US
+    warm_start = (
+        min(now_us - warm_days * DAY_US + WARM_EDGE_US, hot_start) if warm_days > hot_days else hot_start
+    )
+    out = []
+    for tier, lo, hi in ((HOT, hot_start, None), (WARM, warm_start, hot_start), (COLD, None, warm_start)):
+        s = start_us if lo is None else max(start_us, lo)
+        e = end_us if hi is None else min(end_us, hi)
+        if s < e:
+            out.append((tier, s, e))
+    return out
+
+
+@dataclass
+class TierReport:
+    tier: str
+    start_us: int
+    end_us: int
+    status: str = "ok"  # ok | unavailable | timeout | error
+    took_ms: float = 0.0
+    hits: int = 0
+    total: int | None = 0
+    total_exact: bool = True
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "tier": self.tier,
+            "status": self.status,
+            "took_ms": round(self.took_ms, 1),
+            "hits": self.hits,
+            "from": format_ts(from_micros(self.start_us)),
+            "to": format_ts(from_micros(self.end_us)),
+        }
+        if self.notes:
+            out["notes"] = self.notes
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from cassandra import OperationTimedOut, Unavailable
+    from cassandra.cluster import NoHostAvailable
+    from opensearchpy.exceptions import ConnectionError as OSConnectionError
+
+    unreachable = (TierUnavailable, NoHostAvailable, OperationTimedOut, Unavailable, OSConnectionError)
+    if isinstance(exc, (*unreachable, BotoConnectionError)):
+        return True
+    # errors raised inside pyarrow's filesystem layer may come back as an OSError with the text
+    text = str(exc).lower()
+    return isinstance(exc, OSError) and any(
+        w in text for w in ("could not connect", "connect timeout", "connection refused", "unreachable")
+    )
+
+
+class Backends:
+    """The tier clients of one process, made on first use and remade after a failure."""
+
+    RETRY_AFTER_S = 5.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._hot: Any = None
+        self._warm: Any = None
+        self._cold: Any = None
+        self._warm_failed_at = 0.0
+
+    def hot(self) -> Any:
+        with self._lock:
+            if self._hot is None:
+                from connectors.opensearch.search import HotSearch, client
+
+                s = self.settings
+                self._hot = HotSearch(
+                    client(s.opensearch_endpoint, timeout_s=s.search_tier_timeout_s),
+                    s.opensearch_index_prefix,
+                )
+            return self._hot
+
+    def warm(self) -> Any:
+        with self._lock:
+            if self._warm is None:
+                if time.monotonic() - self._warm_failed_at < self.RETRY_AFTER_S:
+                    raise TierUnavailable("Cassandra was unreachable moments ago")
+                from connectors.cassandra.search import WarmSearch, connect
+
+                s = self.settings
+                try:
+                    session = connect(s.cassandra_contact_points, s.cassandra_port, timeout_s=3.0)
+                    self._warm = WarmSearch(
+                        session,
+                        s.cassandra_keyspace,
+                        s.cassandra_table,
+                        scan_rows=s.search_warm_scan_rows,
+                        concurrency=s.search_warm_concurrency,
+                    )
+                except Exception as exc:
+                    self._warm_failed_at = time.monotonic()
+                    raise TierUnavailable(f"Cassandra: {exc}") from exc
+            return self._warm
+
+    def cold(self) -> Any:
+        with self._lock:
+            if self._cold is None:
+                from connectors.s3.archive import ColdArchive, s3_filesystem
+
+                s = self.settings
+                fs = s3_filesystem(s.s3_endpoint_url, s.s3_access_key, s.s3_secret_key, s.s3_region)
+                self._cold = ColdArchive(fs, s.s3_bucket, s.archive_prefix)
+            return self._cold
+
+    def close(self) -> None:
+        with self._lock:
+            if self._warm is not None:
+                self._warm.close()
+                self._warm.session.cluster.shutdown()
+                self._warm = None
+
+
+@dataclass
+class SearchResult:
+    logs: list[Record]
+    total: int
+    total_is_exact: bool
+    next_after: Position | None
+    tiers: list[TierReport]
+    took_ms: float
+
+
+class SearchEngine:
+    def __init__(self, settings: Settings, backends: Backends | None = None) -> None:
+        self.settings = settings
+        self.backends = backends or Backends(settings)
+
+    def slices(self, start_us: int, end_us: int) -> list[tuple[str, int, int]]:
+        s = self.settings
+        return route(start_us, end_us, micros_now(), s.hot_days, s.warm_days)
+
+    async def _run(self, report: TierReport, call: Callable[[], T]) -> T | None:
+        """Runs one tier's blocking call in a thread, timing it and recording how it failed."""
+        began = time.perf_counter()
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(call), self.settings.search_tier_timeout_s)
+        except TimeoutError:
+            report.status = "timeout"
+            report.error = f"no answer within {self.settings.search_tier_timeout_s:g} s"
+        except Exception as exc:
+            report.status = "unavailable" if _is_unreachable(exc) else "error"
+            report.error = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("%s tier failed: %s", report.tier, report.error)
+        finally:
+            report.took_ms = (time.perf_counter() - began) * 1000
+        return None
+
+    def _search(self, tier: str, q: TierQuery) -> TierPage:
+        page: TierPage = self._tier(tier).search(q)
+        return page
+
+    def _tier(self, tier: str) -> Any:
+        return {HOT: self.backends.hot, WARM: self.backends.warm, COLD: self.backends.cold}[tier]()
+
+    # -- search ----------------------------------------------------------------------------------
+
+    async def search(
+        self,
+        tenant: str,
+        ast: Node,
+        start_us: int,
+        end_us: int,
+        *,
+        order: str = "desc",
+        limit: int = 100,
+        after: Position | None = None,
+    ) -> SearchResult:
+        began = time.perf_counter()
+        reports: list[TierReport] = []
+        calls = []
+        for tier, s, e in self.slices(start_us, end_us):
+            report = TierReport(tier, s, e)
+            reports.append(report)
+            tq = TierQuery(tenant, ast, s, e, order, limit, after)
+            calls.append(self._run(report, partial(self._search, tier, tq)))
+        pages: list[TierPage | None] = list(await asyncio.gather(*calls))
+        merged: list[Record] = []
+        more = False
+        total, exact = 0, True
+        for report, page in zip(reports, pages, strict=True):
+            if page is None:
+                exact = False
+                report.total, report.total_exact = None, False
+                continue
+            report.hits = len(page.records)
+            report.total, report.total_exact = page.total, page.total_exact
+            report.notes = page.notes
+            merged.extend(page.records)
+            more = more or len(page.records) >= limit
+            if page.total is None:
+                exact = False
+            else:
+                total += page.total
+            exact = exact and page.total_exact
+        merged.sort(key=order_key, reverse=order == "desc")
+        logs: list[Record] = []
+        seen: set[str] = set()
+        for record in merged:
+            if record.log_id in seen:
+                continue  # the same record from two tiers at a boundary
+            seen.add(record.log_id)
+            logs.append(record)
+        more = more or len(logs) > limit
+        logs = logs[:limit]
+        next_after = Position(micros(logs[-1].timestamp), logs[-1].log_id) if more and logs else None
+        if not exact:
+            total = max(total, len(logs))
+        return SearchResult(logs, total, exact, next_after, reports, (time.perf_counter() - began) * 1000)
+
+    # -- aggregations ----------------------------------------------------------------------------
+
+    async def histogram(
+        self, tenant: str, ast: Node, start_us: int, end_us: int, interval_us: int
+    ) -> tuple[Counter[tuple[int, str]], bool, list[TierReport]]:
+        reports, calls = [], []
+        for tier, s, e in self.slices(start_us, end_us):
+            report = TierReport(tier, s, e)
+            reports.append(report)
+            tq = TierQuery(tenant, ast, s, e)
+            calls.append(self._run(report, partial(self._histogram, tier, tq, interval_us)))
+        counts: Counter[tuple[int, str]] = Counter()
+        exact = True
+        for report, result in zip(reports, await asyncio.gather(*calls), strict=True):
+            if result is None:
+                exact = False
+                continue
+            part, complete, notes = result
+            counts.update(part)
+            report.hits = sum(part.values())
+            report.notes = notes
+            exact = exact and complete
+        return counts, exact, reports
+
+    def _histogram(
+        self, tier: str, q: TierQuery, interval_us: int
+    ) -> tuple[Counter[tuple[int, str]], bool, list[str]]:
+        backend = self._tier(tier)
+        if tier == WARM:
+            counts, complete, notes = backend.histogram(q, interval_us)
+            return counts, complete, notes
+        counts, complete = backend.histogram(q, interval_us)
+        return counts, complete, []
+
+    async def top(
+        self, tenant: str, ast: Node, start_us: int, end_us: int, field_name: str, size: int
+    ) -> tuple[list[tuple[str, int]], bool, list[TierReport]]:
+        reports, calls = [], []
+        for tier, s, e in self.slices(start_us, end_us):
+            report = TierReport(tier, s, e)
+            reports.append(report)
+            tq = TierQuery(tenant, ast, s, e)
+            calls.append(self._run(report, partial(self._top, tier, tq, field_name, size)))
+        counts: Counter[str] = Counter()
+        exact = True
+        for report, result in zip(reports, await asyncio.gather(*calls), strict=True):
+            if result is None:
+                exact = False
+                continue
+            part, complete, notes = result
+            counts.update(part)
+            report.hits = sum(part.values())
+            report.notes = notes
+            exact = exact and complete
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:size]
+        return ranked, exact, reports
+
+    def _top(
+        self, tier: str, q: TierQuery, field_name: str, size: int
+    ) -> tuple[Counter[str], bool, list[str]]:
+        backend = self._tier(tier)
+        if tier == WARM:
+            counts, complete, notes = backend.top(q, field_name)
+            return counts, complete, notes
+        # Each tier is asked for more than the top `size`, so a key that is second in two tiers
+        # is not lost to one that is first in only one.
+        counts, complete = backend.top(q, field_name, size * 3 + 10)
+        return counts, complete, []
+
+    # -- one record --------------------------------------------------------------------------------
+
+    async def get(
+        self, tenant: str, log_id: str, at_us: int | None = None
+    ) -> tuple[Record | None, list[TierReport]]:
+        """The record with ``log_id``: hot, then warm, then the archive (around ``at_us`` when
+        given, else the whole retention the archive is asked for)."""
+        now = micros_now()
+        reports: list[TierReport] = []
+        hot = TierReport(HOT, now - self.settings.hot_days * DAY_US, now)
+        warm = TierReport(WARM, now - self.settings.warm_days * DAY_US, now)
+        reports += [hot, warm]
+        found = await asyncio.gather(
+            self._run(hot, lambda: self._tier(HOT).get(tenant, [log_id])),
+            self._run(warm, lambda: self._tier(WARM).get(tenant, log_id)),
+        )
+        if found[0]:
+            return found[0][0], reports
+        if found[1] is not None:
+            return found[1], reports
+        if at_us is not None:
+            start, end = at_us - 3600 * 10**6, at_us + 3600 * 10**6
+        else:
+            start, end = now - self.settings.search_cold_lookup_days * DAY_US, now + DAY_US
+        cold = TierReport(COLD, start, end)
+        reports.append(cold)
+        record = await self._run(cold, lambda: self._tier(COLD).get(tenant, log_id, start, end))
+        return record, reports
+
+
+def micros_now() -> int:
+    return time.time_ns() // 1000
+
+
+__all__ = ["Backends", "SearchEngine", "SearchResult", "TierReport", "TierUnavailable", "route"]

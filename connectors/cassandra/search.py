@@ -1,0 +1,406 @@
+"""Reading the warm tier: Cassandra partitions of (tenant, service, day), newest first.
+
+A search visits the partitions of its time slice day by day, in its order, the services of a day in
+parallel (bounded). Conditions that an index can answer exactly — the service (partition key), and
+``field:value`` on a column with a storage-attached index — go into the CQL as bound values; the
+whole condition is then checked on every row read with :func:`schemas.query.matches`, within a
+bounded scan that the result reports when it runs out. Nothing the user typed becomes CQL text.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from cassandra.cluster import Cluster, PreparedStatement, Session
+from cassandra.policies import RoundRobinPolicy
+from cassandra.query import SimpleStatement, dict_factory
+
+from schemas.projections import CQL_SERVICES_SUFFIX, cql_columns, cql_day, from_cql_row
+from schemas.query import Node, Or, Term, TierPage, TierQuery, attribute_key, conjuncts, matches
+from schemas.record import Record, from_micros, micros
+
+_COLUMNS = [n for n, _ in cql_columns() if n != "day"]
+_SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
+# Columns with a plain SAI index that a `field:value` term can use.
+_INDEXABLE = (
+    "level",
+    "host",
+    "trace_id",
+    "environment",
+    "region",
+    "span_id",
+    "pattern_id",
+    "source_format",
+    "log_id",
+)
+_SERVICES_CACHE_S = 30.0
+
+
+def connect(contact_points: list[str], port: int, *, timeout_s: float = 5.0) -> Session:
+    """A session that gives up quickly when Cassandra is unreachable."""
+    cluster = Cluster(
+        contact_points,
+        port=port,
+        connect_timeout=timeout_s,
+        control_connection_timeout=timeout_s,
+        load_balancing_policy=RoundRobinPolicy(),
+        protocol_version=5,
+    )
+    session = cluster.connect()
+    session.row_factory = dict_factory  # WarmSearch reads rows by column name
+    session.default_timeout = max(timeout_s, 10.0)
+    return session
+
+
+@dataclass
+class _Plan:
+    """How one search maps onto partitions and CQL restrictions."""
+
+    services: tuple[str, ...] | None  # None: every service of the tenant on that day
+    where: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+    residual: bool = False  # some condition is checked only in Python
+    impossible: bool = False
+
+
+@dataclass
+class _Budget:
+    """Rows a request may read in all; shared by the threads reading partitions."""
+
+    rows: int
+    used: int = 0
+    exhausted: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, n: int) -> bool:
+        with self.lock:
+            self.used += n
+            if self.used > self.rows:
+                self.exhausted = True
+            return not self.exhausted
+
+
+class WarmSearch:
+    """Searches, aggregations and lookups over one keyspace's logs table."""
+
+    def __init__(
+        self,
+        session: Session,
+        keyspace: str,
+        table: str = "logs",
+        *,
+        scan_rows: int = 200_000,
+        concurrency: int = 16,
+    ) -> None:
+        self.session = session
+        self.keyspace = keyspace
+        self.table = table
+        self.scan_rows = scan_rows
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="warm")
+        self._prepared: dict[str, PreparedStatement] = {}
+        self._indexed = self._load_indexes()
+        self._partition_keys: tuple[float, dict[tuple[str, str], list[str]]] | None = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- schema knowledge ----------------------------------------------------------------------
+
+    def _load_indexes(self) -> set[str]:
+        rows = self.session.execute(
+            "SELECT options FROM system_schema.indexes WHERE keyspace_name = %s AND table_name = %s",
+            (self.keyspace, self.table),
+        )
+        targets = set()
+        for row in rows:
+            options = dict(row["options"])
+            targets.add(str(options.get("target", "")).replace('"', ""))
+        return targets
+
+    def _prepare(self, cql: str) -> PreparedStatement:
+        stmt = self._prepared.get(cql)
+        if stmt is None:
+            stmt = self.session.prepare(cql)
+            self._prepared[cql] = stmt
+        return stmt
+
+    # -- planning ------------------------------------------------------------------------------
+
+    def plan(self, ast: Node) -> _Plan:
+        plan = _Plan(services=None)
+        used_columns: set[str] = set()
+        for part in conjuncts(ast):
+            services = _service_values(part)
+            if services is not None:
+                plan.services = (
+                    services if plan.services is None else tuple(s for s in plan.services if s in services)
+                )
+                if not plan.services:
+                    plan.impossible = True
+                continue
+            if isinstance(part, Term):
+                key = attribute_key(part.field)
+                if key is not None and "entries(attributes)" in self._indexed:
+                    plan.where.append('"attributes"[?] = ?')
+                    plan.params.extend([key, part.value])
+                    continue
+                if (
+                    part.field in _INDEXABLE
+                    and part.field in self._indexed
+                    and part.field not in used_columns
+                ):
+                    used_columns.add(part.field)
+                    plan.where.append(f'"{part.field}" = ?')
+                    plan.params.append(part.value)
+                    continue
+            plan.residual = True
+        return plan
+
+    def services_by_day(self, tenant: str, days: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+        """The services that logged on each day, from the fan-out table, or (when it has no rows for
+        a day) from the table's partition keys; and notes saying which was used."""
+        stmt = self._prepare(
+            f'SELECT "service" FROM {self.keyspace}.{self.table}{CQL_SERVICES_SUFFIX} '
+            'WHERE "tenant" = ? AND "day" = ?'
+        )
+        futures = {day: self.session.execute_async(stmt, (tenant, day)) for day in days}
+        found: dict[str, list[str]] = {}
+        missing = []
+        for day, future in futures.items():
+            services = [row["service"] for row in future.result()]
+            if services:
+                found[day] = services
+            else:
+                missing.append(day)
+        notes = []
+        if missing:
+            keys = self._all_partition_keys()
+            for day in missing:
+                found[day] = keys.get((tenant, day), [])
+            notes.append("warm: services found by scanning partition keys (the services table has no rows)")
+        return found, notes
+
+    def _all_partition_keys(self) -> dict[tuple[str, str], list[str]]:
+        with self._lock:
+            cached = self._partition_keys
+            if cached is not None and time.monotonic() - cached[0] < _SERVICES_CACHE_S:
+                return cached[1]
+            keys: dict[tuple[str, str], list[str]] = {}
+            stmt = SimpleStatement(
+                f'SELECT DISTINCT "tenant", "service", "day" FROM {self.keyspace}.{self.table}',
+                fetch_size=5000,
+            )
+            for row in self.session.execute(stmt):
+                tenant, service, day = row["tenant"], row["service"], row["day"]
+                keys.setdefault((tenant, day), []).append(service)
+            self._partition_keys = (time.monotonic(), keys)
+            return keys
+
+    # -- reading partitions --------------------------------------------------------------------
+
+    def _partition_rows(
+        self, q: TierQuery, plan: _Plan, service: str, day: str, budget: _Budget, stop_after: int | None
+    ) -> Iterator[Record]:
+        """Matching records of one partition in ``q.order``; with ``stop_after``, stops once that many
+        matched and the records at the last one's timestamp are all read."""
+        start, end = q.start_us, q.end_us
+        if q.after is not None:
+            if q.order == "desc":
+                end = min(end, q.after.ts_us + 1)
+            else:
+                start = max(start, q.after.ts_us)
+        if start >= end:
+            return
+        cql = (
+            f"SELECT {_SELECT} FROM {self.keyspace}.{self.table} "
+            f'WHERE "tenant" = ? AND "service" = ? AND "day" = ? AND "timestamp" >= ? AND "timestamp" < ?'
+        )
+        for cond in plan.where:
+            cql += f" AND {cond}"
+        ordered = True
+        if q.order == "asc":
+            if plan.where:
+                ordered = False  # SAI refuses ORDER BY: read all, sort after
+            else:
+                cql += ' ORDER BY "timestamp" ASC, "log_id" DESC'
+        stmt = self._prepare(cql)
+        fetch = 500 if stop_after is None else min(max(stop_after * 2, 100), 5000)
+        bound = stmt.bind([q.tenant, service, day, start, end, *plan.params])
+        bound.fetch_size = fetch
+        result = self.session.execute(bound)
+        matched = 0
+        last_ts: int | None = None
+        batch: list[Record] = []
+        for row in result:
+            if not budget.take(1):
+                break
+            record = from_cql_row(row)
+            ts = micros(record.timestamp)
+            if ordered and stop_after is not None and matched >= stop_after and ts != last_ts:
+                break
+            if not q.admits(ts, record.log_id) or not matches(q.ast, record):
+                continue
+            matched += 1
+            last_ts = ts
+            if ordered:
+                yield record
+            else:
+                batch.append(record)
+        if not ordered:
+            batch.sort(key=_order_key, reverse=q.order == "desc")
+            yield from batch
+
+    def _days(self, q: TierQuery) -> list[str]:
+        day = from_micros(q.start_us).replace(hour=0, minute=0, second=0, microsecond=0)
+        last = from_micros(max(q.end_us - 1, q.start_us))
+        out = []
+        while day <= last:
+            out.append(cql_day(day))
+            day += timedelta(days=1)
+        return out if q.order == "asc" else out[::-1]
+
+    def _partitions(self, q: TierQuery, plan: _Plan) -> tuple[list[tuple[str, list[str]]], list[str]]:
+        days = self._days(q)
+        if plan.services is not None:
+            return [(d, list(plan.services)) for d in days], []
+        by_day, notes = self.services_by_day(q.tenant, days)
+        return [(d, by_day.get(d, [])) for d in days], notes
+
+    def search(self, q: TierQuery) -> TierPage:
+        plan = self.plan(q.ast)
+        if plan.impossible:
+            return TierPage([], 0, True, [])
+        partitions, notes = self._partitions(q, plan)
+        budget = _Budget(self.scan_rows)
+        found: list[Record] = []
+        stopped_early = False
+        for i, (day, services) in enumerate(partitions):
+            results = self.pool.map(
+                lambda s, d=day: list(self._partition_rows(q, plan, s, d, budget, q.limit)), services
+            )
+            for records in results:
+                found.extend(records)
+            if budget.exhausted:
+                break
+            if len(found) >= q.limit:
+                stopped_early = i < len(partitions) - 1
+                break
+        found.sort(key=_order_key, reverse=q.order == "desc")
+        page = found[: q.limit]
+        if budget.exhausted:
+            notes.append(
+                f"warm: the scan stopped after reading {budget.rows} rows; narrow the time range or "
+                "filter on service, level, host, trace_id or an attribute"
+            )
+            return TierPage(page, len(found), False, notes)
+        if not plan.residual:
+            return TierPage(page, self._count(q, plan, partitions), True, notes)
+        if not stopped_early and q.after is None and len(found) < q.limit:
+            return TierPage(page, len(found), True, notes)
+        if plan.residual:
+            notes.append("warm: conditions on words, prefixes and OR/NOT are checked while scanning")
+        return TierPage(page, None, False, notes)
+
+    def _count(self, q: TierQuery, plan: _Plan, partitions: list[tuple[str, list[str]]]) -> int:
+        cql = (
+            f"SELECT COUNT(*) FROM {self.keyspace}.{self.table} "
+            f'WHERE "tenant" = ? AND "service" = ? AND "day" = ? AND "timestamp" >= ? AND "timestamp" < ?'
+        )
+        for cond in plan.where:
+            cql += f" AND {cond}"
+        stmt = self._prepare(cql)
+        futures = [
+            self.session.execute_async(stmt, [q.tenant, s, d, q.start_us, q.end_us, *plan.params])
+            for d, services in partitions
+            for s in services
+        ]
+        total = 0
+        for future in futures:
+            row = future.result().one()
+            total += int(next(iter(row.values())))
+        return total
+
+    def scan(self, q: TierQuery, visit: Callable[[Record], None]) -> tuple[bool, list[str]]:
+        """Calls ``visit`` on every matching record of the slice (any order); (complete?, notes)."""
+        plan = self.plan(q.ast)
+        if plan.impossible:
+            return True, []
+        partitions, notes = self._partitions(q, plan)
+        budget = _Budget(self.scan_rows)
+        lock = threading.Lock()
+
+        def read(day: str, service: str) -> None:
+            for record in self._partition_rows(
+                TierQuery(q.tenant, q.ast, q.start_us, q.end_us, "desc", q.limit),
+                plan,
+                service,
+                day,
+                budget,
+                None,
+            ):
+                with lock:
+                    visit(record)
+
+        jobs = [self.pool.submit(read, d, s) for d, services in partitions for s in services]
+        for job in jobs:
+            job.result()
+        if budget.exhausted:
+            notes.append(f"warm: counted the first {budget.rows} rows read only; narrow the time range")
+        return not budget.exhausted, notes
+
+    def histogram(self, q: TierQuery, interval_us: int) -> tuple[Counter[tuple[int, str]], bool, list[str]]:
+        counts: Counter[tuple[int, str]] = Counter()
+
+        def visit(r: Record) -> None:
+            ts = micros(r.timestamp)
+            counts[(ts - ts % interval_us, str(r.level))] += 1
+
+        complete, notes = self.scan(q, visit)
+        return counts, complete, notes
+
+    def top(self, q: TierQuery, field_name: str) -> tuple[Counter[str], bool, list[str]]:
+        counts: Counter[str] = Counter()
+
+        def visit(r: Record) -> None:
+            value = getattr(r, field_name)
+            if value is not None:
+                counts[str(value)] += 1
+
+        complete, notes = self.scan(q, visit)
+        return counts, complete, notes
+
+    def get(self, tenant: str, log_id: str) -> Record | None:
+        """The tenant's record with ``log_id`` (through the log_id index), if the warm tier has it."""
+        if "log_id" not in self._indexed:
+            return None
+        stmt = self._prepare(f'SELECT {_SELECT} FROM {self.keyspace}.{self.table} WHERE "log_id" = ?')
+        for row in self.session.execute(stmt, [log_id]):
+            record = from_cql_row(row)
+            if record.tenant == tenant:
+                return record
+        return None
+
+
+def _order_key(record: Record) -> tuple[int, str]:
+    return micros(record.timestamp), record.log_id
+
+
+def _service_values(node: Node) -> tuple[str, ...] | None:
+    """The services a condition allows, when it is ``service:x`` or an OR of those."""
+    if isinstance(node, Term) and node.field == "service":
+        return (node.value,)
+    if (
+        isinstance(node, Or)
+        and node.children
+        and all(isinstance(c, Term) and c.field == "service" for c in node.children)
+    ):
+        return tuple(c.value for c in node.children if isinstance(c, Term))
+    return None

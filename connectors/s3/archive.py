@@ -1,0 +1,564 @@
+"""Reading the cold tier: DuckDB SQL over the Parquet archive, scanned by pyarrow from S3.
+
+DuckDB's httpfs extension cannot be fetched here, so pyarrow reads S3: the files of a search are
+listed only under the tenant's ``dt=`` (and ``hour=``) partitions of its time slice, scanned with
+the time filter pushed into the Parquet reader, and handed to DuckDB as an Arrow stream. The query
+AST becomes SQL with every user value a bound parameter; words are matched by the same Python
+splitter as :func:`schemas.query.matches` (a DuckDB function), behind a cheap ``contains`` check.
+
+DuckDB 2 takes Arrow data through the PyCapsule interface, which pyarrow 11 (PyFlink's pin) lacks:
+:class:`ArrowStream` exports a pyarrow reader through the C stream interface it does have.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+from pyarrow import fs as pafs
+
+from schemas.projections import arrow_schema
+from schemas.query import (
+    And,
+    Exists,
+    MatchAll,
+    Node,
+    Not,
+    Or,
+    Prefix,
+    Term,
+    Text,
+    TextPrefix,
+    TierPage,
+    TierQuery,
+    attribute_key,
+    leaves,
+    words,
+)
+from schemas.record import FIELDS, FIELDS_BY_NAME, Kind, Level, Record, from_micros
+
+_PARTITIONS = pa.schema([("tenant", pa.string()), ("dt", pa.string()), ("hour", pa.string())])
+_LIST_THREADS = 8
+# Beyond this many days a range is listed with one recursive listing of the tenant's prefix.
+_PER_DAY_LISTING_MAX = 62
+
+
+# -- the Arrow C stream, as a PyCapsule DuckDB accepts ---------------------------------------------
+
+
+class _CStream(ctypes.Structure):
+    _fields_ = [  # the layout of struct ArrowArrayStream
+        ("get_schema", ctypes.c_void_p),
+        ("get_next", ctypes.c_void_p),
+        ("get_last_error", ctypes.c_void_p),
+        ("release", ctypes.c_void_p),
+        ("private_data", ctypes.c_void_p),
+    ]
+
+
+_RELEASE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+# The destructor takes the capsule as a raw pointer: as a py_object ctypes would touch the
+# reference count of an object that is being freed.
+_DESTRUCTOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_CAPSULE_NAME = ctypes.create_string_buffer(b"arrow_array_stream")
+_capsule_new = ctypes.pythonapi.PyCapsule_New
+_capsule_new.restype = ctypes.py_object
+_capsule_new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, _DESTRUCTOR]
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+_libc = ctypes.CDLL(None)
+_libc.malloc.restype = ctypes.c_void_p
+_libc.malloc.argtypes = [ctypes.c_size_t]
+_libc.free.argtypes = [ctypes.c_void_p]
+
+
+@_DESTRUCTOR
+def _release_capsule(capsule: int) -> None:
+    ptr = _capsule_pointer(capsule, _CAPSULE_NAME)
+    if ptr:
+        stream = _CStream.from_address(ptr)
+        if stream.release:  # not consumed: release it, as the PyCapsule protocol asks
+            _RELEASE(stream.release)(ptr)
+        _libc.free(ptr)
+
+
+class ArrowStream:
+    """A pyarrow ``RecordBatchReader`` as an object with ``__arrow_c_stream__`` (read once)."""
+
+    def __init__(self, reader: pa.RecordBatchReader) -> None:
+        self.reader = reader
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> object:
+        size = ctypes.sizeof(_CStream)
+        ptr = _libc.malloc(size)
+        if not ptr:
+            raise MemoryError("cannot allocate an Arrow stream")
+        ctypes.memset(ptr, 0, size)
+        self.reader._export_to_c(ptr)
+        return _capsule_new(ptr, _CAPSULE_NAME, _release_capsule)
+
+
+# -- words, for DuckDB ------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def _needle(raw: str) -> tuple[str, ...]:
+    return tuple(words(raw))
+
+
+def _udf_phrase(message: str, raw: str) -> bool:
+    needle = _needle(raw)
+    hay = words(message)
+    n = len(needle)
+    return any(tuple(hay[i : i + n]) == needle for i in range(len(hay) - n + 1))
+
+
+def _udf_prefix(message: str, prefix: str) -> bool:
+    return any(w.startswith(prefix) for w in words(message))
+
+
+def _ascii(text: str) -> bool:
+    return text.isascii()
+
+
+# -- SQL -------------------------------------------------------------------------------------------
+
+
+def _ident(name: str) -> str:
+    if name not in FIELDS_BY_NAME:
+        raise ValueError(f"not a record field: {name!r}")
+    return f'"{name}"'
+
+
+def _text_check(column_sql: str, needle: str, params: list[Any]) -> str:
+    """A ``contains`` pre-check for an ASCII needle; exact because a word of an ASCII message is a
+    substring of its lower-cased text, and non-ASCII messages skip the check."""
+    if not needle or not _ascii(needle):
+        return ""
+    params.append(needle)
+    return f"(strlen({column_sql}) <> length({column_sql}) OR contains(lower({column_sql}), ?)) AND "
+
+
+def compile_sql(node: Node, params: list[Any]) -> str:
+    """A DuckDB boolean expression for ``node``; values are appended to ``params`` in order.
+
+    Every leaf is wrapped in ``coalesce(..., false)`` so that a missing value is false, not NULL,
+    and NOT of it is true, as in :func:`schemas.query.matches`.
+    """
+    if isinstance(node, MatchAll):
+        return "TRUE"
+    if isinstance(node, And):
+        return "(" + " AND ".join(compile_sql(c, params) for c in node.children) + ")"
+    if isinstance(node, Or):
+        if not node.children:
+            return "FALSE"
+        return "(" + " OR ".join(compile_sql(c, params) for c in node.children) + ")"
+    if isinstance(node, Not):
+        return f"(NOT {compile_sql(node.child, params)})"
+    if isinstance(node, Text):
+        pre = "".join(_text_check('"message"', w, params) for w in node.words)
+        params.append(node.raw)
+        return f'coalesce({pre}strata_phrase("message", ?), false)'
+    if isinstance(node, TextPrefix):
+        pre = _text_check('"message"', node.prefix, params)
+        params.append(node.prefix)
+        return f'coalesce({pre}strata_prefix("message", ?), false)'
+    key = attribute_key(node.field)
+    if key is not None:
+        params.append(key)
+        column = '"attributes"[?]'
+    else:
+        column = _ident(node.field)
+    kind = FIELDS_BY_NAME[node.field].kind if key is None else Kind.KEYWORD
+    if isinstance(node, Exists):
+        if kind is Kind.STRING_LIST:
+            return f"coalesce(len({column}) > 0, false)"
+        return f"({column} IS NOT NULL)"
+    params.append(node.value)
+    if isinstance(node, Term):
+        if kind is Kind.STRING_LIST:
+            return f"coalesce(list_contains({column}, ?), false)"
+        return f"coalesce({column} = ?, false)"
+    if isinstance(node, Prefix):
+        if kind is Kind.STRING_LIST:
+            return f"coalesce(len(list_filter({column}, lambda x: starts_with(x, ?))) > 0, false)"
+        return f"coalesce(starts_with({column}, ?), false)"
+    raise TypeError(f"not a query node: {node!r}")
+
+
+_TS_FIELDS = [f.name for f in FIELDS if f.kind is Kind.TIMESTAMP]
+# Timestamps leave DuckDB as epoch microseconds: exact, and no time zone library in between.
+_SELECT = ", ".join(
+    f'epoch_us("{f.name}") AS "{f.name}"' if f.kind is Kind.TIMESTAMP else f'"{f.name}"' for f in FIELDS
+)
+_NAMES = [f.name for f in FIELDS]
+
+
+def _row_to_record(row: tuple[Any, ...]) -> Record:
+    kwargs: dict[str, Any] = {}
+    for name, value in zip(_NAMES, row, strict=False):
+        spec = FIELDS_BY_NAME[name]
+        if spec.kind is Kind.TIMESTAMP:
+            value = from_micros(int(value))
+        elif spec.kind in (Kind.STRING_MAP, Kind.COUNT_MAP):
+            value = dict(value or {})
+        elif spec.kind is Kind.STRING_LIST:
+            value = list(value or [])
+        kwargs[name] = value
+    kwargs["level"] = Level(kwargs["level"])
+    return Record(**kwargs)
+
+
+def _columns_for(ast: Node, extra: tuple[str, ...]) -> list[str]:
+    needed = {"tenant", "timestamp", *extra}
+    for leaf in leaves(ast):
+        if isinstance(leaf, Text | TextPrefix):
+            needed.add("message")
+        else:
+            needed.add("attributes" if attribute_key(leaf.field) is not None else leaf.field)
+    return [f.name for f in FIELDS if f.name in needed]
+
+
+class _RangeReader(io.RawIOBase):
+    """A seekable S3 object read with ranged GETs, so Parquet reads only footers and the columns
+    a query needs."""
+
+    def __init__(self, client: Any, bucket: str, key: str, size: int) -> None:
+        self.client, self.bucket, self.key, self.size, self.pos = client, bucket, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        if self.pos >= self.size or len(buffer) == 0:
+            return 0
+        end = min(self.pos + len(buffer), self.size) - 1
+        body = self.client.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={self.pos}-{end}")[
+            "Body"
+        ]
+        data = body.read()
+        buffer[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+class _Upload(io.BytesIO):
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        super().__init__()
+        self.client, self.bucket, self.key = client, bucket, key
+
+    def close(self) -> None:
+        if not self.closed:
+            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=self.getvalue())
+        super().close()
+
+
+class Boto3Handler(pafs.FileSystemHandler):
+    """pyarrow's filesystem interface over boto3.
+
+    pyarrow 11's bundled AWS SDK signs object keys containing ``=`` (every Hive partition path) in a
+    way some S3 servers, s3proxy among them, reject; boto3 signs them as every server accepts.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    @staticmethod
+    def _split(path: str) -> tuple[str, str]:
+        bucket, _, key = path.strip("/").partition("/")
+        return bucket, key
+
+    def get_type_name(self) -> str:
+        return "s3-boto3"
+
+    def normalize_path(self, path: str) -> str:
+        return path
+
+    def equals(self, other: Any) -> bool:
+        return isinstance(other, Boto3Handler) and other.client is self.client
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        from botocore.exceptions import ClientError
+
+        out = []
+        for path in paths:
+            bucket, key = self._split(path)
+            try:
+                head = self.client.head_object(Bucket=bucket, Key=key)
+                out.append(pafs.FileInfo(path, pafs.FileType.File, size=int(head["ContentLength"])))
+                continue
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                    raise
+            listing = self.client.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
+            kind = pafs.FileType.Directory if listing.get("KeyCount", 0) else pafs.FileType.NotFound
+            out.append(pafs.FileInfo(path, kind))
+        return out
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        bucket, key = self._split(selector.base_dir)
+        prefix = key.rstrip("/") + "/" if key else ""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if not selector.recursive:
+            kwargs["Delimiter"] = "/"
+        out: list[pafs.FileInfo] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
+            for obj in page.get("Contents", []):
+                out.append(pafs.FileInfo(f"{bucket}/{obj['Key']}", pafs.FileType.File, size=int(obj["Size"])))
+            for common in page.get("CommonPrefixes", []):
+                out.append(pafs.FileInfo(f"{bucket}/{common['Prefix'].rstrip('/')}", pafs.FileType.Directory))
+        if not out and not selector.allow_not_found:
+            raise FileNotFoundError(selector.base_dir)
+        return out
+
+    def open_input_file(self, path: str) -> pa.NativeFile:
+        bucket, key = self._split(path)
+        size = int(self.client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        return pa.PythonFile(
+            io.BufferedReader(_RangeReader(self.client, bucket, key, size), 1 << 20), mode="r"
+        )
+
+    def open_input_stream(self, path: str) -> pa.NativeFile:
+        return self.open_input_file(path)
+
+    def open_output_stream(self, path: str, metadata: Any = None) -> pa.NativeFile:
+        bucket, key = self._split(path)
+        return pa.PythonFile(_Upload(self.client, bucket, key), mode="w")
+
+    def delete_dir(self, path: str) -> None:
+        bucket, key = self._split(path)
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=key.rstrip("/") + "/"
+        ):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
+        self.delete_dir(path)
+
+    def delete_file(self, path: str) -> None:
+        bucket, key = self._split(path)
+        self.client.delete_object(Bucket=bucket, Key=key)
+
+    def create_dir(self, path: str, recursive: bool) -> None:
+        pass  # S3 has no directories
+
+    def delete_root_dir_contents(self) -> None:
+        raise NotImplementedError("refusing to empty a whole bucket")
+
+    def move(self, src: str, dest: str) -> None:
+        raise NotImplementedError
+
+    def copy_file(self, src: str, dest: str) -> None:
+        raise NotImplementedError
+
+    def open_append_stream(self, path: str, metadata: Any = None) -> pa.NativeFile:
+        raise NotImplementedError
+
+
+def s3_filesystem(endpoint_url: str, access_key: str, secret_key: str, region: str) -> pafs.FileSystem:
+    """A pyarrow filesystem for the archive (see :class:`Boto3Handler` for why it is boto3's)."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name=region,
+        config=Config(
+            connect_timeout=3,
+            read_timeout=30,
+            retries={"max_attempts": 1},
+            max_pool_connections=32,
+            s3={"addressing_style": "path"},
+        ),
+    )
+    return pafs.PyFileSystem(Boto3Handler(client))
+
+
+class ColdArchive:
+    """Searches, aggregations and lookups over ``<bucket>/<prefix>/tenant=…/dt=…/hour=…/*.parquet``."""
+
+    def __init__(self, filesystem: pafs.FileSystem, bucket: str, prefix: str = "logs") -> None:
+        self.fs = filesystem
+        self.root = f"{bucket}/{prefix.strip('/')}"
+        self.schema = pa.schema([*arrow_schema(), pa.field("dt", pa.string()), pa.field("hour", pa.string())])
+
+    # -- which files -----------------------------------------------------------------------------
+
+    def files(self, tenant: str, start_us: int, end_us: int) -> list[str]:
+        """Parquet files of the tenant whose dt/hour partition overlaps ``[start_us, end_us)``."""
+        if start_us >= end_us:
+            return []
+        first = from_micros(start_us).replace(minute=0, second=0, microsecond=0)
+        last = from_micros(end_us - 1)
+        days = []
+        day = first.replace(hour=0)
+        while day <= last:
+            days.append(day)
+            day += timedelta(days=1)
+        base = f"{self.root}/tenant={tenant}"
+        if len(days) > _PER_DAY_LISTING_MAX:
+            infos = self._list(base)
+        else:
+            with ThreadPoolExecutor(max_workers=_LIST_THREADS) as pool:
+                infos = [
+                    i
+                    for part in pool.map(lambda d: self._list(f"{base}/dt={d:%Y-%m-%d}"), days)
+                    for i in part
+                ]
+        out = []
+        for info in infos:
+            if info.type != pafs.FileType.File:
+                continue
+            rel = info.path[len(base) + 1 :]
+            parts = rel.split("/")
+            name = parts[-1]
+            if name.startswith((".", "_")) or not name.endswith(".parquet"):
+                continue  # in-progress files and commit markers
+            values = dict(p.split("=", 1) for p in parts[:-1] if "=" in p)
+            try:
+                hour_start = datetime.strptime(
+                    f"{values['dt']} {values.get('hour', '00')}", "%Y-%m-%d %H"
+                ).replace(tzinfo=UTC)
+            except (KeyError, ValueError):
+                continue
+            span = timedelta(hours=1) if "hour" in values else timedelta(days=1)
+            if hour_start + span > first and hour_start <= last:
+                out.append(info.path)
+        return sorted(out)
+
+    def _list(self, path: str) -> list[pafs.FileInfo]:
+        infos: list[pafs.FileInfo] = self.fs.get_file_info(
+            pafs.FileSelector(path, recursive=True, allow_not_found=True)
+        )
+        return infos
+
+    def _reader(self, files: list[str], q: TierQuery, columns: list[str]) -> pa.RecordBatchReader:
+        dataset = ds.dataset(
+            files,
+            schema=self.schema,
+            format="parquet",
+            filesystem=self.fs,
+            partitioning=ds.partitioning(_PARTITIONS, flavor="hive"),
+            partition_base_dir=self.root,
+        )
+        ts_type = self.schema.field("timestamp").type
+        filt = (
+            (ds.field("tenant") == q.tenant)
+            & (ds.field("timestamp") >= pa.scalar(from_micros(q.start_us), ts_type))
+            & (ds.field("timestamp") < pa.scalar(from_micros(q.end_us), ts_type))
+        )
+        return dataset.scanner(columns=columns, filter=filt, batch_size=64 * 1024).to_reader()
+
+    def _connect(self, reader: pa.RecordBatchReader) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(config={"threads": 2})
+        con.execute("SET TimeZone = 'UTC'")
+        con.create_function("strata_phrase", _udf_phrase, [str, str], bool, side_effects=False)
+        con.create_function("strata_prefix", _udf_prefix, [str, str], bool, side_effects=False)
+        con.register("cold", ArrowStream(reader))
+        return con
+
+    def _where(self, q: TierQuery, params: list[Any]) -> str:
+        params.extend([q.tenant, from_micros(q.start_us), from_micros(q.end_us)])
+        cond = '"tenant" = ? AND "timestamp" >= ? AND "timestamp" < ?'
+        return f"{cond} AND {compile_sql(q.ast, params)}"
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def search(self, q: TierQuery) -> TierPage:
+        files = self.files(q.tenant, q.start_us, q.end_us)
+        if not files:
+            return TierPage([], 0, True, [])
+        params: list[Any] = []
+        where = self._where(q, params)
+        direction = "DESC" if q.order == "desc" else "ASC"
+        cursor = "TRUE"
+        if q.after is not None:
+            op = "<" if q.order == "desc" else ">"
+            cursor = f'("timestamp" {op} ? OR ("timestamp" = ? AND "log_id" {op} ?))'
+            params.extend([q.after.ts_us, q.after.ts_us, q.after.log_id])
+        params.append(q.limit)
+        # The total is counted before the cursor applies, in the same pass as the page.
+        sql = (
+            f"SELECT * FROM (SELECT {_SELECT}, count(*) OVER () AS __total FROM cold WHERE {where}) "
+            f'WHERE {cursor} ORDER BY "timestamp" {direction}, "log_id" {direction} LIMIT ?'
+        )
+        con = self._connect(self._reader(files, q, [f.name for f in FIELDS]))
+        try:
+            rows = con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+        records = [_row_to_record(row[:-1]) for row in rows]
+        if rows:
+            return TierPage(records, int(rows[0][-1]), True, [])
+        if q.after is None:
+            return TierPage([], 0, True, [])
+        return TierPage([], None, False, [])
+
+    def histogram(self, q: TierQuery, interval_us: int) -> tuple[Counter[tuple[int, str]], bool]:
+        files = self.files(q.tenant, q.start_us, q.end_us)
+        counts: Counter[tuple[int, str]] = Counter()
+        if not files:
+            return counts, True
+        params: list[Any] = [interval_us]
+        where = self._where(q, params)
+        sql = (
+            'SELECT ts - ts % ? AS bucket, "level", count(*) FROM '
+            f'(SELECT epoch_us("timestamp") AS ts, "level" FROM cold WHERE {where}) GROUP BY ALL'
+        )
+        con = self._connect(self._reader(files, q, _columns_for(q.ast, ("level",))))
+        try:
+            for bucket, level, n in con.execute(sql, params).fetchall():
+                counts[(int(bucket), str(level))] += int(n)
+        finally:
+            con.close()
+        return counts, True
+
+    def top(self, q: TierQuery, field: str, size: int) -> tuple[Counter[str], bool]:
+        files = self.files(q.tenant, q.start_us, q.end_us)
+        if not files:
+            return Counter(), True
+        column = _ident(field)
+        params: list[Any] = []
+        where = self._where(q, params)
+        params.append(size)
+        sql = (
+            f"SELECT {column}, count(*) AS n FROM cold WHERE {where} AND {column} IS NOT NULL "
+            f"GROUP BY ALL ORDER BY n DESC, {column} LIMIT ?"
+        )
+        con = self._connect(self._reader(files, q, _columns_for(q.ast, (field,))))
+        try:
+            rows = con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+        return Counter({str(k): int(n) for k, n in rows}), True
+
+    def get(self, tenant: str, log_id: str, start_us: int, end_us: int) -> Record | None:
+        """The tenant's record with ``log_id`` within ``[start_us, end_us)`` (a scan of that range)."""
+        q = TierQuery(tenant, Term("log_id", log_id), start_us, end_us, "desc", 1)
+        page = self.search(q)
+        return page.records[0] if page.records else None
