@@ -101,9 +101,12 @@ async def tail_ws(websocket: WebSocket) -> None:
             params.get("q", ""), params.getlist("service"), params.getlist("level"), params.getlist("host")
         )
     except HTTPException as exc:
+        # accepted first so that the client reads the reason, not a bare 403 handshake refusal
+        await websocket.accept()
         await websocket.close(code=4401 if exc.status_code == 401 else 4403, reason=str(exc.detail)[:120])
         return
     except QueryError as exc:
+        await websocket.accept()
         await websocket.close(code=4400, reason=str(exc)[:120])
         return
     await websocket.accept()

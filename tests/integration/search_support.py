@@ -39,7 +39,14 @@ from schemas.record import Level, Record, micros
 DAY = timedelta(days=1)
 SERVICES = ["payment-service", "checkout", "auth", "inventory", "mailer"]
 HOSTS = ["web-1", "web-2", "db-1", "worker-7"]
-LEVEL_WEIGHTS = [(Level.TRACE, 2), (Level.DEBUG, 10), (Level.INFO, 50), (Level.WARN, 15), (Level.ERROR, 18), (Level.FATAL, 5)]
+LEVEL_WEIGHTS = [
+    (Level.TRACE, 2),
+    (Level.DEBUG, 10),
+    (Level.INFO, 50),
+    (Level.WARN, 15),
+    (Level.ERROR, 18),
+    (Level.FATAL, 5),
+]
 MESSAGES = [
     "Payment failed: timeout after {n} ms",
     "payment accepted for order A-{n}",
@@ -121,7 +128,9 @@ class Loaded:
     records: list[Record]
     now: datetime
 
-    def expected(self, tenant: str, ast: Node, start_us: int, end_us: int, order: str = "desc") -> list[Record]:
+    def expected(
+        self, tenant: str, ast: Node, start_us: int, end_us: int, order: str = "desc"
+    ) -> list[Record]:
         """The brute-force answer: every record of the tenant in the range that ``matches``."""
         found = [
             r
@@ -146,7 +155,9 @@ def loaded_tiers(base: Settings, records: list[Record], now: datetime) -> Iterat
     os_client = OpenSearch(settings.opensearch_endpoint, timeout=60)
     cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
     session = cluster.connect()
-    fs = s3_filesystem(settings.s3_endpoint_url, settings.s3_access_key, settings.s3_secret_key, settings.s3_region)
+    fs = s3_filesystem(
+        settings.s3_endpoint_url, settings.s3_access_key, settings.s3_secret_key, settings.s3_region
+    )
     root = f"{settings.s3_bucket}/{settings.archive_prefix}"
     try:
         _load(settings, os_client, session, fs, root, records, now)
@@ -163,7 +174,9 @@ def loaded_tiers(base: Settings, records: list[Record], now: datetime) -> Iterat
         cluster.shutdown()
 
 
-def _load(settings: Settings, os_client: OpenSearch, session, fs, root: str, records: list[Record], now: datetime) -> None:  # type: ignore[no-untyped-def]
+def _load(
+    settings: Settings, os_client: OpenSearch, session, fs, root: str, records: list[Record], now: datetime
+) -> None:  # type: ignore[no-untyped-def]
     now_us = micros(now)
     hot_us, warm_us = settings.hot_days * 86_400_000_000, settings.warm_days * 86_400_000_000
     prefix = settings.opensearch_index_prefix
@@ -209,7 +222,10 @@ def _load(settings: Settings, os_client: OpenSearch, session, fs, root: str, rec
     for (tenant, dt, hour), group in groups.items():
         table = records_to_arrow(sorted(group, key=lambda r: r.timestamp)).drop(["tenant"])
         pq.write_table(
-            table, f"{root}/tenant={tenant}/dt={dt}/hour={hour}/part-{uuid.uuid4().hex[:8]}.parquet", filesystem=fs, compression="zstd"
+            table,
+            f"{root}/tenant={tenant}/dt={dt}/hour={hour}/part-{uuid.uuid4().hex[:8]}.parquet",
+            filesystem=fs,
+            compression="zstd",
         )
 
 
