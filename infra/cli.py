@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tenant": ("api.tenant_cli", "create tenants and manage their API keys"),
     "collect": ("api.collect_syslog", "run a receiver (syslog over UDP/TCP) writing to raw_logs"),
     "send": ("api.send", "ship log files to the API in batches, resuming where it stopped"),
+    "search": ("api.search_cli", "search logs across the tiers, or follow them live"),
     "alerts": ("jobs.alerts.cli", "run the alerts job (`alerts run`) and its notifier (`alerts notify`)"),
 }
 

@@ -404,3 +404,30 @@ def micros_from(text: str) -> int:
     from schemas.record import parse_ts
 
     return micros(parse_ts(text))
+
+
+def test_the_search_command_prints_every_match(world, capsys) -> None:  # type: ignore[no-untyped-def]
+    from infra.cli import main
+
+    frm, to, start, end = span(world, 90, 0)
+    tenant, key = world["a"]
+    args = ["search", "payment OR timeout", "--level", ">=WARN", "--from", frm, "--to", to]
+    args += ["--url", world["url"], "--api-key", key]
+    assert main([*args, "--json", "--limit", "0"]) == 0
+    printed = [orjson_loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = world["loaded"].expected(
+        tenant, _filters({"q": "payment OR timeout", "level": ">=WARN"}).ast(), start, end
+    )
+    assert ids(printed) == ids(expected)
+    assert main([*args, "--limit", "3", "--color", "always"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert "\033[" in lines[0] and expected[0].message in lines[0]
+    assert main(["search", "a AND (", "--url", world["url"], "--api-key", key]) == 2
+
+
+def orjson_loads(line: str) -> dict[str, Any]:
+    import orjson
+
+    loaded: dict[str, Any] = orjson.loads(line)
+    return loaded
