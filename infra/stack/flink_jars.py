@@ -47,6 +47,10 @@ _MANIFEST_PREFIX = ".strata-jars-"
 _LOGGING = ("org.slf4j:slf4j-api", "org.apache.logging.log4j:log4j-api", "org.apache.logging.log4j:log4j-jul")
 
 
+# Versions of transitive dependencies that Maven would otherwise resolve wrongly (see below).
+JACKSON_VERSION = "2.17.0"
+
+
 class FlinkJarsError(RuntimeError):
     """A jar could not be fetched or loaded; the message names it."""
 
@@ -66,6 +70,16 @@ def lib_artifacts(settings: Settings) -> list[Artifact]:
             "flink-connector-opensearch2",
             settings.flink_opensearch_connector_version,
             exclusions=_LOGGING,
+        ),
+        # OpenSearch 2.13's x-content needs Jackson 2.16+ (StreamWriteConstraints), but Maven's
+        # nearest-wins picks the Kafka connector's 2.15; direct entries outrank both.
+        *(
+            Artifact("com.fasterxml.jackson.core", name, JACKSON_VERSION, transitive=False)
+            for name in ("jackson-core", "jackson-databind", "jackson-annotations")
+        ),
+        *(
+            Artifact("com.fasterxml.jackson.datatype", name, JACKSON_VERSION, transitive=False)
+            for name in ("jackson-datatype-jdk8", "jackson-datatype-jsr310")
         ),
         # The Cassandra connector jar shades its DataStax driver, so it needs nothing else.
         Artifact(
@@ -190,7 +204,10 @@ def s3_options(settings: Settings) -> dict[str, str]:
         "s3.secret-key": settings.s3_secret_key,
         # Without a region the AWS SDK asks the instance metadata service, which hangs off-cloud.
         "s3.endpoint.region": settings.s3_region,
-        "fs.s3a.endpoint.region": settings.s3_region,
+        # After each upload S3A deletes the parent "dir/" marker keys. s3proxy's filesystem backend
+        # maps such a key to a real folder and answers 500 while it holds files, so S3A retries
+        # for minutes and the FileSink commit hangs. Keeping markers is also AWS's advice.
+        "s3.directory.marker.retention": "keep",
     }
 
 
