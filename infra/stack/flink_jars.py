@@ -142,11 +142,12 @@ def _locked(lock_file: Path) -> Iterator[None]:
 
 
 def _failed_artifact(message: str, artifacts: list[Artifact]) -> str:
-    """The coordinates Maven names in its error, else the bundle's own."""
-    found = re.findall(r"(?:artifact|dependencies at|resolve|find)\s+([\w.\-]+:[\w.\-]+:[\w.\-:]+)", message)
-    if found:
-        return found[0].rstrip(":.")
-    return ", ".join(a.coords for a in artifacts)
+    """The coordinates Maven names in its error (``group:artifact:type:version``), else the bundle's."""
+    coords = re.findall(r"[\w.\-]+:[\w.\-]+:[\w.\-]+:[\w.\-]+", message)
+    # Skip the generated pom and the helper's own list of what it was asked for.
+    asked = {a.coords for a in artifacts}
+    named = [c for c in coords if not c.startswith("dev.strata:") and c not in asked]
+    return named[0] if named else ", ".join(a.coords for a in artifacts)
 
 
 def _fetch_into(artifacts: list[Artifact], dest: Path) -> None:

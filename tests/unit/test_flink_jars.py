@@ -1,0 +1,50 @@
+"""The Flink jar set: what is asked of Maven, how a failure is named, and the warm path (no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.settings import Settings
+from infra.stack import flink_jars
+
+pytestmark = pytest.mark.unit
+
+
+def test_versions_come_from_settings() -> None:
+    settings = Settings(flink_kafka_connector_version="9.9.9-1.20", flink_parquet_version="1.20.7")
+    coords = {f"{a.group}:{a.artifact}": a.version for a in flink_jars.lib_artifacts(settings)}
+    assert coords["org.apache.flink:flink-connector-kafka"] == "9.9.9-1.20"
+    assert coords["org.apache.flink:flink-parquet"] == "1.20.7"
+    assert coords["org.apache.hadoop:hadoop-common"] == settings.hadoop_version
+    (s3,) = flink_jars.plugin_artifacts(settings)[flink_jars.S3_PLUGIN]
+    assert (s3.artifact, s3.version) == ("flink-s3-fs-hadoop", settings.flink_s3_fs_version)
+
+
+def test_failure_names_the_artifact_maven_could_not_resolve() -> None:
+    arts = flink_jars.lib_artifacts(Settings())
+    message = (
+        f"could not fetch {', '.join(a.coords for a in arts)} from Maven Central:\n"
+        "[ERROR] Failed to execute goal on project strata-fetch: Could not resolve dependencies for "
+        "project dev.strata:strata-fetch:pom:0: org.apache.flink:flink-parquet:jar:1.20.9 was not found"
+    )
+    assert flink_jars._failed_artifact(message, arts) == "org.apache.flink:flink-parquet:jar:1.20.9"
+
+
+def test_warm_folder_is_returned_without_fetching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(home=tmp_path)
+    lib = settings.flink_lib_dir
+    (lib / "plugins" / "s3-fs-hadoop").mkdir(parents=True)
+    for name in ("b.jar", "a.jar", "plugins/s3-fs-hadoop/flink-s3-fs-hadoop.jar"):
+        (lib / name).write_bytes(b"PK")
+    (lib / f"{flink_jars._MANIFEST_PREFIX}{flink_jars._digest(settings)}").write_text("a.jar\nb.jar\n")
+
+    def no_fetch(*_: object, **__: object) -> None:
+        raise AssertionError("a warm folder must not call Maven")
+
+    monkeypatch.setattr(flink_jars, "fetch", no_fetch)
+    urls = flink_jars.flink_jar_urls(settings)
+    # Only top-level jars go on the classpath: a plugin there would defeat its own class loader.
+    assert urls == [(lib / "a.jar").resolve().as_uri(), (lib / "b.jar").resolve().as_uri()]
+    assert flink_jars.job_process_env(settings, {})["FLINK_PLUGINS_DIR"] == str((lib / "plugins").resolve())
