@@ -368,8 +368,9 @@ class GroupEvaluator:
             return []
         # Decide the windows up to this record's in order while they hold (their values can only
         # grow, so a window that holds now holds when it closes). A window that does not hold yet
-        # may still get records, so it waits for the watermark, unless a single evaluation fires
-        # anyway: then the record's own window decides.
+        # may still get records, so it waits for the watermark. Only a quiet group whose rule fires
+        # on one evaluation may skip such windows: whatever they turn out to be, it fires now.
+        # A firing group waits, so a quiet window between two bursts resolves it as it should.
         events: list[AlertEvent] = []
         w = sub.last_eval_ms + slide
         while w <= end:
@@ -378,7 +379,7 @@ class GroupEvaluator:
                 break
             events += self._evaluate(rule, sub_key, sub, w, True, value)
             w += slide
-        if w <= end and rule.for_evaluations == 1:
+        if w <= end and rule.for_evaluations == 1 and sub.status.quiet:
             holds, value = self._holds(rule, sub_key, sub, end)
             if holds:
                 events += self._evaluate(rule, sub_key, sub, end, True, value)

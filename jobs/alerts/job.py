@@ -176,10 +176,12 @@ def build(env: Any, source: Any, rules: RuleSource, *, lateness_ms: int, idle_ms
     parse, record_time, match, evaluate = _functions(rules)
     records = source.flat_map(parse, output_type=Types.PICKLED_BYTE_ARRAY())
     records = records.name(names.PARSE).uid(names.PARSE)
+    # Idleness first: PyFlink's with_idleness returns a new strategy without the Python
+    # timestamp assigner, which would leave Kafka's arrival times as event times.
     strategy = (
         WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(lateness_ms))
-        .with_timestamp_assigner(record_time)
         .with_idleness(Duration.of_millis(idle_ms))
+        .with_timestamp_assigner(record_time)
     )
     timed = records.assign_timestamps_and_watermarks(strategy).name(names.EVENT_TIME).uid(names.EVENT_TIME)
     points = timed.flat_map(match, output_type=Types.PICKLED_BYTE_ARRAY()).name(names.MATCH).uid(names.MATCH)
@@ -246,16 +248,18 @@ def environment(settings: Settings, *, parallelism: int | None = None, restore: 
 
 def kafka_source(settings: Settings, options: AlertsOptions) -> Any:
     from pyflink.common.serialization import SimpleStringSchema
-    from pyflink.datastream.connectors.kafka import (
-        KafkaOffsetResetStrategy,
-        KafkaOffsetsInitializer,
-        KafkaSource,
-    )
+    from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSource
+    from pyflink.java_gateway import get_gateway
 
+    # PyFlink's KafkaOffsetResetStrategy names the class as the uber jar shades it; the thin
+    # connector jar Strata loads has it unshaded, so the Java initializer is built directly.
+    jvm: Any = get_gateway().jvm
+    latest = jvm.org.apache.kafka.clients.consumer.OffsetResetStrategy.LATEST
+    initializer = jvm.org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer
     starts = {
         # A new consumer group starts at the end: alerting on a week of history would page
         # people for problems long over. A restore uses the checkpoint's offsets instead.
-        "committed": KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.LATEST),
+        "committed": KafkaOffsetsInitializer(initializer.committedOffsets(latest)),
         "earliest": KafkaOffsetsInitializer.earliest(),
         "latest": KafkaOffsetsInitializer.latest(),
     }

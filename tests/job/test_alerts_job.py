@@ -52,6 +52,8 @@ def test_job_fires_at_the_crossing_and_resolves_when_the_rate_falls_back() -> No
     with events.execute_and_collect() as results:
         out = [orjson.loads(e) for e in results]
 
+    # (a collection is read faster than periodic watermarks tick, so which windows close before
+    # the end of input is not deterministic here; the integration test drives event time)
     assert [(e["state"], e["group"], e["value"]) for e in out] == [
         ("FIRING", {"host": "web-1"}, 6.0),
         ("RESOLVED", {"host": "web-1"}, 0.0),

@@ -82,6 +82,16 @@ def test_cooldown_fires_a_group_once_and_sends_the_held_back_firing_after_it() -
     assert later[0].window_end_ms == ms(11 * 60)
 
 
+def test_a_quiet_window_still_open_when_the_next_burst_arrives_resolves_first() -> None:
+    r = rule(window="1m", slide="1m", threshold=2, cooldown="10m")
+    engine = AlertEngine([r], lateness_ms=10_000)
+    events = feed(engine, [1, 2, 3]) + feed(engine, [65, 118], level="INFO")
+    # minute 1 was quiet, but the watermark (108 s) has not closed it when minute 2's errors come
+    events += feed(engine, [121, 122, 123]) + feed(engine, [200], level="INFO")
+    assert states(events) == [("FIRING", True), ("RESOLVED", True), ("FIRING", False)]
+    assert [e.window_end_ms for e in events] == [ms(60), ms(120), ms(180)]
+
+
 def test_a_held_back_firing_resolves_silently() -> None:
     r = rule(window="1m", slide="1m", threshold=2, cooldown="10m")
     engine = AlertEngine([r])
