@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "stack": ("infra.stack.cli", "start, stop and inspect the local stack"),
     "parse": ("jobs.records.cli", "parse log lines into normalized records (JSON per line)"),
+    "job": ("jobs.cli", "run Strata's Flink jobs locally, or submit and manage them on a cluster"),
     "serve": ("api.serve", "run the API (collectors, tenants, health) under uvicorn"),
     "tenant": ("api.tenant_cli", "create tenants and manage their API keys"),
     "collect": ("api.collect_syslog", "run a receiver (syslog over UDP/TCP) writing to raw_logs"),

@@ -108,6 +108,14 @@ class Settings(BaseSettings):
     hot_days: int = 14
     warm_days: int = 45
 
+    # The ingest job.
+    ingest_group: str = "strata-ingest"
+    dedupe_ttl_s: int = 3600
+    watermark_out_of_orderness_s: int = 30
+    cassandra_table: str = "logs"
+    archive_prefix: str = "logs"  # s3://<bucket>/<prefix>/tenant=…/dt=…/hour=…/
+    job_parallelism: int = 2
+
     # The alerts job and its notifier (issue #7).
     alerts_group: str = "strata-alerts"  # the job's consumer group on raw_topic
     alerts_topic: str = "alert_events"  # the job's state changes, read by `strata alerts notify`

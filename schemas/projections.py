@@ -280,6 +280,76 @@ def arrow_to_records(table: pa.Table) -> list[Record]:
     return out
 
 
+# -- Parquet archive (cold tier) ----------------------------------------------------------------
+
+# The cold tier's files are written by Flink's Parquet writer, which marks every map key optional;
+# pyarrow (and with it DuckDB over a pyarrow dataset) refuses such maps. So in the archive the
+# map-valued fields are JSON text, which pyarrow, DuckDB (json_extract) and Athena all read.
+# Timestamps are int64 microseconds, UTC. tenant/dt/hour are Hive partitions of the path
+# ``<prefix>/tenant=…/dt=YYYY-MM-DD/hour=HH/``, not columns of the files.
+ARCHIVE_PARTITIONS: tuple[str, ...] = ("tenant", "dt", "hour")
+_ARCHIVE_JSON_KINDS = (Kind.STRING_MAP, Kind.COUNT_MAP)
+
+
+def archive_flink_columns() -> list[tuple[str, str]]:
+    """(name, Flink SQL type) of the archive table, partition columns last."""
+    cols = []
+    for f in FIELDS:
+        sql_type = "STRING" if f.kind in _ARCHIVE_JSON_KINDS else _FLINK_SQL_TYPES[f.kind]
+        cols.append((f.name, sql_type))
+    cols += [("dt", "STRING"), ("hour", "STRING")]
+    return cols
+
+
+def archive_arrow_schema() -> pa.Schema:
+    """The schema of the archive's files as read back, partition columns included."""
+    import pyarrow as pa
+
+    base = arrow_schema()
+    fields = [
+        pa.field(f.name, pa.string(), nullable=True) if f.kind in _ARCHIVE_JSON_KINDS else base.field(f.name)
+        for f in FIELDS
+    ]
+    fields += [pa.field("dt", pa.string()), pa.field("hour", pa.string())]
+    return pa.schema(fields)
+
+
+def archive_partition(record: Record) -> tuple[str, str]:
+    """(dt, hour) of a record's archive partition, by event time."""
+    ts = record.timestamp
+    return f"{ts:%Y-%m-%d}", f"{ts:%H}"
+
+
+def to_archive_row(record: Record) -> dict[str, Any]:
+    """One archive row (maps as JSON text), with its partition values."""
+    import orjson
+
+    row = to_arrow_row(record)
+    for f in FIELDS:
+        if f.kind in _ARCHIVE_JSON_KINDS:
+            row[f.name] = orjson.dumps(getattr(record, f.name)).decode()
+    row["dt"], row["hour"] = archive_partition(record)
+    return row
+
+
+def from_archive_row(row: Mapping[str, Any]) -> Record:
+    """A record from an archive row (JSON-text maps; timestamps as datetimes of any unit)."""
+    import orjson
+
+    kwargs: dict[str, Any] = {}
+    for f in FIELDS:
+        value = row.get(f.name)
+        if f.kind in _ARCHIVE_JSON_KINDS:
+            value = orjson.loads(value) if isinstance(value, str | bytes) else dict(value or {})
+        elif f.kind is Kind.STRING_LIST:
+            value = list(value or [])
+        elif f.kind is Kind.TIMESTAMP:
+            value = parse_ts(value)
+        kwargs[f.name] = value
+    kwargs["level"] = Level(kwargs["level"])
+    return Record(**kwargs)
+
+
 # -- Flink -------------------------------------------------------------------------------------
 
 _FLINK_SQL_TYPES: dict[Kind, str] = {
@@ -357,9 +427,13 @@ def to_json_dict(record: Record) -> dict[str, Any]:
 
 
 __all__ = [
+    "ARCHIVE_PARTITIONS",
     "CQL_CLUSTERING",
     "CQL_DERIVED_COLUMNS",
     "CQL_PARTITION_KEY",
+    "archive_arrow_schema",
+    "archive_flink_columns",
+    "archive_partition",
     "arrow_schema",
     "arrow_to_records",
     "cql_columns",
@@ -372,6 +446,7 @@ __all__ = [
     "flink_row_type_info",
     "flink_sql_ddl",
     "format_ts",
+    "from_archive_row",
     "from_cql_row",
     "from_flink_row_values",
     "from_opensearch_doc",
@@ -379,6 +454,7 @@ __all__ = [
     "opensearch_index_template",
     "opensearch_mappings",
     "records_to_arrow",
+    "to_archive_row",
     "to_arrow_row",
     "to_cql_row",
     "to_flink_row_values",

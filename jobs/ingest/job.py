@@ -1,0 +1,495 @@
+"""The ingest job: Kafka ``raw_logs`` → records → OpenSearch (hot), Cassandra (warm), Parquet on S3
+(cold), the ``logs`` topic (live tail) and ``raw_logs_dlq``.
+
+Graph::
+
+    Kafka raw_logs (Table source: value bytes + partition/offset metadata)
+      → parse-normalize-mask (Python: jobs.records) ──side──→ raw_logs_dlq (DataStream KafkaSink)
+      │                                            └─side──→ Cassandra (CassandraSink, USING TTL)
+      → dedupe-by-log-id (SQL ROW_NUMBER, keep first, state TTL)
+      → OpenSearch daily indices (opensearch-2, _id = log_id)      if the event is within hot_days
+      → Parquet on s3a:// (filesystem, tenant/dt/hour partitions)  always
+      → Kafka logs (processed, masked JSON)
+
+Delivery: every sink flushes (or commits) on checkpoints and every tier is idempotent on
+``log_id``. Cassandra takes rows before the dedupe step on purpose: its primary key already makes a
+repeated row a no-op, and the Python operator is the only place its list-typed column can be built.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from infra.settings import Settings
+from jobs.ingest import names
+from jobs.ingest.logic import DeadLetter, TierPolicy, ingest_one, warm_row
+from jobs.records.config import PipelineConfig
+from schemas.projections import (
+    ARCHIVE_PARTITIONS,
+    archive_flink_columns,
+    archive_partition,
+    cql_columns,
+    cql_day,
+    cql_insert,
+    cql_insert_service,
+    flink_sql_ddl,
+)
+from schemas.record import FIELDS, Kind
+
+
+@dataclass(frozen=True)
+class StartPosition:
+    """Where the Kafka source starts: ``committed`` (default), ``earliest``, ``latest``,
+    ``timestamp:<ISO 8601>`` or ``offsets:<partition>=<offset>,…``."""
+
+    mode: str = "committed"
+    timestamp_ms: int | None = None
+    offsets: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> StartPosition:
+        text = text.strip()
+        if text in ("committed", "earliest", "latest"):
+            return cls(text)
+        kind, sep, rest = text.partition(":")
+        if sep and kind == "timestamp":
+            try:
+                ts = datetime.fromisoformat(rest.replace("Z", "+00:00"))
+            except ValueError as exc:
+                raise ValueError(f"--from timestamp:{rest}: not an ISO 8601 time ({exc})") from exc
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=UTC)
+            return cls("timestamp", timestamp_ms=int(ts.timestamp() * 1000))
+        if sep and kind == "offsets":
+            pairs = []
+            for item in rest.split(","):
+                p, eq, o = item.partition("=")
+                if not eq or not p.strip().isdigit() or not o.strip().isdigit():
+                    raise ValueError(f"--from offsets: expected partition=offset pairs, got {item!r}")
+                pairs.append((int(p), int(o)))
+            return cls("offsets", offsets=tuple(pairs))
+        raise ValueError(
+            f"--from {text!r}: use committed, earliest, latest, timestamp:<ISO 8601> or offsets:<p>=<o>,…"
+        )
+
+    def kafka_options(self) -> dict[str, str]:
+        if self.mode == "committed":
+            # A group with no committed offsets yet starts from the beginning: nothing is skipped.
+            return {"scan.startup.mode": "group-offsets", "properties.auto.offset.reset": "earliest"}
+        if self.mode == "earliest":
+            return {"scan.startup.mode": "earliest-offset"}
+        if self.mode == "latest":
+            return {"scan.startup.mode": "latest-offset"}
+        if self.mode == "timestamp":
+            return {"scan.startup.mode": "timestamp", "scan.startup.timestamp-millis": str(self.timestamp_ms)}
+        spec = ";".join(f"partition:{p},offset:{o}" for p, o in self.offsets)
+        return {"scan.startup.mode": "specific-offsets", "scan.startup.specific-offsets": spec}
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """What one run of the job reads and writes; defaults come from settings."""
+
+    raw_topic: str
+    dlq_topic: str
+    logs_topic: str
+    group_id: str
+    index_prefix: str
+    keyspace: str
+    table: str
+    archive_path: str  # s3a://bucket/prefix or file:///… for tests
+    start: StartPosition = StartPosition()
+    bounded: bool = False  # stop at the offsets that were latest when the job started
+    pipeline_config: PipelineConfig | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> IngestOptions:
+        values: dict[str, Any] = {
+            "raw_topic": settings.raw_topic,
+            "dlq_topic": settings.dlq_topic,
+            "logs_topic": settings.logs_topic,
+            "group_id": settings.ingest_group,
+            "index_prefix": settings.opensearch_index_prefix,
+            "keyspace": settings.cassandra_keyspace,
+            "table": settings.cassandra_table,
+            "archive_path": f"s3a://{settings.s3_bucket}/{settings.archive_prefix}",
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+# -- row types ------------------------------------------------------------------------------
+
+# The archive keeps map-valued fields as JSON text (see schemas.projections.archive_flink_columns).
+JSON_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind in (Kind.STRING_MAP, Kind.COUNT_MAP))
+
+EXTRA_COLUMNS: tuple[tuple[str, str], ...] = (
+    *((f"{name}_json", "STRING") for name in JSON_FIELDS),
+    ("dt", "STRING"),
+    ("hour", "STRING"),
+    ("in_hot", "BOOLEAN"),
+    ("kafka_key", "STRING"),
+    ("json", "STRING"),
+)
+
+
+def _main_type() -> Any:
+    """The Python operator's main output: the record's fields, then :data:`EXTRA_COLUMNS`."""
+    from pyflink.common import Types
+
+    by_kind = {
+        Kind.ID: Types.STRING(),
+        Kind.KEYWORD: Types.STRING(),
+        Kind.TEXT: Types.STRING(),
+        # Text 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC), cast to TIMESTAMP(6) in SQL: the legacy
+        # SQL_TIMESTAMP type would cut microseconds to milliseconds on the Table side.
+        Kind.TIMESTAMP: Types.STRING(),
+        Kind.STRING_MAP: Types.MAP(Types.STRING(), Types.STRING()),
+        Kind.STRING_LIST: Types.BASIC_ARRAY(Types.STRING()),
+        Kind.COUNT_MAP: Types.MAP(Types.STRING(), Types.INT()),
+    }
+    extra = {"STRING": Types.STRING(), "BOOLEAN": Types.BOOLEAN()}
+    names_ = [f.name for f in FIELDS] + [n for n, _ in EXTRA_COLUMNS]
+    types = [by_kind[f.kind] for f in FIELDS] + [extra[t] for _, t in EXTRA_COLUMNS]
+    return Types.ROW_NAMED(names_, types)
+
+
+def _warm_type() -> Any:
+    """Cassandra insert values in :func:`cql_columns` order, then the TTL; Java types the 3.x
+    driver binds directly (List, Map, Long, String, Integer)."""
+    from pyflink.common import Types
+
+    by_cql = {
+        "text": Types.STRING(),
+        "bigint": Types.LONG(),
+        "int": Types.INT(),
+        "map<text, text>": Types.MAP(Types.STRING(), Types.STRING()),
+        "map<text, int>": Types.MAP(Types.STRING(), Types.INT()),
+        "list<text>": Types.LIST(Types.STRING()),
+    }
+    return Types.ROW([by_cql[t] for _, t in cql_columns()] + [Types.INT()])
+
+
+# -- the Python operator --------------------------------------------------------------------
+
+
+def _parse_function(settings: Settings, options: IngestOptions) -> Any:
+    from pyflink.common import Row
+    from pyflink.datastream import OutputTag, ProcessFunction
+
+    policy = TierPolicy(settings.hot_days, settings.warm_days)
+    config = options.pipeline_config
+    dlq_tag = OutputTag("dead-letters", _string_type())
+    warm_tag = OutputTag("warm-rows", _warm_type())
+    services_tag = OutputTag("warm-services", _services_type())
+
+    class ParseFunction(ProcessFunction):  # type: ignore[misc]
+        def open(self, runtime_context: Any) -> None:
+            from jobs.records.pipeline import RecordPipeline
+
+            self.pipeline = RecordPipeline(config)
+            # (tenant, day, service) already sent to the warm fan-out table by this subtask; the
+            # upsert is idempotent, so forgetting (a restart, the bound) only costs a write.
+            self.services_seen: set[tuple[str, str, str]] = set()
+
+        def process_element(self, value: Any, ctx: Any) -> Any:
+            raw, topic, partition, offset = value[0], value[1], value[2], value[3]
+            now_us = time.time_ns() // 1000
+            out = ingest_one(self.pipeline, policy, bytes(raw), topic, partition, offset, now_us)
+            if isinstance(out, DeadLetter):
+                yield dlq_tag, out.to_json()
+                return
+            record, hot, warm, ttl = out
+            if warm:
+                row = warm_row(record, ttl)
+                yield warm_tag, Row(*row)
+                key = (record.tenant, cql_day(record.timestamp), record.service)
+                if key not in self.services_seen:
+                    if len(self.services_seen) > 100_000:
+                        self.services_seen.clear()
+                    self.services_seen.add(key)
+                    yield services_tag, Row(*key, ttl)
+            dt, hour = archive_partition(record)
+            values: list[Any] = []
+            for f in FIELDS:
+                v = getattr(record, f.name)
+                if f.kind is Kind.TIMESTAMP:
+                    v = f"{v:%Y-%m-%d %H:%M:%S.%f}"
+                elif f.name == "level":
+                    v = str(v)
+                values.append(v)
+            values += [orjson.dumps(getattr(record, name)).decode() for name in JSON_FIELDS]
+            values += [
+                dt,
+                hour,
+                hot,
+                f"{record.tenant}/{record.service}",
+                orjson.dumps(record.to_dict()).decode(),
+            ]
+            yield Row(*values)
+
+    return ParseFunction(), dlq_tag, warm_tag, services_tag
+
+
+def _services_type() -> Any:
+    from pyflink.common import Types
+
+    return Types.ROW([Types.STRING(), Types.STRING(), Types.STRING(), Types.INT()])
+
+
+def _string_type() -> Any:
+    from pyflink.common import Types
+
+    return Types.STRING()
+
+
+# -- DDL ------------------------------------------------------------------------------------
+
+
+def _with(options: dict[str, str]) -> str:
+    def esc(v: str) -> str:
+        return v.replace("'", "''")
+
+    return ",\n".join(f"  '{esc(k)}' = '{esc(v)}'" for k, v in options.items())
+
+
+def source_ddl(settings: Settings, options: IngestOptions) -> str:
+    opts = {
+        "connector": "kafka",
+        "topic": options.raw_topic,
+        "properties.bootstrap.servers": settings.kafka_servers,
+        "properties.group.id": options.group_id,
+        "properties.isolation.level": "read_committed",
+        "format": "raw",
+        "scan.topic-partition-discovery.interval": "60s",
+        **options.start.kafka_options(),
+    }
+    if options.bounded:
+        opts["scan.bounded.mode"] = "latest-offset"
+    return (
+        "CREATE TEMPORARY TABLE raw_source (\n"
+        "  `value` BYTES,\n"
+        "  `topic` STRING METADATA VIRTUAL,\n"
+        "  `partition` INT METADATA VIRTUAL,\n"
+        "  `offset` BIGINT METADATA VIRTUAL\n"
+        f") WITH (\n{_with(opts)}\n)"
+    )
+
+
+def hot_sink_ddl(settings: Settings, options: IngestOptions) -> str:
+    return flink_sql_ddl(
+        "hot_sink",
+        {
+            "connector": "opensearch-2",
+            "hosts": settings.opensearch_endpoint,
+            # Daily indices by the record's event day, as schemas.projections.opensearch_index_name.
+            "index": f"{options.index_prefix}-{{timestamp|yyyy.MM.dd}}",
+            "sink.delivery-guarantee": "at-least-once",
+            "sink.bulk-flush.max-actions": "2000",
+            "sink.bulk-flush.max-size": "5mb",
+            "sink.bulk-flush.interval": "1s",
+            "sink.bulk-flush.backoff.strategy": "EXPONENTIAL",
+            "sink.bulk-flush.backoff.max-retries": "8",
+            "sink.bulk-flush.backoff.delay": "200ms",
+            "format": "json",
+            "json.timestamp-format.standard": "ISO-8601",
+        },
+    ).replace("CREATE TABLE", "CREATE TEMPORARY TABLE", 1)
+
+
+def cold_sink_ddl(options: IngestOptions) -> str:
+    cols = [f"  `{n}` {t}" for n, t in archive_flink_columns()]
+    opts = {
+        "connector": "filesystem",
+        "path": options.archive_path,
+        "format": "parquet",
+        "parquet.compression": "ZSTD",
+        "parquet.write.int64.timestamp": "true",
+        "parquet.timestamp.time.unit": "micros",
+        "parquet.utc-timezone": "true",
+        "sink.rolling-policy.file-size": "128MB",
+        "sink.rolling-policy.rollover-interval": "10 min",
+        "sink.partition-commit.trigger": "process-time",
+        "sink.partition-commit.delay": "0 s",
+        "sink.partition-commit.policy.kind": "success-file",
+    }
+    partitions = ", ".join(f"`{p}`" for p in ARCHIVE_PARTITIONS)
+    return (
+        "CREATE TEMPORARY TABLE cold_sink (\n"
+        + ",\n".join(cols)
+        + f"\n) PARTITIONED BY ({partitions}) WITH (\n{_with(opts)}\n)"
+    )
+
+
+def logs_sink_ddl(settings: Settings, options: IngestOptions) -> str:
+    opts = {
+        "connector": "kafka",
+        "topic": options.logs_topic,
+        "properties.bootstrap.servers": settings.kafka_servers,
+        "key.format": "raw",
+        "key.fields": "kafka_key",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+        "sink.delivery-guarantee": "at-least-once",
+        "properties.compression.type": "zstd",
+        "properties.linger.ms": "20",
+    }
+    columns = "  `kafka_key` STRING,\n  `json` STRING"
+    return f"CREATE TEMPORARY TABLE logs_sink (\n{columns}\n) WITH (\n{_with(opts)}\n)"
+
+
+def _record_select(*, json: bool = False) -> str:
+    """The record's columns for the sinks, timestamps at the record's microsecond precision;
+    with ``json``, map-valued fields as their JSON text (the archive's layout)."""
+    out = []
+    for f in FIELDS:
+        if json and f.name in JSON_FIELDS:
+            out.append(f"`{f.name}_json` AS `{f.name}`")
+        elif f.kind is Kind.TIMESTAMP:
+            out.append(f"CAST(`{f.name}` AS TIMESTAMP(6)) AS `{f.name}`")
+        else:
+            out.append(f"`{f.name}`")
+    return ", ".join(out)
+
+
+# -- the graph ------------------------------------------------------------------------------
+
+
+def build(env: Any, t_env: Any, settings: Settings, options: IngestOptions) -> Any:
+    """Add the ingest graph to ``env``/``t_env``; returns the statement set to attach."""
+    from pyflink.common.serialization import SimpleStringSchema
+    from pyflink.datastream.connectors.base import DeliveryGuarantee
+    from pyflink.datastream.connectors.cassandra import CassandraSink
+    from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
+    from pyflink.table import Schema
+
+    t_env.get_config().set("table.exec.state.ttl", f"{settings.dedupe_ttl_s} s")
+    t_env.execute_sql(source_ddl(settings, options))
+    raw = t_env.to_data_stream(t_env.from_path("raw_source"))
+
+    parse, dlq_tag, warm_tag, services_tag = _parse_function(settings, options)
+    parsed = raw.process(parse, output_type=_main_type()).name(names.PARSE).uid(names.PARSE)
+
+    dlq_sink = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(settings.kafka_servers)
+        .set_record_serializer(
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(options.dlq_topic)
+            .set_value_serialization_schema(SimpleStringSchema())
+            .build()
+        )
+        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+        .build()
+    )
+    parsed.get_side_output(dlq_tag).sink_to(dlq_sink).name(names.DLQ_SINK).uid(names.DLQ_SINK)
+
+    insert = cql_insert(options.keyspace, options.table) + " USING TTL ?"
+    host = settings.cassandra_contact_points[0]
+    (
+        CassandraSink.add_sink(parsed.get_side_output(warm_tag))
+        .set_query(insert)
+        .set_host(host, settings.cassandra_port)
+        .set_max_concurrent_requests(64)
+        .build()
+        .name(names.WARM_SINK)
+        .uid(names.WARM_SINK)
+    )
+
+    (
+        CassandraSink.add_sink(parsed.get_side_output(services_tag))
+        .set_query(cql_insert_service(options.keyspace, options.table) + " USING TTL ?")
+        .set_host(host, settings.cassandra_port)
+        .build()
+        .name(names.WARM_SERVICES_SINK)
+        .uid(names.WARM_SERVICES_SINK)
+    )
+
+    t_env.create_temporary_view(
+        "parsed",
+        t_env.from_data_stream(
+            parsed, Schema.new_builder().column_by_expression("proc_time", "PROCTIME()").build()
+        ),
+    )
+    # Keep-first deduplication on processing time: append-only, state kept dedupe_ttl_s per log_id.
+    t_env.create_temporary_view(
+        "deduped",
+        t_env.sql_query(
+            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER "
+            "(PARTITION BY `log_id` ORDER BY `proc_time` ASC) AS rn FROM parsed) WHERE rn = 1"
+        ),
+    )
+    t_env.execute_sql(hot_sink_ddl(settings, options))
+    t_env.execute_sql(cold_sink_ddl(options))
+    t_env.execute_sql(logs_sink_ddl(settings, options))
+    statements = t_env.create_statement_set()
+    statements.add_insert_sql(f"INSERT INTO hot_sink SELECT {_record_select()} FROM deduped WHERE in_hot")
+    statements.add_insert_sql(
+        f"INSERT INTO cold_sink SELECT {_record_select(json=True)}, `dt`, `hour` FROM deduped"
+    )
+    statements.add_insert_sql("INSERT INTO logs_sink SELECT `kafka_key`, `json` FROM deduped")
+    return statements
+
+
+def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
+    """Create what the sinks expect before the job starts: the index template and the table."""
+    from opensearchpy import OpenSearch
+
+    from schemas.projections import (
+        cql_create_sai_indexes,
+        cql_create_services_table,
+        cql_create_table,
+        opensearch_index_template,
+    )
+
+    client = OpenSearch(settings.opensearch_endpoint, timeout=30)
+    client.indices.put_index_template(
+        name=options.index_prefix, body=opensearch_index_template(options.index_prefix)
+    )
+    from cassandra.cluster import Cluster
+
+    cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
+    try:
+        session = cluster.connect()
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {options.keyspace} WITH replication = "
+            f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.cassandra_replication_factor}}}"
+        )
+        ttl = settings.warm_days * 86400
+        session.execute(
+            cql_create_table(options.keyspace, options.table, default_ttl_seconds=ttl), timeout=60
+        )
+        session.execute(
+            cql_create_services_table(options.keyspace, options.table, default_ttl_seconds=ttl), timeout=60
+        )
+        for statement in cql_create_sai_indexes(options.keyspace, options.table):
+            session.execute(statement, timeout=120)
+    finally:
+        cluster.shutdown()
+
+
+def run(
+    settings: Settings,
+    options: IngestOptions,
+    *,
+    parallelism: int | None = None,
+    restore: Path | None = None,
+    wait: bool = True,
+) -> Any:
+    """Build and execute the job on a local MiniCluster; returns the job client when not waiting."""
+    from jobs.flink import stream_environment
+
+    prepare_tiers(settings, options)
+    env, t_env = stream_environment(settings, "ingest", parallelism=parallelism, restore=restore)
+    statements = build(env, t_env, settings, options)
+    statements.attach_as_datastream()
+    if wait:
+        env.execute("strata-ingest")
+        return None
+    return env.execute_async("strata-ingest")

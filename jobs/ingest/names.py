@@ -1,0 +1,12 @@
+"""Stable operator names and uids of the ingest job: savepoints map state by uid, so never rename one."""
+
+SOURCE = "raw-logs-source"
+TO_STREAM = "raw-logs-to-stream"
+PARSE = "parse-normalize-mask"
+DEDUPE = "dedupe-by-log-id"
+DLQ_SINK = "dead-letter-sink"
+HOT_SINK = "hot-opensearch-sink"
+WARM_SINK = "warm-cassandra-sink"
+WARM_SERVICES_SINK = "warm-services-sink"
+COLD_SINK = "cold-parquet-sink"
+LOGS_SINK = "processed-logs-sink"
