@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.action == "run":
         from jobs.flink import latest_checkpoint
-        from jobs.ingest.job import IngestOptions, StartPosition
+        from jobs.ingest.job import IngestOptions, StartPosition, checkpoint_name
         from jobs.ingest.job import run as run_ingest
         from jobs.records.config import PipelineConfig
 
@@ -42,14 +42,15 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"strata job run: {exc}", file=sys.stderr)
             return 2
-        # Resuming restores offsets, dedupe state and pending files; an explicit --from is a replay.
-        restore = None if (args.fresh or args.start != "committed") else latest_checkpoint(settings, args.job)
-        if restore is not None:
-            print(f"resuming from {restore}", file=sys.stderr)
         config = PipelineConfig.load(args.config) if args.config else None
         options = IngestOptions.from_settings(
             settings, start=start, bounded=args.bounded, pipeline_config=config
         )
+        # Resuming restores offsets, dedupe state and pending files; an explicit --from is a replay.
+        resume = not args.fresh and args.start == "committed"
+        restore = latest_checkpoint(settings, checkpoint_name(options)) if resume else None
+        if restore is not None:
+            print(f"resuming from {restore}", file=sys.stderr)
         run_ingest(settings, options, parallelism=args.parallelism, restore=restore)
         return 0
     return 2

@@ -29,6 +29,8 @@ def read_flink_conf(path: Path = FLINK_CONF) -> dict[str, str]:
 
 
 def checkpoint_root(settings: Settings, job: str) -> Path:
+    """Checkpoints of one job instance: ``job`` names the job and its consumer group, so two
+    instances (a test's and a user's) never resume from each other's state."""
     return settings.home / "checkpoints" / job
 
 

@@ -3,11 +3,11 @@
 Graph::
 
     Kafka raw_logs (own consumer group: never waits for the ingest job or any tier)
-      → alerts-parse          RecordPipeline, as the ingest job runs it (rejected input is the
-                              ingest job's to dead-letter; here it is only skipped)
-      → alerts-event-time     timestamps = record time, bounded out-of-orderness, idle splits
-      → alerts-match-rules    one point per (rule, group) a record counts in; rules re-read from
+      → alerts-parse-match    RecordPipeline, as the ingest job runs it (rejected input is the
+                              ingest job's to dead-letter; here it is only skipped), then one
+                              point per (rule, group) the record counts in; rules re-read from
                               PostgreSQL every alerts_rules_refresh_s
+      → alerts-event-time     timestamps = record time, bounded out-of-orderness, idle splits
       → key by (rule, group)
       → alerts-evaluate-windows   GroupEvaluator in keyed state, event-time timers at window ends
       → Kafka alert_events    one JSON event per state change, read by `strata alerts notify`
@@ -31,6 +31,7 @@ from infra.settings import Settings
 from jobs.alerts import names
 from jobs.alerts.rulesource import PostgresRules, RuleSource
 
+CLOCK_EVERY_MS = 100  # event-time resolution of the watermark when no record matches a rule
 STATE_TTL_DAYS = 31  # a group silent this long is forgotten (new_pattern keeps what it has seen)
 
 
@@ -59,44 +60,58 @@ class AlertsOptions:
 # -- the Python functions (thin: the logic is in jobs.alerts.evaluate and .matching) -------------
 
 
-def _functions(rules: RuleSource) -> tuple[Any, Any, Any, Any]:
+def clock_point(ts_ms: int) -> Any:
+    from jobs.alerts.matching import Point
+
+    return Point("", "", (), ts_ms, False, None, None)
+
+
+def _functions(rules: RuleSource) -> tuple[Any, Any, Any]:
     from pyflink.common import Time, Types
     from pyflink.common.watermark_strategy import TimestampAssigner
     from pyflink.datastream import FlatMapFunction, KeyedProcessFunction, RuntimeContext
     from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
-    class Parse(FlatMapFunction):
-        def open(self, runtime_context: RuntimeContext) -> None:
-            from jobs.records.pipeline import RecordPipeline
+    class ParseMatch(FlatMapFunction):
+        """Parse and match in one step, so only the small points leave Python, not records.
 
-            self.pipeline = RecordPipeline()
-            self.rejected = runtime_context.get_metrics_group().counter("rejected_records")
+        Event time must advance with every record, matching or not; a record that yields no
+        point sends a bare clock point instead, at most one per CLOCK_EVERY_MS of event time."""
 
-        def flat_map(self, value: Any) -> Iterator[Any]:
-            from schemas.record import Record, micros
-
-            result = self.pipeline.process(value if isinstance(value, bytes | str) else bytes(value))
-            if isinstance(result, Record):
-                yield micros(result.timestamp) // 1000, result
-            else:
-                self.rejected.inc()
-
-    class RecordTime(TimestampAssigner):
-        def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
-            return int(value[0])
-
-    class Match(FlatMapFunction):
         def __init__(self, source: RuleSource) -> None:
             self.source = source
 
         def open(self, runtime_context: RuntimeContext) -> None:
+            from jobs.records.pipeline import RecordPipeline
+
+            self.pipeline = RecordPipeline()
             self.source.start()
+            self.rejected = runtime_context.get_metrics_group().counter("rejected_records")
+            self.sent_ts = -(2**62)
 
         def close(self) -> None:
             self.source.stop()
 
         def flat_map(self, value: Any) -> Iterator[Any]:
-            yield from self.source.matcher.points(value[1])
+            from schemas.record import Record, micros
+
+            result = self.pipeline.process(value if isinstance(value, bytes | str) else bytes(value))
+            if not isinstance(result, Record):
+                self.rejected.inc()
+                return
+            points = self.source.matcher.points(result)
+            if points:
+                yield from points
+                self.sent_ts = max(self.sent_ts, points[0].ts_ms)
+                return
+            ts = micros(result.timestamp) // 1000
+            if ts >= self.sent_ts + CLOCK_EVERY_MS:
+                self.sent_ts = ts
+                yield clock_point(ts)
+
+    class PointTime(TimestampAssigner):
+        def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
+            return int(value.ts_ms)
 
     class Evaluate(KeyedProcessFunction):
         def __init__(self, source: RuleSource) -> None:
@@ -137,6 +152,8 @@ def _functions(rules: RuleSource) -> tuple[Any, Any, Any, Any]:
         def process_element(self, point: Any, ctx: Any) -> Iterator[str]:
             from jobs.alerts.evaluate import GroupEvaluator
 
+            if not point.rule_id:
+                return  # a clock point: it has moved the watermark on its way here
             rule = self.source.get(point.rule_id)
             if rule is None:  # removed between the two operators' refreshes
                 return
@@ -165,7 +182,7 @@ def _functions(rules: RuleSource) -> tuple[Any, Any, Any, Any]:
                 self.emitted.inc()
                 yield event.to_json().decode()
 
-    return Parse(), RecordTime(), Match(rules), Evaluate(rules)
+    return ParseMatch(rules), PointTime(), Evaluate(rules)
 
 
 def build(env: Any, source: Any, rules: RuleSource, *, lateness_ms: int, idle_ms: int) -> Any:
@@ -173,20 +190,19 @@ def build(env: Any, source: Any, rules: RuleSource, *, lateness_ms: int, idle_ms
     the stream of alert events (JSON strings). ``env`` is unused but kept for the jobs' common shape."""
     from pyflink.common import Duration, Types, WatermarkStrategy
 
-    parse, record_time, match, evaluate = _functions(rules)
-    records = source.flat_map(parse, output_type=Types.PICKLED_BYTE_ARRAY())
-    records = records.name(names.PARSE).uid(names.PARSE)
+    parse_match, point_time, evaluate = _functions(rules)
+    points = source.flat_map(parse_match, output_type=Types.PICKLED_BYTE_ARRAY())
+    points = points.name(names.PARSE_MATCH).uid(names.PARSE_MATCH)
     # Idleness first: PyFlink's with_idleness returns a new strategy without the Python
     # timestamp assigner, which would leave Kafka's arrival times as event times.
     strategy = (
         WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(lateness_ms))
         .with_idleness(Duration.of_millis(idle_ms))
-        .with_timestamp_assigner(record_time)
+        .with_timestamp_assigner(point_time)
     )
-    timed = records.assign_timestamps_and_watermarks(strategy).name(names.EVENT_TIME).uid(names.EVENT_TIME)
-    points = timed.flat_map(match, output_type=Types.PICKLED_BYTE_ARRAY()).name(names.MATCH).uid(names.MATCH)
+    timed = points.assign_timestamps_and_watermarks(strategy).name(names.EVENT_TIME).uid(names.EVENT_TIME)
     return (
-        points.key_by(lambda p: p.key, key_type=Types.STRING())
+        timed.key_by(lambda p: p.key, key_type=Types.STRING())
         .process(evaluate, output_type=Types.STRING())
         .name(names.EVALUATE)
         .uid(names.EVALUATE)

@@ -189,7 +189,7 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
     warm_tag = OutputTag("warm-rows", _warm_type())
     services_tag = OutputTag("warm-services", _services_type())
 
-    class ParseFunction(ProcessFunction):  # type: ignore[misc]
+    class ParseFunction(ProcessFunction):
         def open(self, runtime_context: Any) -> None:
             from jobs.records.pipeline import RecordPipeline
 
@@ -474,6 +474,11 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
         cluster.shutdown()
 
 
+def checkpoint_name(options: IngestOptions) -> str:
+    """The checkpoint folder of this ingest instance, keyed by its consumer group."""
+    return f"ingest-{options.group_id}"
+
+
 def run(
     settings: Settings,
     options: IngestOptions,
@@ -486,7 +491,9 @@ def run(
     from jobs.flink import stream_environment
 
     prepare_tiers(settings, options)
-    env, t_env = stream_environment(settings, "ingest", parallelism=parallelism, restore=restore)
+    env, t_env = stream_environment(
+        settings, checkpoint_name(options), parallelism=parallelism, restore=restore
+    )
     statements = build(env, t_env, settings, options)
     statements.attach_as_datastream()
     if wait:

@@ -1,0 +1,240 @@
+"""The ingest job end to end on the real stack: raw_logs → every tier, the logs topic and the DLQ."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from infra.settings import Settings
+from jobs.records.pipeline import RecordPipeline
+from schemas.envelope import RawEnvelope
+from schemas.record import Record
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@dataclass
+class Run:
+    name: str
+    env: dict[str, str]
+    settings: Settings
+
+
+@pytest.fixture
+def run_names(settings: Settings, require, unique_name) -> Iterator[Run]:
+    """Topics, index prefix, table and archive prefix of this test only; removed afterwards."""
+    require("kafka", "opensearch", "cassandra", "s3")
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    name = unique_name("ingest").lower()
+    env = {
+        "STRATA_RAW_TOPIC": name,
+        "STRATA_DLQ_TOPIC": f"{name}_dlq",
+        "STRATA_LOGS_TOPIC": f"{name}_logs",
+        "STRATA_INGEST_GROUP": f"{name}_group",
+        "STRATA_OPENSEARCH_INDEX_PREFIX": name.replace("_", "-"),
+        "STRATA_CASSANDRA_TABLE": name,
+        "STRATA_ARCHIVE_PREFIX": name,
+    }
+    run_settings = Settings(**{k.removeprefix("STRATA_").lower(): v for k, v in env.items()})
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin.create_topics([NewTopic(t, 2, 1) for t in (name, f"{name}_dlq", f"{name}_logs")])
+    try:
+        yield Run(name, env, run_settings)
+    finally:
+        admin.delete_topics([name, f"{name}_dlq", f"{name}_logs"])
+        admin.close()
+        _cleanup_tiers(run_settings)
+
+
+def _cleanup_tiers(s: Settings) -> None:
+    import boto3
+    from cassandra.cluster import Cluster
+    from opensearchpy import OpenSearch
+
+    OpenSearch(s.opensearch_endpoint).indices.delete(index=f"{s.opensearch_index_prefix}-*")
+    OpenSearch(s.opensearch_endpoint).indices.delete_index_template(
+        name=s.opensearch_index_prefix, ignore=[404]
+    )
+    cluster = Cluster(s.cassandra_contact_points, port=s.cassandra_port)
+    session = cluster.connect()
+    session.execute(f"DROP TABLE IF EXISTS {s.cassandra_keyspace}.{s.cassandra_table}", timeout=60)
+    session.execute(f"DROP TABLE IF EXISTS {s.cassandra_keyspace}.{s.cassandra_table}_services", timeout=60)
+    cluster.shutdown()
+    client = boto3.client(
+        "s3",
+        endpoint_url=s.s3_endpoint_url,
+        aws_access_key_id=s.s3_access_key,
+        aws_secret_access_key=s.s3_secret_key,
+        region_name=s.s3_region,
+    )
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=s.s3_bucket, Prefix=s.archive_prefix + "/"
+    ):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=s.s3_bucket, Key=obj["Key"])
+
+
+def _produce(settings: Settings, topic: str, messages: list[bytes]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=5)
+    for m in messages:
+        producer.send(topic, value=m, key=b"acme/mixed")
+    producer.flush()
+    producer.close()
+
+
+def _consume(settings: Settings, topic: str) -> list[bytes]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+        group_id=None,
+    )
+    values = [m.value for m in consumer]
+    consumer.close()
+    return values
+
+
+def _messages(now: datetime) -> tuple[list[bytes], int]:
+    """A realistic mix: formats, services, PII, duplicates, bad input, old events. Returns the
+    messages and how many of them are malformed."""
+
+    def env(line: str | None = None, entry: dict | None = None, **kw: object) -> bytes:
+        return RawEnvelope(tenant="acme", received_at=now, line=line, entry=entry, **kw).encode()  # type: ignore[arg-type]
+
+    out: list[bytes] = []
+    for i in range(120):
+        ts = now - timedelta(seconds=i)
+        out.append(
+            env(
+                f"{ts:%Y-%m-%d %H:%M:%S.%f} ERROR [payment-service] Payment {i} failed for bob{i}@example.com req_id=r{i}"
+            )
+        )
+        out.append(
+            env(
+                entry={
+                    "timestamp": ts.isoformat(),
+                    "level": "info",
+                    "message": f"order {i} shipped",
+                    "service": "orders",
+                    "traceId": f"{i:032x}",
+                }
+            )
+        )
+        out.append(env(f'level=warn ts={ts.isoformat()} msg="slow query {i}" service=db host=db-{i % 3}'))
+    out.extend(out[:30])  # the same lines sent again: stored once
+    for days in (20, 60):
+        for i in range(10):
+            ts = now - timedelta(days=days, seconds=i)
+            out.append(env(f"{ts:%Y-%m-%d %H:%M:%S} INFO [billing] invoice {i} from {days} days ago"))
+    malformed = [b"not an envelope", b'{"tenant": "acme", "line"', b"", env(line="   "), b'{"v": 1}']
+    return out + malformed, len(malformed)
+
+
+def test_ingest_fills_each_tier_once_and_dead_letters_bad_input(run_names: Run) -> None:
+    s = run_names.settings
+    now = datetime.now(UTC)
+    messages, n_malformed = _messages(now)
+    _produce(s, s.raw_topic, messages)
+
+    # What the job must store: the same pure pipeline, run here, gives every record's identity.
+    pipeline = RecordPipeline()
+    expected: dict[str, Record] = {}
+    for m in messages:
+        result = pipeline.process(m)
+        if isinstance(result, Record):
+            expected[result.log_id] = result
+    age = {lid: now - r.timestamp for lid, r in expected.items()}
+    hot = {lid for lid, a in age.items() if a < timedelta(days=s.hot_days)}
+    warm = {lid for lid, a in age.items() if a < timedelta(days=s.warm_days)}
+    assert len(expected) == 120 * 3 + 20 and len(hot) == 360 and len(warm) == 370
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra.cli",
+            "job",
+            "run",
+            "ingest",
+            "--from",
+            "earliest",
+            "--bounded",
+            "--fresh",
+        ],
+        env={**os.environ, **run_names.env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    # Hot: OpenSearch, daily indices by event day, _id = log_id.
+    from opensearchpy import OpenSearch
+
+    client = OpenSearch(s.opensearch_endpoint)
+    pattern = f"{s.opensearch_index_prefix}-*"
+    client.indices.refresh(index=pattern)
+    hits = client.search(index=pattern, body={"size": 1000, "query": {"match_all": {}}})["hits"]["hits"]
+    assert sorted(h["_id"] for h in hits) == sorted(hot)
+    for h in hits:
+        assert h["_index"] == f"{s.opensearch_index_prefix}-{expected[h['_id']].timestamp:%Y.%m.%d}"
+        assert "@example.com" not in h["_source"]["message"]  # masked before storage
+
+    # Warm: Cassandra, the 20-day-old lines too, never the 60-day-old ones.
+    from cassandra.cluster import Cluster
+
+    cluster = Cluster(s.cassandra_contact_points, port=s.cassandra_port)
+    session = cluster.connect(s.cassandra_keyspace)
+    rows = list(session.execute(f'SELECT log_id, "timestamp" FROM {s.cassandra_table}', timeout=60))
+    services = {(r.day, r.service) for r in session.execute(f"SELECT * FROM {s.cassandra_table}_services")}
+    cluster.shutdown()
+    assert sorted(r.log_id for r in rows) == sorted(warm)
+    assert ((now - timedelta(days=20)).strftime("%Y-%m-%d"), "billing") in services
+
+    # Cold: Parquet on S3, everything, in tenant/dt/hour partitions, readable by pyarrow.
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    from schemas.projections import from_archive_row
+
+    fs = pafs.S3FileSystem(
+        access_key=s.s3_access_key,
+        secret_key=s.s3_secret_key,
+        endpoint_override=s.s3_endpoint_url,
+        region=s.s3_region,
+    )
+    table = ds.dataset(
+        f"{s.s3_bucket}/{s.archive_prefix}", filesystem=fs, format="parquet", partitioning="hive"
+    ).to_table()
+    archived = [from_archive_row(r) for r in table.to_pylist()]
+    assert sorted(r.log_id for r in archived) == sorted(expected)
+    for r in archived:
+        assert r == expected[r.log_id] or r.to_dict() | {"ingested_at": None} == expected[
+            r.log_id
+        ].to_dict() | {"ingested_at": None}
+    assert {row["dt"] for row in table.select(["dt"]).to_pylist()} >= {
+        (now - timedelta(days=60, seconds=9)).strftime("%Y-%m-%d")
+    }
+
+    # The logs topic carries each processed record once, masked.
+    live = [orjson.loads(v) for v in _consume(s, s.logs_topic)]
+    assert sorted(d["log_id"] for d in live) == sorted(expected)
+
+    # Bad input is in the DLQ with a reason and the original bytes, nothing else is.
+    dead = [orjson.loads(v) for v in _consume(s, s.dlq_topic)]
+    assert len(dead) == n_malformed
+    assert all(d["reason_code"] and d["source"]["topic"] == s.raw_topic for d in dead)
+    assert {d["original"] for d in dead} >= {"not an envelope", ""}
