@@ -7,7 +7,7 @@ import sys
 
 from infra.settings import get_settings
 
-JOBS = ("ingest",)
+JOBS = ("ingest", "alerts")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
+    if args.action == "run" and args.job == "alerts":
+        from jobs.alerts.cli import run_job
+
+        return run_job(args)
     if args.action == "run":
         from jobs.flink import latest_checkpoint
         from jobs.ingest.job import IngestOptions, StartPosition, checkpoint_name

@@ -32,6 +32,9 @@ def run_job(args: argparse.Namespace) -> int:
     from jobs.alerts.job import run as run_alerts
 
     settings = get_settings()
+    if args.start not in ("committed", "earliest", "latest"):
+        print("strata job run alerts: --from is committed, earliest or latest", file=sys.stderr)
+        return 2
     # Resuming restores each group's windows and alert state, so nothing fires twice.
     restore = None if args.fresh else latest_checkpoint(settings)
     if restore is not None:

@@ -229,9 +229,10 @@ def ensure_alerts_topic(settings: Settings, topic: str) -> None:
 
 
 def checkpoint_dir(settings: Settings) -> Path:
+    """Keyed by the consumer group, as the ingest job's, so two instances never share state."""
     from jobs.flink import checkpoint_root
 
-    return settings.alerts_checkpoint_dir or checkpoint_root(settings, "alerts")
+    return settings.alerts_checkpoint_dir or checkpoint_root(settings, f"alerts-{settings.alerts_group}")
 
 
 def latest_checkpoint(settings: Settings) -> Path | None:
