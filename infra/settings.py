@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     alerts_retry_max_s: float = 300.0  # longest wait between two delivery attempts
     alerts_give_up_s: float = 86_400.0  # a notification still undelivered after this is marked failed
     alerts_batch_wait_s: float = 0.3  # groups firing within this are sent as one message per channel
-    alerts_search_url: str = ""  # base of the link to the matching records; empty: <api>/v1/search
+    alerts_search_url: str = ""  # base of the link to the matching records; empty: <api>/v1/logs/search
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_user: str = ""

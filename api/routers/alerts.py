@@ -14,6 +14,8 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field, ValidationError
 
 from api.deps import AdminKey, Principal, StateDep
+from api.routers.search import EngineDep
+from api.search.engine import SearchEngine
 from jobs.alerts import store
 from jobs.alerts.rules import Rule, RuleSpec
 
@@ -203,9 +205,49 @@ async def history(
     return [HistoryEntry.model_validate({**r, "group": r["group_values"]}) for r in rows]
 
 
+def _tier_reader(engine: SearchEngine) -> Any:
+    """Reads every record of a search in event-time order, page by page, from the tiers that
+    hold the range; refuses when a tier fails, since a partial range would mislead."""
+
+    async def fetch(
+        settings: Any, tenant: str, q: str, start: datetime, end: datetime, limit: int
+    ) -> tuple[list[Any], list[str]]:
+        from schemas.query import parse
+        from schemas.record import micros
+
+        ast = parse(q or None)
+        records: list[Any] = []
+        tiers: set[str] = set()
+        after = None
+        while True:
+            result = await engine.search(
+                tenant, ast, micros(start), micros(end), order="asc", limit=1000, after=after
+            )
+            failed = [r for r in result.tiers if r.status != "ok"]
+            if failed:
+                from jobs.alerts.backtest import BacktestUnavailable
+
+                raise BacktestUnavailable(
+                    "the " + ", ".join(f"{r.tier} tier ({r.status}: {r.error})" for r in failed)
+                    + " did not answer; try again, or a range the other tiers hold"
+                )
+            tiers.update(r.tier for r in result.tiers)
+            records.extend(result.logs)
+            if result.next_after is None or len(records) >= limit:
+                return records[:limit], sorted(tiers)
+            after = result.next_after
+
+    return fetch
+
+
 @router.post("/rules/{rule_id}/test", response_model=TestResult)
 async def test_rule(
-    rule_id: str, body: TestRequest, principal: AdminKey, state: StateDep, tenant: TenantQuery = None
+    rule_id: str,
+    body: TestRequest,
+    principal: AdminKey,
+    state: StateDep,
+    engine: EngineDep,
+    tenant: TenantQuery = None,
 ) -> Any:
     """Evaluate a rule over a past range of stored logs: when would it have fired and resolved?"""
     tenant_id = _tenant(principal, tenant)
@@ -223,7 +265,7 @@ async def test_rule(
     from jobs.alerts.backtest import BacktestUnavailable, backtest
 
     try:
-        result = await backtest(state.settings, stored.rule, start, end)
+        result = await backtest(state.settings, stored.rule, start, end, fetch=_tier_reader(engine))
     except BacktestUnavailable as exc:
-        raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, detail=str(exc)) from exc
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
     return TestResult(rule_id=rule_id, start=start, end=end, **result)

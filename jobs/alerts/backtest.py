@@ -7,7 +7,6 @@ those records. Cooldown and ``for`` apply as they would live.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -23,7 +22,7 @@ Fetch = Callable[[Any, str, str, datetime, datetime, int], Awaitable[tuple[list[
 
 
 class BacktestUnavailable(RuntimeError):
-    """The search tiers cannot be read from here (not configured, or not built yet)."""
+    """The search tiers did not answer, so the rule cannot be tried on the range."""
 
 
 def _quote(value: str) -> str:
@@ -53,28 +52,12 @@ def search_query(rule: Rule) -> str:
     return " AND ".join(f"({p})" for p in parts)
 
 
-def _default_fetch() -> Fetch:
-    # The search engineer's tier router; looked up at call time so the API runs without it.
-    for module_name in ("api.search_tiers", "connectors.search"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        fetch = getattr(module, "fetch_records", None)
-        if fetch is not None:
-            return fetch
-    raise BacktestUnavailable(
-        "testing a rule over past logs needs the search tiers' readers, which this build of Strata "
-        "does not have yet; the rule itself is valid"
-    )
-
-
 async def backtest(
-    settings: Any, rule: Rule, start: datetime, end: datetime, *, fetch: Fetch | None = None
+    settings: Any, rule: Rule, start: datetime, end: datetime, *, fetch: Fetch
 ) -> dict[str, Any]:
-    """When ``rule`` would have fired and resolved between ``start`` and ``end``."""
-    reader = fetch or _default_fetch()
-    records, tiers = await reader(settings, rule.tenant, search_query(rule), start, end, MAX_RECORDS)
+    """When ``rule`` would have fired and resolved between ``start`` and ``end``; ``fetch`` reads
+    the records of a search (the API passes the search tiers' reader)."""
+    records, tiers = await fetch(settings, rule.tenant, search_query(rule), start, end, MAX_RECORDS)
     records.sort(key=lambda r: r.timestamp)
     engine = AlertEngine([rule.model_copy(update={"enabled": True})], lateness_ms=0)
     events = []

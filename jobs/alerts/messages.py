@@ -11,7 +11,7 @@ Webhook body (``Content-Type: application/json``)::
      "alerts": [{"event_id": "…", "group": {"host": "web-1"}, "value": 101.0,
                  "window": {"start": "…Z", "end": "…Z"}, "since": "…Z",
                  "samples": [{"log_id": "…", "timestamp": "…Z", "level": "ERROR", "message": "…"}],
-                 "link": "http://…/v1/search?q=…&from=…&to=…"}]}
+                 "link": "http://…/v1/logs/search?q=…&from=…&to=…"}]}
 """
 
 from __future__ import annotations

@@ -166,7 +166,7 @@ class Sender:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.search_url = settings.alerts_search_url or f"{settings.api_endpoint}/v1/search"
+        self.search_url = settings.alerts_search_url or f"{settings.api_endpoint}/v1/logs/search"
         self.http = httpx.Client(timeout=SEND_TIMEOUT_S, headers={"User-Agent": "strata-alerts/1"})
 
     def close(self) -> None:
