@@ -29,6 +29,7 @@ demo: stack
 	$(BIN)/strata demo
 
 test: stack
+	@bash infra/system-deps.sh --test
 	$(BIN)/pytest
 
 test-unit: install

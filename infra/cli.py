@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("api.collect_syslog", "run a receiver (syslog over UDP/TCP) writing to raw_logs"),
     "send": ("api.send", "ship log files to the API in batches, resuming where it stopped"),
     "search": ("api.search_cli", "search logs across the tiers, or follow them live"),
+    "demo": (
+        "jobs.demo",
+        "send a realistic mix of logs through the API and the ingest job, then count each tier",
+    ),
     "alerts": ("jobs.alerts.cli", "run the alerts job (`alerts run`) and its notifier (`alerts notify`)"),
 }
 
