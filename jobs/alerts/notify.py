@@ -333,6 +333,9 @@ class Notifier:
     def _intake(self) -> None:
         from confluent_kafka import Consumer
 
+        from jobs.alerts.job import ensure_alerts_topic
+
+        ensure_alerts_topic(self.settings, self.topic)  # the notifier may start before the job
         consumer = Consumer({
             "bootstrap.servers": self.settings.kafka_servers,
             "group.id": self.group_id,
@@ -345,15 +348,20 @@ class Notifier:
                 while not self._stop.is_set():
                     messages = consumer.consume(num_messages=500, timeout=0.1)
                     events = []
+                    read = 0
                     for m in messages:
                         value = m.value()
-                        if m.error() or value is None:
+                        if m.error():
+                            log.warning("reading %s: %s", self.topic, m.error())
+                            continue
+                        read += 1
+                        if value is None:
                             continue
                         try:
                             events.append(AlertEvent.from_json(value))
                         except (ValueError, TypeError, KeyError) as exc:
                             log.error("skipping an unreadable alert event: %s", exc)
-                    if not messages:
+                    if not read:
                         continue
                     with conn.transaction():
                         queued = record_events(conn, events)
