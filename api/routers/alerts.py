@@ -189,9 +189,7 @@ async def history(
     state: StateDep,
     tenant: TenantQuery = None,
     rule_id: Annotated[str | None, Query(description="only this rule")] = None,
-    state_name: Annotated[
-        Literal["OK", "PENDING", "FIRING", "RESOLVED"] | None, Query(alias="state")
-    ] = None,
+    state_name: Annotated[Literal["OK", "PENDING", "FIRING", "RESOLVED"] | None, Query(alias="state")] = None,
     since: Annotated[datetime | None, Query(alias="from", description="window end at or after")] = None,
     until: Annotated[datetime | None, Query(alias="to", description="window end before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -228,7 +226,8 @@ def _tier_reader(engine: SearchEngine) -> Any:
                 from jobs.alerts.backtest import BacktestUnavailable
 
                 raise BacktestUnavailable(
-                    "the " + ", ".join(f"{r.tier} tier ({r.status}: {r.error})" for r in failed)
+                    "the "
+                    + ", ".join(f"{r.tier} tier ({r.status}: {r.error})" for r in failed)
                     + " did not answer; try again, or a range the other tiers hold"
                 )
             tiers.update(r.tier for r in result.tiers)

@@ -20,7 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--from", dest="start", default="committed", choices=("committed", "earliest", "latest"),
+        "--from",
+        dest="start",
+        default="committed",
+        choices=("committed", "earliest", "latest"),
         help="where a new consumer group starts in raw_logs (default: committed offsets, else the end)",
     )
     parser.add_argument("--parallelism", type=int, default=None)

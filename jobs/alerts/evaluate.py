@@ -229,13 +229,23 @@ class GroupEvaluator:
     # -- serialization (Flink keyed state holds these bytes) --------------------------------
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({
-            "v": STATE_VERSION, "key": self.key, "tenant": self.tenant, "group": self.group,
-            "group_by": self.group_by, "revision": self.revision, "window_ms": self.window_ms,
-            "slide_ms": self.slide_ms, "subs": {k: s.to_list() for k, s in self.subs.items()},
-            "late": self.late, "timer_ms": self.timer_ms, "first_seen_ms": self.first_seen_ms,
-            "known": self.known,
-        })
+        return orjson.dumps(
+            {
+                "v": STATE_VERSION,
+                "key": self.key,
+                "tenant": self.tenant,
+                "group": self.group,
+                "group_by": self.group_by,
+                "revision": self.revision,
+                "window_ms": self.window_ms,
+                "slide_ms": self.slide_ms,
+                "subs": {k: s.to_list() for k, s in self.subs.items()},
+                "late": self.late,
+                "timer_ms": self.timer_ms,
+                "first_seen_ms": self.first_seen_ms,
+                "known": self.known,
+            }
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> GroupEvaluator:
@@ -290,28 +300,42 @@ class GroupEvaluator:
             # New means: first seen inside this window, and the service had a full window of
             # history before it (so a service's first minutes, or the job's, do not count as new).
             if (
-                seen is None or first_service is None
+                seen is None
+                or first_service is None
                 or seen[0] < end_ms - rule.window_ms
                 or seen[0] < first_service + rule.window_ms
             ):
                 return False, value
         return rule.holds(value), value
 
-    def _evaluate(self, rule: Rule, sub_key: str, sub: Sub, end_ms: int, holds: bool,
-                  value: float | None) -> list[AlertEvent]:
+    def _evaluate(
+        self, rule: Rule, sub_key: str, sub: Sub, end_ms: int, holds: bool, value: float | None
+    ) -> list[AlertEvent]:
         sub.last_eval_ms = end_ms
         events = []
         for t in step(sub.status, holds, end_ms, rule.for_evaluations, rule.cooldown_ms):
             group_id = self.key + (("\x1f" + sub_key) if sub_key else "")
-            events.append(AlertEvent(
-                event_id=event_id(rule.id, group_id, t.state, end_ms, t.notify),
-                tenant=rule.tenant, rule_id=rule.id, rule_name=rule.name, revision=rule.revision,
-                severity=str(rule.severity), state=t.state, notify=t.notify,
-                group=self._group_dict(sub_key), group_id=group_id, value=value,
-                comparison=str(rule.comparison), threshold=rule.threshold,
-                window_start_ms=end_ms - rule.window_ms, window_end_ms=end_ms, since_ms=t.since_ms,
-                samples=list(sub.samples) if t.state is State.FIRING else [],
-            ))
+            events.append(
+                AlertEvent(
+                    event_id=event_id(rule.id, group_id, t.state, end_ms, t.notify),
+                    tenant=rule.tenant,
+                    rule_id=rule.id,
+                    rule_name=rule.name,
+                    revision=rule.revision,
+                    severity=str(rule.severity),
+                    state=t.state,
+                    notify=t.notify,
+                    group=self._group_dict(sub_key),
+                    group_id=group_id,
+                    value=value,
+                    comparison=str(rule.comparison),
+                    threshold=rule.threshold,
+                    window_start_ms=end_ms - rule.window_ms,
+                    window_end_ms=end_ms,
+                    since_ms=t.since_ms,
+                    samples=list(sub.samples) if t.state is State.FIRING else [],
+                )
+            )
         return events
 
     # -- the two entry points ----------------------------------------------------------------
@@ -441,15 +465,27 @@ class GroupEvaluator:
             if sub.status.state is State.FIRING:
                 group_id = self.key + (("\x1f" + sub_key) if sub_key else "")
                 end = sub.last_eval_ms or 0
-                events.append(AlertEvent(
-                    event_id=event_id(rule_id, group_id, State.RESOLVED, end, sub.status.notified),
-                    tenant=self.tenant, rule_id=rule_id, rule_name="",
-                    revision=self.revision or 0, severity="", state=State.RESOLVED,
-                    notify=sub.status.notified, group=self._group_dict(sub_key), group_id=group_id,
-                    value=None, comparison="", threshold=0, window_start_ms=end - self.window_ms,
-                    window_end_ms=end, since_ms=sub.status.since_ms,
-                    reason="the rule was disabled or deleted",
-                ))
+                events.append(
+                    AlertEvent(
+                        event_id=event_id(rule_id, group_id, State.RESOLVED, end, sub.status.notified),
+                        tenant=self.tenant,
+                        rule_id=rule_id,
+                        rule_name="",
+                        revision=self.revision or 0,
+                        severity="",
+                        state=State.RESOLVED,
+                        notify=sub.status.notified,
+                        group=self._group_dict(sub_key),
+                        group_id=group_id,
+                        value=None,
+                        comparison="",
+                        threshold=0,
+                        window_start_ms=end - self.window_ms,
+                        window_end_ms=end,
+                        since_ms=sub.status.since_ms,
+                        reason="the rule was disabled or deleted",
+                    )
+                )
         self.subs.clear()
         self.known.clear()
         return events

@@ -108,13 +108,27 @@ def _sample(sample: dict[str, Any]) -> dict[str, Any]:
 
 def _rule_summary(rule: Rule | None, first: AlertEvent) -> dict[str, Any]:
     if rule is None:
-        return {"id": first.rule_id, "name": first.rule_name, "severity": first.severity,
-                "comparison": first.comparison, "threshold": first.threshold}
+        return {
+            "id": first.rule_id,
+            "name": first.rule_name,
+            "severity": first.severity,
+            "comparison": first.comparison,
+            "threshold": first.threshold,
+        }
     return {
-        "id": rule.id, "name": rule.name, "description": rule.description, "type": str(rule.type),
-        "severity": str(rule.severity), "aggregation": str(rule.aggregation), "field": rule.field,
-        "comparison": str(rule.comparison), "threshold": rule.threshold, "window_s": rule.window,
-        "slide_s": rule.slide, "for_evaluations": rule.for_evaluations, "group_by": rule.group_by,
+        "id": rule.id,
+        "name": rule.name,
+        "description": rule.description,
+        "type": str(rule.type),
+        "severity": str(rule.severity),
+        "aggregation": str(rule.aggregation),
+        "field": rule.field,
+        "comparison": str(rule.comparison),
+        "threshold": rule.threshold,
+        "window_s": rule.window,
+        "slide_s": rule.slide,
+        "for_evaluations": rule.for_evaluations,
+        "group_by": rule.group_by,
         "filter": rule.filter.model_dump(mode="json"),
     }
 

@@ -108,10 +108,25 @@ def record_events(conn: psycopg.Connection[Any], events: list[AlertEvent]) -> in
             " group_id, group_values, value, comparison, threshold, window_start, window_end, since,"
             " samples, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (event_id) DO NOTHING",
-            (event.event_id, event.tenant, event.rule_id, event.rule_name or event.rule_id, str(event.state),
-             decision.notify, event.severity, event.group_id, Jsonb(event.group), event.value,
-             event.comparison, event.threshold, _ts(event.window_start_ms), _ts(event.window_end_ms),
-             _ts(event.since_ms), Jsonb(event.samples), event.reason),
+            (
+                event.event_id,
+                event.tenant,
+                event.rule_id,
+                event.rule_name or event.rule_id,
+                str(event.state),
+                decision.notify,
+                event.severity,
+                event.group_id,
+                Jsonb(event.group),
+                event.value,
+                event.comparison,
+                event.threshold,
+                _ts(event.window_start_ms),
+                _ts(event.window_end_ms),
+                _ts(event.since_ms),
+                Jsonb(event.samples),
+                event.reason,
+            ),
         )
         new = after(seen, event, decision)
         conn.execute(
@@ -119,8 +134,15 @@ def record_events(conn: psycopg.Connection[Any], events: list[AlertEvent]) -> in
             " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (rule_id, group_id) DO UPDATE SET"
             " state = excluded.state, notified = excluded.notified, window_end = excluded.window_end,"
             " event_id = excluded.event_id",
-            (event.rule_id, event.group_id, event.tenant, new.state, new.notified,
-             _ts(new.window_end_ms), new.event_id),
+            (
+                event.rule_id,
+                event.group_id,
+                event.tenant,
+                new.state,
+                new.notified,
+                _ts(new.window_end_ms),
+                new.event_id,
+            ),
         )
         if not decision.notify:
             continue
@@ -128,12 +150,15 @@ def record_events(conn: psycopg.Connection[Any], events: list[AlertEvent]) -> in
             channels = [c.model_dump(mode="json") for c in rule.channels]
         elif seen is not None:
             # Resolving for a deleted rule: tell the channels that were told of the firing.
-            channels = [r[0] for r in conn.execute(
-                "SELECT DISTINCT channel FROM alert_notifications WHERE event_id IN ("
-                " SELECT event_id FROM alert_history"
-                " WHERE rule_id = %s AND group_id = %s AND state = 'FIRING')",
-                (event.rule_id, event.group_id),
-            ).fetchall()]
+            channels = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT channel FROM alert_notifications WHERE event_id IN ("
+                    " SELECT event_id FROM alert_history"
+                    " WHERE rule_id = %s AND group_id = %s AND state = 'FIRING')",
+                    (event.rule_id, event.group_id),
+                ).fetchall()
+            ]
         else:
             channels = []
         for channel in channels:
@@ -209,12 +234,24 @@ def _history_event(row: dict[str, Any]) -> AlertEvent:
         return None if ts is None else int(ts.timestamp() * 1000)
 
     return AlertEvent(
-        event_id=row["event_id"], tenant=row["tenant_id"], rule_id=row["rule_id"], rule_name=row["rule_name"],
-        revision=0, severity=row["severity"], state=State(row["state"]), notify=True,
-        group=row["group_values"], group_id=row["group_id"], value=row["value"],
-        comparison=row["comparison"], threshold=row["threshold"],
-        window_start_ms=ms(row["window_start"]) or 0, window_end_ms=ms(row["window_end"]) or 0,
-        since_ms=ms(row["since"]), samples=row["samples"], reason=row["reason"],
+        event_id=row["event_id"],
+        tenant=row["tenant_id"],
+        rule_id=row["rule_id"],
+        rule_name=row["rule_name"],
+        revision=0,
+        severity=row["severity"],
+        state=State(row["state"]),
+        notify=True,
+        group=row["group_values"],
+        group_id=row["group_id"],
+        value=row["value"],
+        comparison=row["comparison"],
+        threshold=row["threshold"],
+        window_start_ms=ms(row["window_start"]) or 0,
+        window_end_ms=ms(row["window_end"]) or 0,
+        since_ms=ms(row["since"]),
+        samples=row["samples"],
+        reason=row["reason"],
     )
 
 
@@ -289,8 +326,14 @@ def settle(conn: psycopg.Connection[Any], out: Outgoing, error: str | None, sett
 class Notifier:
     """Both loops; :meth:`start` runs them on threads, :meth:`stop` ends them."""
 
-    def __init__(self, settings: Settings, *, topic: str | None = None, group_id: str | None = None,
-                 start_at: str = "earliest") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        topic: str | None = None,
+        group_id: str | None = None,
+        start_at: str = "earliest",
+    ) -> None:
         self.settings = settings
         self.topic = topic or settings.alerts_topic
         self.group_id = group_id or settings.alerts_notifier_group
@@ -336,12 +379,14 @@ class Notifier:
         from jobs.alerts.job import ensure_alerts_topic
 
         ensure_alerts_topic(self.settings, self.topic)  # the notifier may start before the job
-        consumer = Consumer({
-            "bootstrap.servers": self.settings.kafka_servers,
-            "group.id": self.group_id,
-            "auto.offset.reset": self.start_at,
-            "enable.auto.commit": False,
-        })
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_servers,
+                "group.id": self.group_id,
+                "auto.offset.reset": self.start_at,
+                "enable.auto.commit": False,
+            }
+        )
         consumer.subscribe([self.topic])
         try:
             with psycopg.connect(self.settings.postgres_dsn, autocommit=True) as conn:
@@ -394,10 +439,13 @@ class Notifier:
                         except Exception as exc:
                             error = f"{type(exc).__name__}: {exc}"
                         if error:
-                            log.warning("notification to %s failed (attempt %d): %s",
-                                        out.channel.get("type"), out.attempts + 1, error)
+                            log.warning(
+                                "notification to %s failed (attempt %d): %s",
+                                out.channel.get("type"),
+                                out.attempts + 1,
+                                error,
+                            )
                         settle(conn, out, error, self.settings)
         finally:
             pool.shutdown(wait=False)
             sender.close()
-

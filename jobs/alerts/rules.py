@@ -102,15 +102,13 @@ def check_field(name: str) -> str:
         return name
     if name in GROUPABLE_FIELDS:
         return name
-    raise ValueError(
-        f"unknown field {name!r}; use one of {', '.join(GROUPABLE_FIELDS)} or attributes.<name>"
-    )
+    raise ValueError(f"unknown field {name!r}; use one of {', '.join(GROUPABLE_FIELDS)} or attributes.<name>")
 
 
 def field_value(record: Record, name: str) -> str | None:
     """The value of a groupable field as text (None when the record has none)."""
     if name.startswith(ATTRIBUTE_PREFIX):
-        return record.attributes.get(name[len(ATTRIBUTE_PREFIX):])
+        return record.attributes.get(name[len(ATTRIBUTE_PREFIX) :])
     value = getattr(record, name)
     return None if value is None else str(value)
 
@@ -188,7 +186,9 @@ class RuleSpec(_Strict):
     comparison: Comparison = Comparison.GT
     threshold: float = 0
     for_evaluations: int = Field(
-        default=1, ge=1, le=MAX_FOR_EVALUATIONS,
+        default=1,
+        ge=1,
+        le=MAX_FOR_EVALUATIONS,
         description="consecutive evaluations the condition must hold before FIRING (1: at once)",
     )
     group_by: list[str] = Field(default_factory=list, max_length=5)
@@ -270,9 +270,9 @@ class RuleSpec(_Strict):
     def monotone(self) -> bool:
         """True when the window's value only grows as records arrive and the condition is an upper
         bound, so the job may fire as soon as it is crossed instead of waiting for the window to close."""
-        return (
-            self.aggregation in (Aggregation.COUNT, Aggregation.COUNT_DISTINCT)
-            and self.comparison in (Comparison.GT, Comparison.GE)
+        return self.aggregation in (Aggregation.COUNT, Aggregation.COUNT_DISTINCT) and self.comparison in (
+            Comparison.GT,
+            Comparison.GE,
         )
 
     def holds(self, value: float | None) -> bool:

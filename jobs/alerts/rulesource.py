@@ -93,7 +93,10 @@ class PostgresRules(RuleSource):
             started = time.monotonic()
             try:
                 if self._install(load_rules(self.dsn)):
-                    log.info("alert rules reloaded: %d enabled (%.0f ms)", len(self._matcher),
-                             (time.monotonic() - started) * 1000)
+                    log.info(
+                        "alert rules reloaded: %d enabled (%.0f ms)",
+                        len(self._matcher),
+                        (time.monotonic() - started) * 1000,
+                    )
             except Exception as exc:
                 log.warning("cannot reload alert rules, keeping the last ones: %s", exc)

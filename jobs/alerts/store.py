@@ -117,8 +117,12 @@ async def list_history(
     """Newest first, each with the deliveries of its notification."""
     where = ["h.tenant_id = %s"]
     args: list[Any] = [tenant]
-    for column, op, value in (("h.rule_id", "=", rule_id), ("h.state", "=", state),
-                              ("h.window_end", ">=", since), ("h.window_end", "<", until)):
+    for column, op, value in (
+        ("h.rule_id", "=", rule_id),
+        ("h.state", "=", state),
+        ("h.window_end", ">=", since),
+        ("h.window_end", "<", until),
+    ):
         if value is not None:
             where.append(f"{column} {op} %s")
             args.append(value)

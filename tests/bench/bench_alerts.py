@@ -46,7 +46,10 @@ THRESHOLD = 4
 def envelope(tenant: str, service: str, host: str, level: str, message: str) -> bytes:
     now = datetime.now(UTC)
     return RawEnvelope(
-        tenant=tenant, received_at=now, service=service, host=host,
+        tenant=tenant,
+        received_at=now,
+        service=service,
+        host=host,
         entry={"timestamp": now.isoformat(), "level": level, "message": message},
     ).encode()
 
@@ -56,10 +59,14 @@ class Background(threading.Thread):
 
     def __init__(self, settings: Settings, topic: str, tenant: str, rate: int) -> None:
         super().__init__(daemon=True)
-        self.producer = Producer({
-            "bootstrap.servers": settings.kafka_servers, "linger.ms": 5, "compression.type": "lz4",
-            "queue.buffering.max.messages": 1_000_000,
-        })
+        self.producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_servers,
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 1_000_000,
+            }
+        )
         self.topic, self.tenant, self.rate = topic, tenant, rate
         self.stop = threading.Event()
         self.sent = 0
@@ -96,22 +103,39 @@ def main() -> int:
 
     settings = require_stack()
     receiver = WebhookReceiver().up()
-    with tenant_with_key(settings) as (tenant, _key), topics(settings, 4, 1) as (raw, alerts), \
-            tempfile.TemporaryDirectory() as tmp:
+    with (
+        tenant_with_key(settings) as (tenant, _key),
+        topics(settings, 4, 1) as (raw, alerts),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
 
         async def make_rules() -> None:
             async with await psycopg.AsyncConnection.connect(settings.postgres_dsn, autocommit=True) as conn:
                 for i in range(RULES):
-                    spec = RuleSpec.model_validate({
-                        "name": f"svc-{i} errors", "filter": {"services": [f"svc-{i}"], "levels": ["ERROR"]},
-                        "window": "1m", "slide": "10s", "threshold": THRESHOLD, "group_by": ["host"],
-                        "cooldown": 0, "channels": [{"type": "webhook", "url": f"{receiver.url}/hook"}],
-                    })
+                    spec = RuleSpec.model_validate(
+                        {
+                            "name": f"svc-{i} errors",
+                            "filter": {"services": [f"svc-{i}"], "levels": ["ERROR"]},
+                            "window": "1m",
+                            "slide": "10s",
+                            "threshold": THRESHOLD,
+                            "group_by": ["host"],
+                            "cooldown": 0,
+                            "channels": [{"type": "webhook", "url": f"{receiver.url}/hook"}],
+                        }
+                    )
                     await create_rule(conn, tenant, spec)
 
         asyncio.run(make_rules())
-        job = AlertsJob(settings, raw, alerts, Path(tmp) / "checkpoints", Path(tmp) / "job.log",
-                        STRATA_ALERTS_CHECKPOINT_S="10", STRATA_ALERTS_LATENESS_S="5").start()
+        job = AlertsJob(
+            settings,
+            raw,
+            alerts,
+            Path(tmp) / "checkpoints",
+            Path(tmp) / "job.log",
+            STRATA_ALERTS_CHECKPOINT_S="10",
+            STRATA_ALERTS_LATENESS_S="5",
+        ).start()
         notifier = Notifier(settings, topic=alerts, group_id=f"bench-notify-{uuid.uuid4().hex[:8]}").start()
         background = Background(settings, raw, tenant, args.rate)
         trigger = Producer({"bootstrap.servers": settings.kafka_servers, "linger.ms": 0})
@@ -123,8 +147,11 @@ def main() -> int:
             while True:
                 job.check_alive()
                 for _ in range(THRESHOLD + 1):
-                    trigger.produce(raw, envelope(tenant, "svc-0", probe_host, "ERROR", "probe"),
-                                    key=f"{tenant}/svc-0".encode())
+                    trigger.produce(
+                        raw,
+                        envelope(tenant, "svc-0", probe_host, "ERROR", "probe"),
+                        key=f"{tenant}/svc-0".encode(),
+                    )
                 trigger.flush(10)
                 time.sleep(2)
                 seen = {a["group"].get("host") for b in receiver.bodies("/hook") for a in b["alerts"]}
@@ -149,8 +176,12 @@ def main() -> int:
                         if err is None and last:
                             acked[host] = time.time()
 
-                    trigger.produce(raw, envelope(tenant, f"svc-{i}", host, "ERROR", f"boom {n}"),
-                                    key=f"{tenant}/svc-{i}".encode(), on_delivery=on_delivery)
+                    trigger.produce(
+                        raw,
+                        envelope(tenant, f"svc-{i}", host, "ERROR", f"boom {n}"),
+                        key=f"{tenant}/svc-{i}".encode(),
+                        on_delivery=on_delivery,
+                    )
                 trigger.poll(0)
                 hosts.append(host)
                 time.sleep(args.every)
@@ -175,10 +206,14 @@ def main() -> int:
         return 1
     p50 = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    print(f"rules: {RULES}, background: {measured_rate:.0f} records/s, triggers: {len(hosts)}, "
-          f"alerts received: {len(latencies)}, missing: {len(missing)}")
-    print(f"Kafka ack -> webhook: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
-          f"max {latencies[-1] * 1000:.0f} ms")
+    print(
+        f"rules: {RULES}, background: {measured_rate:.0f} records/s, triggers: {len(hosts)}, "
+        f"alerts received: {len(latencies)}, missing: {len(missing)}"
+    )
+    print(
+        f"Kafka ack -> webhook: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+        f"max {latencies[-1] * 1000:.0f} ms"
+    )
     return 0
 
 

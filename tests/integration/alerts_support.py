@@ -150,12 +150,21 @@ class Logs:
         self.producer = Producer({"bootstrap.servers": settings.kafka_servers, "linger.ms": 1})
         self.acked: dict[str, float] = {}  # message -> when Kafka acknowledged it
 
-    def send(self, at_s: float, level: str, service: str = "payment-service", host: str = "web-1",
-             message: str | None = None) -> str:
+    def send(
+        self,
+        at_s: float,
+        level: str,
+        service: str = "payment-service",
+        host: str = "web-1",
+        message: str | None = None,
+    ) -> str:
         ts = self.t0 + timedelta(seconds=at_s)
         text = message or f"{level.lower()} at {at_s}s {uuid.uuid4().hex[:8]}"
         envelope = RawEnvelope(
-            tenant=self.tenant, received_at=datetime.now(UTC), service=service, host=host,
+            tenant=self.tenant,
+            received_at=datetime.now(UTC),
+            service=service,
+            host=host,
             entry={"timestamp": ts.isoformat(), "level": level, "message": text},
         )
 
@@ -175,8 +184,15 @@ class Logs:
 class AlertsJob:
     """``strata alerts run`` as its own process group, so a test can kill it the hard way."""
 
-    def __init__(self, settings: Settings, raw_topic: str, alerts_topic: str, checkpoints: Path,
-                 log_file: Path, **env: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        raw_topic: str,
+        alerts_topic: str,
+        checkpoints: Path,
+        log_file: Path,
+        **env: str,
+    ) -> None:
         self.env = {
             **os.environ,
             "STRATA_RAW_TOPIC": raw_topic,
@@ -197,7 +213,11 @@ class AlertsJob:
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "infra.cli", "alerts", "run", "--from", "earliest"],
-                cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         return self
 

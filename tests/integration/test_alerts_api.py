@@ -39,9 +39,10 @@ def api(stack: Settings) -> Iterator[ApiServer]:
 
 @pytest.fixture
 def client(stack: Settings, api: ApiServer) -> Iterator[httpx.Client]:
-    with tenant_with_key(stack) as (_, key), httpx.Client(
-        base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=10
-    ) as c:
+    with (
+        tenant_with_key(stack) as (_, key),
+        httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=10) as c,
+    ):
         yield c
 
 

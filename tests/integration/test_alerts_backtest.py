@@ -19,12 +19,23 @@ def burst(tenant: str, start: datetime, count: int, level: str = "ERROR") -> lis
     out = []
     for i in range(count):
         ts = start + timedelta(seconds=i)
-        out.append(Record(
-            log_id=hashlib.blake2b(f"{tenant}{ts}{level}{i}".encode(), digest_size=16).hexdigest(),
-            tenant=tenant, timestamp=ts, ingested_at=ts, level=Level(level), service="payment-service",
-            host="web-1", environment=None, region=None, message=f"payment failed {i}", trace_id=None,
-            span_id=None, source_format="json",
-        ))
+        out.append(
+            Record(
+                log_id=hashlib.blake2b(f"{tenant}{ts}{level}{i}".encode(), digest_size=16).hexdigest(),
+                tenant=tenant,
+                timestamp=ts,
+                ingested_at=ts,
+                level=Level(level),
+                service="payment-service",
+                host="web-1",
+                environment=None,
+                region=None,
+                message=f"payment failed {i}",
+                trace_id=None,
+                span_id=None,
+                source_format="json",
+            )
+        )
     return out
 
 
@@ -36,15 +47,24 @@ def test_a_rule_tried_on_past_logs_says_when_it_would_have_fired() -> None:
     with tenant_with_key(base) as (tenant, key):
         records = burst(tenant, hot_burst, 40) + burst(tenant, warm_burst, 40)
         records += burst(tenant, hot_burst + timedelta(minutes=10), 50, level="INFO")
-        with loaded_tiers(base, records, now) as loaded, ApiServer(loaded.settings) as api, httpx.Client(
-            base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
-        ) as http:
-            rule = http.post("/v1/alerts/rules", json={
-                "name": "payment errors", "filter": {"services": ["payment-service"], "levels": ["ERROR"]},
-                "window": "1m", "threshold": 30,
-            }).json()
-            response = http.post(f"/v1/alerts/rules/{rule['id']}/test",
-                                 json={"from": format_ts(now - timedelta(days=30)), "to": format_ts(now)})
+        with (
+            loaded_tiers(base, records, now) as loaded,
+            ApiServer(loaded.settings) as api,
+            httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http,
+        ):
+            rule = http.post(
+                "/v1/alerts/rules",
+                json={
+                    "name": "payment errors",
+                    "filter": {"services": ["payment-service"], "levels": ["ERROR"]},
+                    "window": "1m",
+                    "threshold": 30,
+                },
+            ).json()
+            response = http.post(
+                f"/v1/alerts/rules/{rule['id']}/test",
+                json={"from": format_ts(now - timedelta(days=30)), "to": format_ts(now)},
+            )
             assert response.status_code == 200, response.text
             result = response.json()
             assert result["records"] == 80

@@ -29,27 +29,49 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PAYMENT_RULE = {  # the seeds' example: ERROR count from payment-service > 100 in 5 minutes
     "name": "payment errors",
     "filter": {"services": ["payment-service"], "levels": ["ERROR"]},
-    "window": "5m", "slide": "1m", "comparison": ">", "threshold": 100, "severity": "critical",
+    "window": "5m",
+    "slide": "1m",
+    "comparison": ">",
+    "threshold": 100,
+    "severity": "critical",
 }
 
 
 class World:
     """One tenant, its topics, the job, the notifier and the receiver of one test."""
 
-    def __init__(self, settings: Settings, api: ApiServer, key: str, tenant: str, raw: str, alerts: str,
-                 tmp: Path, receiver: WebhookReceiver) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        api: ApiServer,
+        key: str,
+        tenant: str,
+        raw: str,
+        alerts: str,
+        tmp: Path,
+        receiver: WebhookReceiver,
+    ) -> None:
         self.settings, self.tenant, self.receiver = settings, tenant, receiver
         self.http = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
         self.logs = Logs(settings, raw, tenant, hour_ago())
         self.job = AlertsJob(settings, raw, alerts, tmp / "checkpoints", tmp / "job.log")
         self.alerts_topic = alerts
         self.probes = 0
-        self.rule("probe", filter={"services": ["probe"], "levels": ["ERROR"]}, window="1m", threshold=0,
-                  group_by=["host"], cooldown=0)
+        self.rule(
+            "probe",
+            filter={"services": ["probe"], "levels": ["ERROR"]},
+            window="1m",
+            threshold=0,
+            group_by=["host"],
+            cooldown=0,
+        )
 
     def rule(self, path: str, **spec: Any) -> str:
-        body = {**spec, "name": spec.get("name", path),
-                "channels": [{"type": "webhook", "url": f"{self.receiver.url}/{path}"}]}
+        body = {
+            **spec,
+            "name": spec.get("name", path),
+            "channels": [{"type": "webhook", "url": f"{self.receiver.url}/{path}"}],
+        }
         response = self.http.post("/v1/alerts/rules", json=body)
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
@@ -62,8 +84,12 @@ class World:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.job.check_alive()
-            fired = [a["group"]["host"] for b in self.receiver.bodies("/probe") for a in b["alerts"]
-                     if b["state"] == "FIRING"]
+            fired = [
+                a["group"]["host"]
+                for b in self.receiver.bodies("/probe")
+                for a in b["alerts"]
+                if b["state"] == "FIRING"
+            ]
             if f"probe-{self.probes}" in fired:
                 time.sleep(1.0)  # the keyed subtask of other groups may trail the probe's a little
                 return
@@ -107,18 +133,34 @@ def world(stack: Settings, api: ApiServer, tmp_path: Path) -> Iterator[World]:
             notifier.stop()
             if notifier.errors:
                 print("notifier errors:", notifier.errors)
-            print("history:", [(h["rule_name"], h["state"], h["value"]) for h in
-                               w.http.get("/v1/alerts/history", params={"limit": 1000}).json()])
+            print(
+                "history:",
+                [
+                    (h["rule_name"], h["state"], h["value"])
+                    for h in w.http.get("/v1/alerts/history", params={"limit": 1000}).json()
+                ],
+            )
             receiver.down()
 
 
 def test_rules_fire_at_the_threshold_hold_for_cooldown_and_apply_without_restart(world: World) -> None:
     w = world
     w.rule("payment", **PAYMENT_RULE)
-    w.rule("checkout", filter={"services": ["checkout"], "levels": ["ERROR"]}, window="1m", threshold=2,
-           for_evaluations=2, cooldown=0)
-    w.rule("search", filter={"services": ["search"], "levels": ["ERROR"]}, window="1m", threshold=2,
-           cooldown="10m")
+    w.rule(
+        "checkout",
+        filter={"services": ["checkout"], "levels": ["ERROR"]},
+        window="1m",
+        threshold=2,
+        for_evaluations=2,
+        cooldown=0,
+    )
+    w.rule(
+        "search",
+        filter={"services": ["search"], "levels": ["ERROR"]},
+        window="1m",
+        threshold=2,
+        cooldown="10m",
+    )
     w.job.start()
     w.sync(-60)
 

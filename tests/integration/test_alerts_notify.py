@@ -54,9 +54,16 @@ class Setup:
         self.producer = Producer({"bootstrap.servers": settings.kafka_servers})
 
     def rule(self, channels: list[dict[str, Any]], **spec: Any) -> str:
-        body = {"name": "payment errors", "filter": {"services": ["payment-service"], "levels": ["ERROR"]},
-                "window": "5m", "threshold": 100, "group_by": ["host"], "severity": "critical",
-                "channels": channels, **spec}
+        body = {
+            "name": "payment errors",
+            "filter": {"services": ["payment-service"], "levels": ["ERROR"]},
+            "window": "5m",
+            "threshold": 100,
+            "group_by": ["host"],
+            "severity": "critical",
+            "channels": channels,
+            **spec,
+        }
         response = self.http.post("/v1/alerts/rules", json=body)
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
@@ -64,13 +71,34 @@ class Setup:
     def emit(self, rule_id: str, state: State, host: str, end_ms: int, notify: bool = True) -> None:
         group_id = f"{rule_id}\x1f{host}"
         event = AlertEvent(
-            event_id=uuid.uuid4().hex, tenant=self.tenant, rule_id=rule_id, rule_name="payment errors",
-            revision=1, severity="critical", state=state, notify=notify, group={"host": host},
-            group_id=group_id, value=101.0 if state is State.FIRING else 3.0, comparison=">", threshold=100,
-            window_start_ms=end_ms - 300_000, window_end_ms=end_ms, since_ms=end_ms,
-            samples=[{"log_id": "ab" * 16, "timestamp": end_ms - 1000, "service": "payment-service",
-                      "host": host, "level": "ERROR", "message": "card declined"}]
-            if state is State.FIRING else [],
+            event_id=uuid.uuid4().hex,
+            tenant=self.tenant,
+            rule_id=rule_id,
+            rule_name="payment errors",
+            revision=1,
+            severity="critical",
+            state=state,
+            notify=notify,
+            group={"host": host},
+            group_id=group_id,
+            value=101.0 if state is State.FIRING else 3.0,
+            comparison=">",
+            threshold=100,
+            window_start_ms=end_ms - 300_000,
+            window_end_ms=end_ms,
+            since_ms=end_ms,
+            samples=[
+                {
+                    "log_id": "ab" * 16,
+                    "timestamp": end_ms - 1000,
+                    "service": "payment-service",
+                    "host": host,
+                    "level": "ERROR",
+                    "message": "card declined",
+                }
+            ]
+            if state is State.FIRING
+            else [],
         )
         self.producer.produce(self.topic, event.to_json())
         assert self.producer.flush(10) == 0
@@ -84,10 +112,14 @@ class Setup:
 @pytest.fixture
 def setup(stack: Settings, api: ApiServer, smtp: SmtpSink) -> Iterator[tuple[Setup, Settings]]:
     with tenant_with_key(stack) as (tenant, key), topics(stack, 1) as (topic,):
-        settings = stack.model_copy(update={
-            "smtp_port": smtp.port, "alerts_batch_wait_s": 0.2, "alerts_retry_max_s": 1.0,
-            "alerts_search_url": "http://strata.test/v1/search",
-        })
+        settings = stack.model_copy(
+            update={
+                "smtp_port": smtp.port,
+                "alerts_batch_wait_s": 0.2,
+                "alerts_retry_max_s": 1.0,
+                "alerts_search_url": "http://strata.test/v1/search",
+            }
+        )
         yield Setup(settings, api, key, tenant, topic), settings
 
 
@@ -99,11 +131,13 @@ def test_groups_firing_together_make_one_message_per_channel(
     setup: tuple[Setup, Settings], receiver: WebhookReceiver, smtp: SmtpSink
 ) -> None:
     s, settings = setup
-    rid = s.rule([
-        {"type": "webhook", "url": f"{receiver.url}/hook", "headers": {"X-Token": "t"}},
-        {"type": "slack", "url": f"{receiver.url}/slack"},
-        {"type": "email", "to": ["oncall@example.com"]},
-    ])
+    rid = s.rule(
+        [
+            {"type": "webhook", "url": f"{receiver.url}/hook", "headers": {"X-Token": "t"}},
+            {"type": "slack", "url": f"{receiver.url}/slack"},
+            {"type": "email", "to": ["oncall@example.com"]},
+        ]
+    )
     with notifier(settings, s.topic):
         s.emit(rid, State.FIRING, "web-1", T0_MS)
         s.emit(rid, State.FIRING, "web-2", T0_MS)
@@ -127,9 +161,13 @@ def test_groups_firing_together_make_one_message_per_channel(
 
     history = s.history(rule_id=rid)
     assert [(h["state"], h["group"]) for h in history] == [
-        ("RESOLVED", {"host": "web-1"}), ("FIRING", {"host": "web-1"}), ("FIRING", {"host": "web-2"}),
+        ("RESOLVED", {"host": "web-1"}),
+        ("FIRING", {"host": "web-1"}),
+        ("FIRING", {"host": "web-2"}),
     ] or [(h["state"], h["group"]) for h in history] == [
-        ("RESOLVED", {"host": "web-1"}), ("FIRING", {"host": "web-2"}), ("FIRING", {"host": "web-1"}),
+        ("RESOLVED", {"host": "web-1"}),
+        ("FIRING", {"host": "web-2"}),
+        ("FIRING", {"host": "web-1"}),
     ]
     assert all(d["status"] == "sent" for h in history for d in h["deliveries"])
     assert [h["state"] for h in s.history(rule_id=rid, state="FIRING")] == ["FIRING", "FIRING"]

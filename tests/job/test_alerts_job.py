@@ -20,7 +20,10 @@ T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 def envelope(at_s: float, level: str, host: str = "web-1", message: str = "payment failed") -> str:
     ts = T0 + timedelta(seconds=at_s)
     env = RawEnvelope(
-        tenant="acme", received_at=ts, service="payment-service", host=host,
+        tenant="acme",
+        received_at=ts,
+        service="payment-service",
+        host=host,
         entry={"timestamp": ts.isoformat(), "level": level, "message": f"{message} #{at_s}"},
     )
     return env.encode().decode()
@@ -32,11 +35,19 @@ def test_job_fires_at_the_crossing_and_resolves_when_the_rate_falls_back() -> No
 
     from jobs.alerts.job import build
 
-    rule = Rule.model_validate({
-        "id": "r-errors", "tenant": "acme", "name": "payment errors",
-        "filter": {"services": ["payment-service"], "levels": ["ERROR"]},
-        "window": "1m", "slide": "1m", "threshold": 5, "group_by": ["host"], "cooldown": 0,
-    })
+    rule = Rule.model_validate(
+        {
+            "id": "r-errors",
+            "tenant": "acme",
+            "name": "payment errors",
+            "filter": {"services": ["payment-service"], "levels": ["ERROR"]},
+            "window": "1m",
+            "slide": "1m",
+            "threshold": 5,
+            "group_by": ["host"],
+            "cooldown": 0,
+        }
+    )
     other_tenant = rule.model_copy(update={"id": "r-other", "tenant": "globex"})
     values = [envelope(i, "error", host="web-1") for i in range(8)]  # web-1: 8 errors in minute 0
     values += [envelope(10 + i, "error", host="web-2") for i in range(3)]  # web-2: 3, under

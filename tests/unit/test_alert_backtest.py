@@ -17,11 +17,19 @@ pytestmark = pytest.mark.unit
 
 
 def test_search_query_is_valid_query_language() -> None:
-    r = rule(filter={"services": ["payment-service", "auth"], "levels": ["ERROR", "FATAL"],
-                     "attributes": {"region": 'eu "west"'}, "q": "declined OR timeout"})
+    r = rule(
+        filter={
+            "services": ["payment-service", "auth"],
+            "levels": ["ERROR", "FATAL"],
+            "attributes": {"region": 'eu "west"'},
+            "q": "declined OR timeout",
+        }
+    )
     q = search_query(r)
-    assert q == ('(service:"auth" OR service:"payment-service") AND (level:ERROR OR level:FATAL) '
-                 'AND (attributes.region:"eu \\"west\\"") AND (declined OR timeout)')
+    assert q == (
+        '(service:"auth" OR service:"payment-service") AND (level:ERROR OR level:FATAL) '
+        'AND (attributes.region:"eu \\"west\\"") AND (declined OR timeout)'
+    )
     parse(q)
     # a rate needs the records of every level: the levels are left out
     assert "level" not in search_query(rule(aggregation="rate", threshold=0.5))
@@ -31,8 +39,9 @@ def test_backtest_reports_when_the_rule_would_have_fired() -> None:
     past = [record(i) for i in range(0, 120, 1)]  # one error a second for two minutes
     asked: dict[str, Any] = {}
 
-    async def fetch(settings: Any, tenant: str, q: str, start: datetime, end: datetime,
-                    limit: int) -> tuple[list[Record], list[str]]:
+    async def fetch(
+        settings: Any, tenant: str, q: str, start: datetime, end: datetime, limit: int
+    ) -> tuple[list[Record], list[str]]:
         asked.update(tenant=tenant, q=q)
         return list(reversed(past)), ["hot"]
 
@@ -42,5 +51,6 @@ def test_backtest_reports_when_the_rule_would_have_fired() -> None:
     assert asked["tenant"] == "acme" and "payment-service" in asked["q"]
     assert result["records"] == 120 and result["tiers"] == ["hot"]
     assert [(e["state"], e["window_end_ms"]) for e in result["events"]] == [
-        ("FIRING", ms(60)), ("RESOLVED", ms(180)),
+        ("FIRING", ms(60)),
+        ("RESOLVED", ms(180)),
     ]

@@ -163,8 +163,13 @@ def test_count_distinct_counts_values() -> None:
 
 
 def test_a_lower_bound_fires_when_records_stop() -> None:
-    r = rule(window="1m", slide="1m", comparison="<", threshold=2,
-             filter={"services": ["payment-service"], "levels": ["INFO"]})
+    r = rule(
+        window="1m",
+        slide="1m",
+        comparison="<",
+        threshold=2,
+        filter={"services": ["payment-service"], "levels": ["INFO"]},
+    )
     engine = AlertEngine([r])
     events = feed(engine, [1, 2, 3], level="INFO") + feed(engine, [61, 62, 63], level="INFO")
     assert events == []
@@ -184,8 +189,9 @@ def test_a_deleted_rule_resolves_what_it_had_firing() -> None:
 
 
 def test_new_pattern_fires_for_a_pattern_the_service_never_logged() -> None:
-    r = rule(type="new_pattern", window="1m", slide="1m", threshold=2,
-             filter={"services": ["payment-service"]})
+    r = rule(
+        type="new_pattern", window="1m", slide="1m", threshold=2, filter={"services": ["payment-service"]}
+    )
     engine = AlertEngine([r])
     # the first minute is the service's history: its patterns are known, and new ones are not alerts yet
     events = feed(engine, [1, 2, 3, 4], pattern_id="old") + feed(engine, [5, 6, 7], pattern_id="early")

@@ -20,10 +20,22 @@ SEARCH = "http://strata.example/v1/search"
 
 def event(state: State, end_s: float, notify: bool = True, eid: str | None = None) -> AlertEvent:
     return AlertEvent(
-        event_id=eid or f"{state}-{end_s}-{notify}", tenant="acme", rule_id="r1", rule_name="payment errors",
-        revision=1, severity="critical", state=state, notify=notify, group={"host": "web-1"},
-        group_id="r1\x1fweb-1", value=101.0, comparison=">", threshold=100, window_start_ms=ms(end_s - 300),
-        window_end_ms=ms(end_s), since_ms=ms(end_s),
+        event_id=eid or f"{state}-{end_s}-{notify}",
+        tenant="acme",
+        rule_id="r1",
+        rule_name="payment errors",
+        revision=1,
+        severity="critical",
+        state=state,
+        notify=notify,
+        group={"host": "web-1"},
+        group_id="r1\x1fweb-1",
+        value=101.0,
+        comparison=">",
+        threshold=100,
+        window_start_ms=ms(end_s - 300),
+        window_end_ms=ms(end_s),
+        since_ms=ms(end_s),
     )
 
 
@@ -42,20 +54,26 @@ def test_a_replayed_firing_is_neither_recorded_nor_sent_twice() -> None:
     fired = event(State.FIRING, 60)
     # after a restore the job may fire again for a later window of the same episode
     assert run_through([fired, fired, event(State.FIRING, 120), event(State.RESOLVED, 360)]) == [
-        ("FIRING", True), ("RESOLVED", True),
+        ("FIRING", True),
+        ("RESOLVED", True),
     ]
 
 
 def test_stale_and_orphan_events_are_dropped() -> None:
     assert run_through([event(State.FIRING, 120), event(State.FIRING, 60, eid="older")]) == [("FIRING", True)]
     assert run_through([event(State.FIRING, 60), event(State.RESOLVED, 120), event(State.RESOLVED, 180)]) == [
-        ("FIRING", True), ("RESOLVED", True),
+        ("FIRING", True),
+        ("RESOLVED", True),
     ]
 
 
 def test_a_cooldown_held_firing_is_sent_once_when_the_job_says_so() -> None:
-    events = [event(State.FIRING, 60, notify=False), event(State.FIRING, 660, notify=True),
-              event(State.FIRING, 720, notify=True), event(State.RESOLVED, 780, notify=True)]
+    events = [
+        event(State.FIRING, 60, notify=False),
+        event(State.FIRING, 660, notify=True),
+        event(State.FIRING, 720, notify=True),
+        event(State.RESOLVED, 780, notify=True),
+    ]
     assert run_through(events) == [("FIRING", False), ("FIRING", True), ("RESOLVED", True)]
 
 
@@ -82,8 +100,10 @@ def test_webhook_body_carries_rule_groups_values_window_samples_and_link() -> No
     assert body["rule"]["window_s"] == 300 and body["rule"]["threshold"] == 2
     first = body["alerts"][0]
     assert [a["group"] for a in body["alerts"]] == [{"host": "web-1"}, {"host": "web-2"}]
-    assert first["value"] == 3.0 and first["window"] == {"start": "2025-03-01T11:56:00.000000Z",
-                                                         "end": "2025-03-01T12:01:00.000000Z"}
+    assert first["value"] == 3.0 and first["window"] == {
+        "start": "2025-03-01T11:56:00.000000Z",
+        "end": "2025-03-01T12:01:00.000000Z",
+    }
     assert first["samples"][-1]["message"] == "card declined for order 3"
     assert first["samples"][-1]["timestamp"] == "2025-03-01T12:00:03.000000Z"
     link = urlparse(first["link"])

@@ -19,15 +19,19 @@ def refused(spec: dict) -> str:
 
 
 def test_seed_rule_reads_as_written() -> None:
-    spec = RuleSpec.model_validate({
-        "name": "payment errors",
-        "filter": {"services": ["Payment-Service"], "levels": ["error"]},
-        "window": "5m", "slide": "30s", "threshold": 100,
-        "channels": [
-            {"type": "webhook", "url": "http://127.0.0.1:9/hook"},
-            {"type": "email", "to": ["a@b.c"]},
-        ],
-    })
+    spec = RuleSpec.model_validate(
+        {
+            "name": "payment errors",
+            "filter": {"services": ["Payment-Service"], "levels": ["error"]},
+            "window": "5m",
+            "slide": "30s",
+            "threshold": 100,
+            "channels": [
+                {"type": "webhook", "url": "http://127.0.0.1:9/hook"},
+                {"type": "email", "to": ["a@b.c"]},
+            ],
+        }
+    )
     assert (spec.window, spec.slide, spec.cooldown) == (300, 30, 300)
     assert spec.filter.services == ["payment-service"]
     assert spec.monotone
@@ -69,8 +73,15 @@ def test_new_pattern_defaults_to_errors_per_service() -> None:
 
 
 def test_matcher_counts_only_the_tenants_matching_records() -> None:
-    r = rule(group_by=["host"], filter={"services": ["payment-service"], "levels": ["ERROR"],
-                                        "attributes": {"region": "eu"}, "q": "declined"})
+    r = rule(
+        group_by=["host"],
+        filter={
+            "services": ["payment-service"],
+            "levels": ["ERROR"],
+            "attributes": {"region": "eu"},
+            "q": "declined",
+        },
+    )
     matcher = RuleMatcher([r])
     hit = record(1, host="web-2", attributes={"region": "eu"})
     (point,) = matcher.points(hit)
