@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     archive_prefix: str = "logs"  # s3://<bucket>/<prefix>/tenant=…/dt=…/hour=…/
     job_parallelism: int = 2
 
+    # The Flink session cluster `strata job submit | list | cancel | savepoint` talk to (REST).
+    flink_jobmanager: str = ""  # host:port; empty: this host on flink_rest_port
+    flink_rest_port: int = 8081
+
     # The alerts job and its notifier (issue #7).
     alerts_group: str = "strata-alerts"  # the job's consumer group on raw_topic
     alerts_topic: str = "alert_events"  # the job's state changes, read by `strata alerts notify`
@@ -178,6 +182,10 @@ class Settings(BaseSettings):
     @property
     def s3_endpoint_url(self) -> str:
         return self.s3_endpoint or f"http://{self.bind_host}:{self.s3_port}"
+
+    @property
+    def jobmanager_address(self) -> str:
+        return self.flink_jobmanager or f"{self.bind_host}:{self.flink_rest_port}"
 
     @property
     def postgres_dsn(self) -> str:

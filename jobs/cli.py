@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from dataclasses import asdict
+from pathlib import Path
 
-from infra.settings import get_settings
+from infra.settings import Settings, get_settings
 
 JOBS = ("ingest", "alerts")
+SUBMITTABLE = ("ingest",)  # jobs with an entry module for `flink run` (jobs.cluster.ENTRY_MODULES)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +31,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p_run.add_argument("--fresh", action="store_true", help="ignore the last checkpoint")
     p_run.add_argument("--config", help="record pipeline configuration (YAML or JSON)")
+
+    jm_help = "the JobManager's REST address, host:port (default: STRATA_FLINK_JOBMANAGER or this host:8081)"
+    p_submit = sub.add_parser("submit", help="submit a job to a Flink cluster (detached); prints its job ID")
+    p_submit.add_argument("job", choices=SUBMITTABLE)
+    p_submit.add_argument("--jobmanager", help=jm_help)
+    p_submit.add_argument(
+        "--from",
+        dest="start",
+        default="committed",
+        help="committed (default: the group's committed offsets), earliest, latest, "
+        "timestamp:<ISO 8601> or offsets:<p>=<o>,…",
+    )
+    p_submit.add_argument("--parallelism", type=int, default=None)
+    p_submit.add_argument(
+        "--bounded", action="store_true", help="stop once the offsets that were latest at start are read"
+    )
+    p_submit.add_argument("--config", help="record pipeline configuration (YAML or JSON)")
+    p_submit.add_argument(
+        "--restore", metavar="SAVEPOINT", help="start from this savepoint (or retained checkpoint)"
+    )
+    p_submit.add_argument(
+        "--checkpoints",
+        metavar="URI",
+        help="checkpoint root every TaskManager can write, e.g. s3://bucket/checkpoints "
+        "(default: <STRATA_HOME>/checkpoints, right for a cluster on this machine)",
+    )
+    p_submit.add_argument(
+        "--python", help="Python the TaskManagers run the job's workers with (default: this one)"
+    )
+    p_submit.add_argument(
+        "--wait", action="store_true", help="wait for the job to end; exit 1 unless FINISHED"
+    )
+
+    p_list = sub.add_parser("list", help="list the jobs of a Flink cluster, newest first")
+    p_list.add_argument("--jobmanager", help=jm_help)
+    p_list.add_argument("--json", action="store_true", help="one JSON object per job")
+
+    p_cancel = sub.add_parser("cancel", help="cancel a job on a Flink cluster")
+    p_cancel.add_argument("job_id")
+    p_cancel.add_argument("--jobmanager", help=jm_help)
+    p_cancel.add_argument("--savepoint", action="store_true", help="take a savepoint first (to --dir)")
+    p_cancel.add_argument("--dir", help="savepoint folder (default: <STRATA_HOME>/savepoints)")
+
+    p_save = sub.add_parser("savepoint", help="take a savepoint of a running job; prints its path")
+    p_save.add_argument("job_id")
+    p_save.add_argument("--jobmanager", help=jm_help)
+    p_save.add_argument("--dir", help="savepoint folder (default: <STRATA_HOME>/savepoints)")
+    p_save.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,4 +109,86 @@ def run(args: argparse.Namespace) -> int:
             print(f"resuming from {restore}", file=sys.stderr)
         run_ingest(settings, options, parallelism=args.parallelism, restore=restore)
         return 0
+    from jobs.cluster import ClusterError
+
+    try:
+        if args.action == "submit":
+            return _submit(settings, args)
+        return _manage(settings, args)
+    except ClusterError as exc:
+        print(f"strata job {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _submit(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs.cluster import FlinkRest, ended, flink_run_command, submit, submit_environment
+    from jobs.ingest.job import IngestOptions, StartPosition, checkpoint_name
+    from jobs.ingest.main import job_name
+
+    try:
+        StartPosition.parse(args.start)
+    except ValueError as exc:
+        print(f"strata job submit: {exc}", file=sys.stderr)
+        return 2
+    jobmanager = args.jobmanager or settings.jobmanager_address
+    program_args = ["--start", args.start]
+    if args.bounded:
+        program_args.append("--bounded")
+    if args.config:
+        program_args += ["--pipeline-config", str(Path(args.config).resolve())]
+    options = IngestOptions.from_settings(settings)
+    command = flink_run_command(
+        settings,
+        args.job,
+        jobmanager=jobmanager,
+        program_args=program_args,
+        parallelism=args.parallelism,
+        checkpoints=args.checkpoints,
+        restore=args.restore,
+        python=args.python,
+        checkpoint_name=checkpoint_name(options),
+    )
+    print(f"submitting {job_name(options.group_id)} to {jobmanager}", file=sys.stderr)
+    job_id = submit(command, submit_environment(settings), echo=sys.stderr)
+    print(job_id)
+    if not args.wait:
+        return 0
+    with FlinkRest(jobmanager) as rest:
+        state = rest.wait(job_id, ended, timeout_s=float("inf"), poll_s=2.0)["state"]
+    print(f"job {job_id} {state}", file=sys.stderr)
+    return 0 if state == "FINISHED" else 1
+
+
+def _default_savepoints(settings: Settings) -> str:
+    return (settings.home / "savepoints").resolve().as_uri()
+
+
+def _manage(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs.cluster import FlinkRest, format_jobs
+
+    with FlinkRest(args.jobmanager or settings.jobmanager_address) as rest:
+        if args.action == "list":
+            jobs = rest.jobs()
+            if args.json:
+                for j in jobs:
+                    print(json.dumps(asdict(j)))
+            elif jobs:
+                print(format_jobs(jobs))
+            else:
+                print(f"no jobs on {rest.base}", file=sys.stderr)
+            return 0
+        if args.action == "savepoint":
+            print(
+                rest.savepoint(args.job_id, args.dir or _default_savepoints(settings), timeout_s=args.timeout)
+            )
+            return 0
+        if args.action == "cancel":
+            if args.savepoint:
+                location = rest.savepoint(args.job_id, args.dir or _default_savepoints(settings), cancel=True)
+                print(location)
+                print(f"job {args.job_id} cancelled after a savepoint", file=sys.stderr)
+            else:
+                rest.cancel(args.job_id)
+                print(f"job {args.job_id} cancelling", file=sys.stderr)
+            return 0
     return 2

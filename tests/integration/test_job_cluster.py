@@ -1,0 +1,378 @@
+"""`strata job submit | list | savepoint | cancel` against a real Flink session cluster.
+
+The test starts its own standalone cluster from PyFlink's distribution (one JobManager, one
+TaskManager, as separate processes with their own configuration, plugins folder and free ports),
+so what runs there is exactly what a user's cluster would run: the job graph, the connector jars
+and Strata's Python packages all arrive through the submission, S3 through the cluster's plugin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from infra.settings import Settings
+from jobs.cluster import FlinkRest, all_running, ended, flink_home
+from jobs.records.pipeline import RecordPipeline
+from schemas.envelope import RawEnvelope
+from schemas.record import Record
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    address: str  # host:port of the REST API
+    log_dir: Path
+
+    def logs(self) -> str:
+        """The end of each process's log, for a failure message."""
+        out = []
+        for path in sorted(self.log_dir.glob("*")):
+            if path.suffix in (".log", ".out") and path.is_file():
+                out.append(
+                    f"--- {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-30:])
+                )
+        return "\n".join(out)
+
+
+def _cluster_config(settings: Settings, folder: Path, rest_port: int) -> dict[str, str]:
+    """PyFlink's default configuration (Java 17 module flags included), with this cluster's ports,
+    memory, S3 keys and Python."""
+    from ruamel.yaml import YAML
+
+    from infra.stack.flink_jars import s3_options
+
+    def flat(prefix: str, value: object) -> Iterator[tuple[str, str]]:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from flat(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            yield prefix, str(value)
+
+    base = YAML(typ="safe").load((flink_home() / "conf" / "config.yaml").read_text())
+    conf = dict(flat("", base))
+    conf.update(
+        {
+            "jobmanager.rpc.address": "localhost",
+            "jobmanager.rpc.port": str(_free_port()),
+            "rest.port": str(rest_port),
+            "rest.address": "localhost",
+            "rest.bind-address": "localhost",
+            "jobmanager.memory.process.size": "768m",
+            "taskmanager.memory.process.size": "1536m",
+            "taskmanager.numberOfTaskSlots": "4",
+            "env.pid.dir": str(folder / "run"),
+            "io.tmp.dirs": str(folder / "tmp"),
+            "python.executable": sys.executable,
+            **s3_options(settings),
+        }
+    )
+    return conf
+
+
+@pytest.fixture(scope="module")
+def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A standalone session cluster: jobmanager.sh and taskmanager.sh in the foreground."""
+    from infra.stack.flink_jars import ensure_flink_jars, plugins_dir
+
+    ensure_flink_jars(settings)
+    folder = tmp_path_factory.mktemp("flink-cluster")
+    conf_dir, log_dir = folder / "conf", folder / "log"
+    for d in (conf_dir, log_dir, folder / "run", folder / "tmp"):
+        d.mkdir()
+    home = flink_home()
+    for f in (home / "conf").glob("log4j*.properties"):
+        shutil.copy(f, conf_dir)
+    rest_port = _free_port()
+    conf = _cluster_config(settings, folder, rest_port)
+    (conf_dir / "config.yaml").write_text("".join(f"{k}: {v}\n" for k, v in conf.items()))
+    env = {
+        **os.environ,
+        "FLINK_HOME": str(home),
+        "FLINK_CONF_DIR": str(conf_dir),
+        "FLINK_LOG_DIR": str(log_dir),
+        "FLINK_PID_DIR": str(folder / "run"),
+        "FLINK_PLUGINS_DIR": str(plugins_dir(settings).resolve()),
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    c = Cluster(f"localhost:{rest_port}", log_dir)
+    try:
+        for script, name in (("jobmanager.sh", "jobmanager"), ("taskmanager.sh", "taskmanager")):
+            with (log_dir / f"{name}.console").open("wb") as out:
+                procs.append(
+                    subprocess.Popen(
+                        ["bash", str(home / "bin" / script), "start-foreground"],
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        _wait_for_slots(c, procs, timeout_s=120)
+        yield c
+    finally:
+        for p in procs:
+            with_group(p, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with_group(p, signal.SIGKILL)
+                p.wait(timeout=10)
+
+
+def with_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal a process and everything it started (JVM, Python workers): its own session."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
+def _wait_for_slots(c: Cluster, procs: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        dead = [p.args for p in procs if p.poll() is not None]
+        if dead:
+            pytest.fail(f"Flink process exited early: {dead}\n{c.logs()}")
+        try:
+            overview = httpx.get(f"http://{c.address}/overview", timeout=2).json()
+            if overview.get("slots-total", 0) >= 4:
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(1)
+    pytest.fail(f"the Flink cluster did not offer its slots within {timeout_s:.0f} s\n{c.logs()}")
+
+
+# -- what the job reads and writes ------------------------------------------------------------
+
+
+@dataclass
+class Names:
+    name: str
+    env: dict[str, str]
+    settings: Settings
+
+    def with_group(self, group: str) -> dict[str, str]:
+        return {**self.env, "STRATA_INGEST_GROUP": group}
+
+
+@pytest.fixture(scope="module")
+def names(settings: Settings, require: Callable[..., None]) -> Iterator[Names]:
+    """Topics, index prefix, table and archive prefix of this module only; removed afterwards."""
+    import uuid
+
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    require("kafka", "opensearch", "cassandra", "s3")
+    name = f"cluster_{uuid.uuid4().hex[:10]}"
+    env = {
+        "STRATA_RAW_TOPIC": name,
+        "STRATA_DLQ_TOPIC": f"{name}_dlq",
+        "STRATA_LOGS_TOPIC": f"{name}_logs",
+        "STRATA_INGEST_GROUP": f"{name}_group",
+        "STRATA_OPENSEARCH_INDEX_PREFIX": name.replace("_", "-"),
+        "STRATA_CASSANDRA_TABLE": name,
+        "STRATA_ARCHIVE_PREFIX": name,
+    }
+    run_settings = Settings.model_validate({k.removeprefix("STRATA_").lower(): v for k, v in env.items()})
+    topics = [name, f"{name}_dlq", f"{name}_logs"]
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin.create_topics([NewTopic(t, 2, 1) for t in topics])
+    try:
+        yield Names(name, env, run_settings)
+    finally:
+        admin.delete_topics(topics)
+        admin.close()
+        _cleanup_tiers(run_settings)
+        for group in ("", "_live"):
+            shutil.rmtree(settings.home / "checkpoints" / f"ingest-{name}_group{group}", ignore_errors=True)
+
+
+def _cleanup_tiers(s: Settings) -> None:
+    import boto3
+    from cassandra.cluster import Cluster as CassandraCluster
+    from opensearchpy import OpenSearch
+
+    client = OpenSearch(s.opensearch_endpoint)
+    client.indices.delete(index=f"{s.opensearch_index_prefix}-*")
+    client.indices.delete_index_template(name=s.opensearch_index_prefix, ignore=[404])
+    cassandra = CassandraCluster(s.cassandra_contact_points, port=s.cassandra_port)
+    session = cassandra.connect()
+    for table in (s.cassandra_table, f"{s.cassandra_table}_services"):
+        session.execute(f"DROP TABLE IF EXISTS {s.cassandra_keyspace}.{table}", timeout=60)
+    cassandra.shutdown()
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s.s3_endpoint_url,
+        aws_access_key_id=s.s3_access_key,
+        aws_secret_access_key=s.s3_secret_key,
+        region_name=s.s3_region,
+    )
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=s.s3_bucket, Prefix=s.archive_prefix + "/"
+    ):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket=s.s3_bucket, Key=obj["Key"])
+
+
+def _produce(s: Settings, lines: list[str]) -> dict[str, Record]:
+    """Send ``lines`` to the raw topic; the records the job must store, by log_id."""
+    from kafka import KafkaProducer
+
+    now = datetime.now(UTC)
+    messages = [RawEnvelope(tenant="acme", received_at=now, line=line).encode() for line in lines]
+    producer = KafkaProducer(bootstrap_servers=s.kafka_servers, acks="all", linger_ms=5)
+    for m in messages:
+        producer.send(s.raw_topic, value=m, key=b"acme/checkout")
+    producer.flush()
+    producer.close()
+    pipeline = RecordPipeline()
+    records = [pipeline.process(m) for m in messages]
+    return {r.log_id: r for r in records if isinstance(r, Record)}
+
+
+def _lines(tag: str, n: int) -> list[str]:
+    now = datetime.now(UTC)
+    return [
+        f"{now - timedelta(seconds=i):%Y-%m-%d %H:%M:%S.%f} ERROR [checkout] {tag} order {i} failed"
+        for i in range(n)
+    ]
+
+
+def _hot_ids(s: Settings) -> set[str]:
+    from opensearchpy import OpenSearch
+
+    client = OpenSearch(s.opensearch_endpoint)
+    pattern = f"{s.opensearch_index_prefix}-*"
+    if not client.indices.exists(index=pattern):
+        return set()
+    client.indices.refresh(index=pattern)
+    hits = client.search(index=pattern, body={"size": 1000, "_source": False})["hits"]["hits"]
+    return {h["_id"] for h in hits}
+
+
+def strata(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", "job", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# -- the tests --------------------------------------------------------------------------------
+
+
+def test_bounded_submission_runs_on_the_cluster_and_fills_the_tiers(cluster: Cluster, names: Names) -> None:
+    s = names.settings
+    expected = _produce(s, _lines("bounded", 40))
+    assert len(expected) == 40
+
+    submitted = strata(
+        names.env,
+        "submit",
+        "ingest",
+        "--jobmanager",
+        cluster.address,
+        "--from",
+        "earliest",
+        "--bounded",
+        "--parallelism",
+        "1",
+    )
+    assert submitted.returncode == 0, submitted.stderr[-4000:] + cluster.logs()
+    job_id = submitted.stdout.strip()
+    assert len(job_id) == 32
+
+    listed = strata(names.env, "list", "--jobmanager", cluster.address, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    (line,) = [ln for ln in listed.stdout.splitlines() if ln.startswith(job_id)]
+    assert f"strata-ingest ({s.ingest_group})" in line
+
+    with FlinkRest(cluster.address) as rest:
+        details = rest.wait(job_id, ended, timeout_s=150, poll_s=1)
+    assert details["state"] == "FINISHED", cluster.logs()
+
+    # Hot: OpenSearch holds each record once, by log_id.
+    assert _hot_ids(s) == set(expected)
+    # Warm: Cassandra, through the connector jar shipped with the job.
+    from cassandra.cluster import Cluster as CassandraCluster
+
+    cassandra = CassandraCluster(s.cassandra_contact_points, port=s.cassandra_port)
+    rows = cassandra.connect(s.cassandra_keyspace).execute(f"SELECT log_id FROM {s.cassandra_table}")
+    assert {r.log_id for r in rows} == set(expected)
+    cassandra.shutdown()
+    # Cold: Parquet on S3, written through the cluster's own s3-fs-hadoop plugin.
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s.s3_endpoint_url,
+        aws_access_key_id=s.s3_access_key,
+        aws_secret_access_key=s.s3_secret_key,
+        region_name=s.s3_region,
+    )
+    keys = [
+        o["Key"]
+        for o in client.list_objects_v2(Bucket=s.s3_bucket, Prefix=s.archive_prefix + "/")["Contents"]
+    ]
+    assert any(k.startswith(f"{s.archive_prefix}/tenant=acme/") and "part-" in k for k in keys), keys
+
+
+def test_running_submission_takes_a_savepoint_and_cancels(
+    cluster: Cluster, names: Names, tmp_path: Path
+) -> None:
+    s = names.settings
+    env = names.with_group(f"{s.ingest_group}_live")
+    submitted = strata(
+        env, "submit", "ingest", "--jobmanager", cluster.address, "--from", "earliest", "--parallelism", "1"
+    )
+    assert submitted.returncode == 0, submitted.stderr[-4000:] + cluster.logs()
+    job_id = submitted.stdout.strip()
+
+    with FlinkRest(cluster.address) as rest:
+        rest.wait(job_id, all_running, timeout_s=90, poll_s=1)
+        # It streams: lines sent now reach OpenSearch while the job runs.
+        fresh = _produce(s, _lines("live", 10))
+        deadline = time.monotonic() + 60
+        while not set(fresh) <= _hot_ids(s):
+            assert time.monotonic() < deadline, f"live records never reached OpenSearch\n{cluster.logs()}"
+            time.sleep(1)
+
+        saved = strata(
+            env, "savepoint", job_id, "--jobmanager", cluster.address, "--dir", tmp_path.as_uri(), timeout=150
+        )
+        assert saved.returncode == 0, saved.stderr + cluster.logs()
+        location = Path(saved.stdout.strip().removeprefix("file:"))
+        assert location.parent == tmp_path and (location / "_metadata").is_file()
+
+        cancelled = strata(env, "cancel", job_id, "--jobmanager", cluster.address, timeout=30)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert rest.wait(job_id, ended, timeout_s=60)["state"] == "CANCELED"
+
+    listed = strata(env, "list", "--jobmanager", cluster.address, "--json", timeout=30)
+    states = {j["id"]: j["state"] for j in map(json.loads, listed.stdout.splitlines())}
+    assert states[job_id] == "CANCELED"
