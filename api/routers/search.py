@@ -4,9 +4,11 @@ over the hot, warm and cold tiers, always scoped to the caller's tenant."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from api.deps import Principal, StateDep, require
@@ -17,6 +19,8 @@ from schemas.query import Node, Position, QueryError, Term, and_all
 from schemas.record import Record, format_ts, from_micros, micros, parse_ts
 
 router = APIRouter(prefix="/v1/logs", tags=["search"])
+ui_router = APIRouter(tags=["search"])
+_UI = Path(__file__).resolve().parent.parent / "search" / "ui.html"
 
 SearchKey = Annotated[Principal, Depends(require("search"))]
 
@@ -399,3 +403,9 @@ async def context(
             "tiers": _tiers_json(tiers),
         }
     )
+
+
+@ui_router.get("/ui", response_class=HTMLResponse, include_in_schema=False)
+async def ui() -> HTMLResponse:
+    """A search page for people: the page is public, every search it makes needs a key."""
+    return HTMLResponse(_UI.read_text(encoding="utf-8"))

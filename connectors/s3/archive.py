@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import ctypes
 import io
+import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -45,7 +46,6 @@ from schemas.query import (
 )
 from schemas.record import FIELDS, FIELDS_BY_NAME, Kind, Level, Record, from_micros
 
-_PARTITIONS = pa.schema([("tenant", pa.string()), ("dt", pa.string()), ("hour", pa.string())])
 _LIST_THREADS = 8
 # Beyond this many days a range is listed with one recursive listing of the tenant's prefix.
 _PER_DAY_LISTING_MAX = 62
@@ -273,6 +273,45 @@ class _Upload(io.BytesIO):
         super().close()
 
 
+class _Prefetch:
+    """Whole objects fetched ahead, in the order a scan will open them, a bounded number at a time:
+    an archive search reads many small hourly files, where one GET each, in parallel, beats a
+    footer-then-columns sequence of ranged reads per file."""
+
+    def __init__(self, client: Any, paths: list[str], window: int = 16, threads: int = 8) -> None:
+        self.client = client
+        self.paths = paths
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cold-fetch")
+        self.futures: dict[str, Future[bytes]] = {}
+        self.next = 0
+        self.lock = threading.Lock()
+        for _ in range(window):
+            self._submit()
+
+    def _fetch(self, path: str) -> bytes:
+        bucket, _, key = path.partition("/")
+        data: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return data
+
+    def _submit(self) -> None:
+        with self.lock:
+            if self.next < len(self.paths):
+                path = self.paths[self.next]
+                self.next += 1
+                self.futures[path] = self.pool.submit(self._fetch, path)
+
+    def take(self, path: str) -> bytes | None:
+        with self.lock:
+            future = self.futures.pop(path, None)
+        if future is None:
+            return None
+        self._submit()
+        return future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 class Boto3Handler(pafs.FileSystemHandler):
     """pyarrow's filesystem interface over boto3.
 
@@ -280,8 +319,13 @@ class Boto3Handler(pafs.FileSystemHandler):
     way some S3 servers, s3proxy among them, reject; boto3 signs them as every server accepts.
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(
+        self, client: Any, sizes: dict[str, int] | None = None, prefetch: _Prefetch | None = None
+    ) -> None:
         self.client = client
+        # object sizes from listings, so opening a listed file needs no HEAD request
+        self.sizes: dict[str, int] = {} if sizes is None else sizes
+        self.prefetch = prefetch
 
     @staticmethod
     def _split(path: str) -> tuple[str, str]:
@@ -324,7 +368,9 @@ class Boto3Handler(pafs.FileSystemHandler):
         out: list[pafs.FileInfo] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
             for obj in page.get("Contents", []):
-                out.append(pafs.FileInfo(f"{bucket}/{obj['Key']}", pafs.FileType.File, size=int(obj["Size"])))
+                path = f"{bucket}/{obj['Key']}"
+                self.sizes[path] = int(obj["Size"])
+                out.append(pafs.FileInfo(path, pafs.FileType.File, size=int(obj["Size"])))
             for common in page.get("CommonPrefixes", []):
                 out.append(pafs.FileInfo(f"{bucket}/{common['Prefix'].rstrip('/')}", pafs.FileType.Directory))
         if not out and not selector.allow_not_found:
@@ -332,8 +378,13 @@ class Boto3Handler(pafs.FileSystemHandler):
         return out
 
     def open_input_file(self, path: str) -> pa.NativeFile:
+        data = self.prefetch.take(path) if self.prefetch is not None else None
+        if data is not None:
+            return pa.BufferReader(data)
         bucket, key = self._split(path)
-        size = int(self.client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        size = self.sizes.get(path)
+        if size is None:
+            size = int(self.client.head_object(Bucket=bucket, Key=key)["ContentLength"])
         return pa.PythonFile(
             io.BufferedReader(_RangeReader(self.client, bucket, key, size), 1 << 20), mode="r"
         )
@@ -457,14 +508,26 @@ class ColdArchive:
         )
         return infos
 
-    def _reader(self, files: list[str], q: TierQuery, columns: list[str]) -> pa.RecordBatchReader:
-        dataset = ds.dataset(
-            files,
-            schema=self.schema,
-            format="parquet",
-            filesystem=self.fs,
-            partitioning=ds.partitioning(_PARTITIONS, flavor="hive"),
-            partition_base_dir=self.root,
+    def _reader(self, files: list[str], q: TierQuery, columns: list[str]) -> tuple[pa.RecordBatchReader, Any]:
+        """A scan of ``files`` (time filter pushed into the Parquet reader) and what to close after."""
+        fs: pafs.FileSystem = self.fs
+        prefetch = None
+        handler = getattr(self.fs, "handler", None)
+        if isinstance(handler, Boto3Handler):
+            prefetch = _Prefetch(handler.client, files)
+            fs = pafs.PyFileSystem(Boto3Handler(handler.client, handler.sizes, prefetch))
+        # from_paths does not stat every file (ds.dataset would, one request each); the partition
+        # values come from each path, as hive partitioning would read them
+        partitions = []
+        for path in files:
+            values = dict(p.split("=", 1) for p in path[len(self.root) + 1 :].split("/")[:-1] if "=" in p)
+            expr = ds.field("tenant") == values.get("tenant", "")
+            expr = (
+                expr & (ds.field("dt") == values.get("dt", "")) & (ds.field("hour") == values.get("hour", ""))
+            )
+            partitions.append(expr)
+        dataset = ds.FileSystemDataset.from_paths(
+            files, schema=self.schema, format=ds.ParquetFileFormat(), filesystem=fs, partitions=partitions
         )
         ts_type = self.schema.field("timestamp").type
         filt = (
@@ -472,7 +535,19 @@ class ColdArchive:
             & (ds.field("timestamp") >= pa.scalar(from_micros(q.start_us), ts_type))
             & (ds.field("timestamp") < pa.scalar(from_micros(q.end_us), ts_type))
         )
-        return dataset.scanner(columns=columns, filter=filt, batch_size=64 * 1024).to_reader()
+        scanner = dataset.scanner(columns=columns, filter=filt, batch_size=64 * 1024, fragment_readahead=8)
+        return scanner.to_reader(), prefetch
+
+    def _query(self, reader: tuple[pa.RecordBatchReader, Any], sql: str, params: list[Any]) -> list[Any]:
+        stream, prefetch = reader
+        con = self._connect(stream)
+        try:
+            rows: list[Any] = con.execute(sql, params).fetchall()
+            return rows
+        finally:
+            con.close()
+            if prefetch is not None:
+                prefetch.close()
 
     def _connect(self, reader: pa.RecordBatchReader) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(config={"threads": 2})
@@ -507,11 +582,7 @@ class ColdArchive:
             f"SELECT * FROM (SELECT {_SELECT}, count(*) OVER () AS __total FROM cold WHERE {where}) "
             f'WHERE {cursor} ORDER BY "timestamp" {direction}, "log_id" {direction} LIMIT ?'
         )
-        con = self._connect(self._reader(files, q, [f.name for f in FIELDS]))
-        try:
-            rows = con.execute(sql, params).fetchall()
-        finally:
-            con.close()
+        rows = self._query(self._reader(files, q, [f.name for f in FIELDS]), sql, params)
         records = [_row_to_record(row[:-1]) for row in rows]
         if rows:
             return TierPage(records, int(rows[0][-1]), True, [])
@@ -530,12 +601,10 @@ class ColdArchive:
             'SELECT ts - ts % ? AS bucket, "level", count(*) FROM '
             f'(SELECT epoch_us("timestamp") AS ts, "level" FROM cold WHERE {where}) GROUP BY ALL'
         )
-        con = self._connect(self._reader(files, q, _columns_for(q.ast, ("level",))))
-        try:
-            for bucket, level, n in con.execute(sql, params).fetchall():
-                counts[(int(bucket), str(level))] += int(n)
-        finally:
-            con.close()
+        for bucket, level, n in self._query(
+            self._reader(files, q, _columns_for(q.ast, ("level",))), sql, params
+        ):
+            counts[(int(bucket), str(level))] += int(n)
         return counts, True
 
     def top(self, q: TierQuery, field: str, size: int) -> tuple[Counter[str], bool]:
@@ -550,11 +619,7 @@ class ColdArchive:
             f"SELECT {column}, count(*) AS n FROM cold WHERE {where} AND {column} IS NOT NULL "
             f"GROUP BY ALL ORDER BY n DESC, {column} LIMIT ?"
         )
-        con = self._connect(self._reader(files, q, _columns_for(q.ast, (field,))))
-        try:
-            rows = con.execute(sql, params).fetchall()
-        finally:
-            con.close()
+        rows = self._query(self._reader(files, q, _columns_for(q.ast, (field,))), sql, params)
         return Counter({str(k): int(n) for k, n in rows}), True
 
     def get(self, tenant: str, log_id: str, start_us: int, end_us: int) -> Record | None:

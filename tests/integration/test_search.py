@@ -431,3 +431,10 @@ def orjson_loads(line: str) -> dict[str, Any]:
 
     loaded: dict[str, Any] = orjson.loads(line)
     return loaded
+
+
+def test_the_search_page_is_served(world) -> None:  # type: ignore[no-untyped-def]
+    with httpx.Client(base_url=world["url"]) as c:
+        r = c.get("/ui")
+    assert r.status_code == 200
+    assert "Strata search" in r.text and "/v1/logs/search" in r.text
