@@ -63,6 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p_submit.add_argument(
         "--wait", action="store_true", help="wait for the job to end; exit 1 unless FINISHED"
     )
+    p_submit.add_argument(
+        "-D",
+        dest="flink_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Flink option for this job, over flink-conf.yaml (repeatable)",
+    )
 
     p_list = sub.add_parser("list", help="list the jobs of a Flink cluster, newest first")
     p_list.add_argument("--jobmanager", help=jm_help)
@@ -131,6 +139,13 @@ def _submit(settings: Settings, args: argparse.Namespace) -> int:
         print(f"strata job submit: {exc}", file=sys.stderr)
         return 2
     jobmanager = args.jobmanager or settings.jobmanager_address
+    extra: dict[str, str] = {}
+    for option in args.flink_options:
+        key, eq, value = option.partition("=")
+        if not eq or not key.strip():
+            print(f"strata job submit: -D {option!r}: expected KEY=VALUE", file=sys.stderr)
+            return 2
+        extra[key.strip()] = value.strip()
     program_args = ["--start", args.start]
     if args.bounded:
         program_args.append("--bounded")
@@ -147,6 +162,7 @@ def _submit(settings: Settings, args: argparse.Namespace) -> int:
         restore=args.restore,
         python=args.python,
         checkpoint_name=checkpoint_name(options),
+        flink_options=extra,
     )
     print(f"submitting {job_name(options.group_id)} to {jobmanager}", file=sys.stderr)
     job_id = submit(command, submit_environment(settings), echo=sys.stderr)

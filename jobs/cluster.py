@@ -93,17 +93,20 @@ def flink_run_command(
     restore: str | None = None,
     python: str | None = None,
     checkpoint_name: str | None = None,
+    flink_options: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The ``bin/flink run`` command line that submits ``job`` detached to ``jobmanager``.
 
     ``python`` is the interpreter the cluster's TaskManagers start Python workers with (it needs
     PyFlink and Strata's dependencies); by default this one, right for a cluster on this machine.
     ``checkpoint_name`` names the job's checkpoint folder (the ingest job keys it by consumer group).
+    ``flink_options`` override flink-conf.yaml for this job.
     """
     home = flink_home()
     conf = submit_configuration(
         settings, checkpoint_name or job, parallelism=parallelism, checkpoints=checkpoints
     )
+    conf.update(flink_options or {})
     command = ["bash", str(home / "bin" / "flink"), "run", "--detached", "-m", host_port(jobmanager)]
     if parallelism:
         command += ["-p", str(parallelism)]

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,12 +43,22 @@ def _free_port() -> int:
 class Cluster:
     address: str  # host:port of the REST API
     log_dir: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _ready: bool = False
+
+    def ready(self, timeout_s: float = 120) -> Cluster:
+        """Wait until the TaskManager's slots are registered (once; the fixture starts the
+        processes without waiting, so the test's own setup overlaps their start)."""
+        if not self._ready:
+            _wait_for_slots(self, self.procs, timeout_s)
+            self._ready = True
+        return self
 
     def logs(self) -> str:
         """The end of each process's log, for a failure message."""
         out = []
         for path in sorted(self.log_dir.glob("*")):
-            if path.suffix in (".log", ".out") and path.is_file():
+            if path.suffix in (".log", ".console") and path.is_file():
                 out.append(
                     f"--- {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-30:])
                 )
@@ -92,7 +102,8 @@ def _cluster_config(settings: Settings, folder: Path, rest_port: int) -> dict[st
 
 @pytest.fixture(scope="module")
 def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A standalone session cluster: jobmanager.sh and taskmanager.sh in the foreground."""
+    """A standalone session cluster: jobmanager.sh and taskmanager.sh in the foreground, each in
+    its own session so the finally can stop it with everything it started; call ``ready()``."""
     from infra.stack.flink_jars import ensure_flink_jars, plugins_dir
 
     ensure_flink_jars(settings)
@@ -114,8 +125,8 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "FLINK_PID_DIR": str(folder / "run"),
         "FLINK_PLUGINS_DIR": str(plugins_dir(settings).resolve()),
     }
-    procs: list[subprocess.Popen[bytes]] = []
     c = Cluster(f"localhost:{rest_port}", log_dir)
+    procs = c.procs
     try:
         for script, name in (("jobmanager.sh", "jobmanager"), ("taskmanager.sh", "taskmanager")):
             with (log_dir / f"{name}.console").open("wb") as out:
@@ -128,7 +139,6 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
                         start_new_session=True,
                     )
                 )
-        _wait_for_slots(c, procs, timeout_s=120)
         yield c
     finally:
         for p in procs:
@@ -185,6 +195,8 @@ def names(settings: Settings, require: Callable[..., None]) -> Iterator[Names]:
 
     from kafka.admin import KafkaAdminClient, NewTopic
 
+    from jobs.ingest.job import IngestOptions, prepare_tiers
+
     require("kafka", "opensearch", "cassandra", "s3")
     name = f"cluster_{uuid.uuid4().hex[:10]}"
     env = {
@@ -201,6 +213,8 @@ def names(settings: Settings, require: Callable[..., None]) -> Iterator[Names]:
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers)
     admin.create_topics([NewTopic(t, 2, 1) for t in topics])
     try:
+        # Made once here: the two submissions below start together and would race to create them.
+        prepare_tiers(run_settings, IngestOptions.from_settings(run_settings))
         yield Names(name, env, run_settings)
     finally:
         admin.delete_topics(topics)
@@ -286,6 +300,44 @@ def strata(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.
 # -- the tests --------------------------------------------------------------------------------
 
 
+@dataclass
+class Live:
+    """An unbounded submission running in the background."""
+
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+    out: Path
+    err: Path
+
+    def job_id(self, timeout_s: float) -> str:
+        code = self.proc.wait(timeout=timeout_s)
+        assert code == 0, self.err.read_text()[-4000:]
+        return self.out.read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def live(cluster: Cluster, names: Names, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """`strata job submit ingest` without --bounded, started as soon as the cluster is up so it
+    compiles while the bounded test submits its own job (two cores: the waits overlap)."""
+    cluster.ready()
+    folder = tmp_path_factory.mktemp("live")
+    env = names.with_group(f"{names.settings.ingest_group}_live")
+    out, err = folder / "stdout", folder / "stderr"
+    command = [sys.executable, "-m", "infra.cli", "job", "submit", "ingest", "--jobmanager", cluster.address]
+    command += ["--from", "earliest", "--parallelism", "1"]
+    with out.open("wb") as o, err.open("wb") as e:
+        proc = subprocess.Popen(
+            command, env={**os.environ, **env}, stdout=o, stderr=e, start_new_session=True
+        )
+    try:
+        yield Live(env, proc, out, err)
+    finally:
+        if proc.poll() is None:
+            with_group(proc, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.mark.usefixtures("live")  # submitted alongside, see the fixture
 def test_bounded_submission_runs_on_the_cluster_and_fills_the_tiers(cluster: Cluster, names: Names) -> None:
     s = names.settings
     expected = _produce(s, _lines("bounded", 40))
@@ -302,6 +354,9 @@ def test_bounded_submission_runs_on_the_cluster_and_fills_the_tiers(cluster: Clu
         "--bounded",
         "--parallelism",
         "1",
+        # The final checkpoint commits the Parquet files; no need to wait the usual 10 s for it.
+        "-D",
+        "execution.checkpointing.interval=2s",
     )
     assert submitted.returncode == 0, submitted.stderr[-4000:] + cluster.logs()
     job_id = submitted.stdout.strip()
@@ -335,23 +390,16 @@ def test_bounded_submission_runs_on_the_cluster_and_fills_the_tiers(cluster: Clu
         aws_secret_access_key=s.s3_secret_key,
         region_name=s.s3_region,
     )
-    keys = [
-        o["Key"]
-        for o in client.list_objects_v2(Bucket=s.s3_bucket, Prefix=s.archive_prefix + "/")["Contents"]
-    ]
-    assert any(k.startswith(f"{s.archive_prefix}/tenant=acme/") and "part-" in k for k in keys), keys
+    listing = client.list_objects_v2(Bucket=s.s3_bucket, Prefix=s.archive_prefix + "/")
+    keys = [o["Key"] for o in listing.get("Contents", [])]
+    assert any(k.startswith(f"{s.archive_prefix}/tenant=acme/") and "/part-" in k for k in keys), keys
 
 
 def test_running_submission_takes_a_savepoint_and_cancels(
-    cluster: Cluster, names: Names, tmp_path: Path
+    cluster: Cluster, names: Names, live: Live, tmp_path: Path
 ) -> None:
     s = names.settings
-    env = names.with_group(f"{s.ingest_group}_live")
-    submitted = strata(
-        env, "submit", "ingest", "--jobmanager", cluster.address, "--from", "earliest", "--parallelism", "1"
-    )
-    assert submitted.returncode == 0, submitted.stderr[-4000:] + cluster.logs()
-    job_id = submitted.stdout.strip()
+    job_id = live.job_id(timeout_s=180)
 
     with FlinkRest(cluster.address) as rest:
         rest.wait(job_id, all_running, timeout_s=90, poll_s=1)
@@ -363,16 +411,23 @@ def test_running_submission_takes_a_savepoint_and_cancels(
             time.sleep(1)
 
         saved = strata(
-            env, "savepoint", job_id, "--jobmanager", cluster.address, "--dir", tmp_path.as_uri(), timeout=150
+            live.env,
+            "savepoint",
+            job_id,
+            "--jobmanager",
+            cluster.address,
+            "--dir",
+            tmp_path.as_uri(),
+            timeout=150,
         )
         assert saved.returncode == 0, saved.stderr + cluster.logs()
         location = Path(saved.stdout.strip().removeprefix("file:"))
         assert location.parent == tmp_path and (location / "_metadata").is_file()
 
-        cancelled = strata(env, "cancel", job_id, "--jobmanager", cluster.address, timeout=30)
+        cancelled = strata(live.env, "cancel", job_id, "--jobmanager", cluster.address, timeout=30)
         assert cancelled.returncode == 0, cancelled.stderr
         assert rest.wait(job_id, ended, timeout_s=60)["state"] == "CANCELED"
 
-    listed = strata(env, "list", "--jobmanager", cluster.address, "--json", timeout=30)
+    listed = strata(live.env, "list", "--jobmanager", cluster.address, "--json", timeout=30)
     states = {j["id"]: j["state"] for j in map(json.loads, listed.stdout.splitlines())}
     assert states[job_id] == "CANCELED"

@@ -81,7 +81,7 @@ def test_cli_submit_passes_arguments_the_entry_module_reads(
     config = tmp_path / "records.yaml"
     config.write_text("services: {}\n")
     argv = ["job", "submit", "ingest", "--jobmanager", "jm:8081", "--from", "earliest", "--bounded"]
-    assert main([*argv, "--config", str(config)]) == 0
+    assert main([*argv, "--config", str(config), "-D", "execution.checkpointing.interval=2s"]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == JOB_ID
     assert "submitting strata-ingest (g7) to jm:8081" in err
@@ -89,12 +89,15 @@ def test_cli_submit_passes_arguments_the_entry_module_reads(
     args = parse_args(command[command.index("jobs.ingest.main") + 1 :])
     assert (args.start, args.bounded, args.pipeline_config) == ("earliest", True, str(config))
     assert _options(command)["state.checkpoints.dir"].endswith("/checkpoints/ingest-g7")
+    assert _options(command)["execution.checkpointing.interval"] == "2s"  # -D wins over flink-conf.yaml
     assert seen["env"]["STRATA_INGEST_GROUP"] == "g7" and seen["env"]["FLINK_PLUGINS_DIR"]
 
 
 def test_cli_submit_rejects_a_bad_start_before_running_flink(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["job", "submit", "ingest", "--jobmanager", "jm:1", "--from", "yesterday"]) == 2
     assert "--from 'yesterday'" in capsys.readouterr().err
+    assert main(["job", "submit", "ingest", "--jobmanager", "jm:1", "-D", "no-value"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
 
 
 def test_submit_reads_the_job_id_and_reports_failures() -> None:
