@@ -361,56 +361,29 @@ def _record_select(*, json: bool = False) -> str:
 # -- the graph ------------------------------------------------------------------------------
 
 
-def build(env: Any, t_env: Any, settings: Settings, options: IngestOptions) -> Any:
-    """Add the ingest graph to ``env``/``t_env``; returns the statement set to attach."""
-    from pyflink.common.serialization import SimpleStringSchema
-    from pyflink.datastream.connectors.base import DeliveryGuarantee
-    from pyflink.datastream.connectors.cassandra import CassandraSink
-    from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
+@dataclass
+class Processed:
+    """The processing part of the graph, before any sink: what a job test collects."""
+
+    dedupe_view: str  # a temporary view: the deduplicated records with EXTRA_COLUMNS
+    dead_letters: Any  # DataStream[str]: DeadLetter JSON
+    warm_rows: Any  # DataStream[Row]: Cassandra values + TTL, before deduplication
+    warm_services: Any  # DataStream[Row]: (tenant, day, service, TTL)
+
+
+def raw_source(t_env: Any, settings: Settings, options: IngestOptions) -> Any:
+    """``raw_logs`` as a DataStream of Row(value, topic, partition, offset)."""
+    t_env.execute_sql(source_ddl(settings, options))
+    return t_env.to_data_stream(t_env.from_path("raw_source"))
+
+
+def build_processing(t_env: Any, raw: Any, settings: Settings, options: IngestOptions) -> Processed:
+    """Parse, route and deduplicate ``raw`` (Row(value, topic, partition, offset) elements)."""
     from pyflink.table import Schema
 
     t_env.get_config().set("table.exec.state.ttl", f"{settings.dedupe_ttl_s} s")
-    t_env.execute_sql(source_ddl(settings, options))
-    raw = t_env.to_data_stream(t_env.from_path("raw_source"))
-
     parse, dlq_tag, warm_tag, services_tag = _parse_function(settings, options)
     parsed = raw.process(parse, output_type=_main_type()).name(names.PARSE).uid(names.PARSE)
-
-    dlq_sink = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(settings.kafka_servers)
-        .set_record_serializer(
-            KafkaRecordSerializationSchema.builder()
-            .set_topic(options.dlq_topic)
-            .set_value_serialization_schema(SimpleStringSchema())
-            .build()
-        )
-        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
-        .build()
-    )
-    parsed.get_side_output(dlq_tag).sink_to(dlq_sink).name(names.DLQ_SINK).uid(names.DLQ_SINK)
-
-    insert = cql_insert(options.keyspace, options.table) + " USING TTL ?"
-    host = settings.cassandra_contact_points[0]
-    (
-        CassandraSink.add_sink(parsed.get_side_output(warm_tag))
-        .set_query(insert)
-        .set_host(host, settings.cassandra_port)
-        .set_max_concurrent_requests(64)
-        .build()
-        .name(names.WARM_SINK)
-        .uid(names.WARM_SINK)
-    )
-
-    (
-        CassandraSink.add_sink(parsed.get_side_output(services_tag))
-        .set_query(cql_insert_service(options.keyspace, options.table) + " USING TTL ?")
-        .set_host(host, settings.cassandra_port)
-        .build()
-        .name(names.WARM_SERVICES_SINK)
-        .uid(names.WARM_SERVICES_SINK)
-    )
-
     t_env.create_temporary_view(
         "parsed",
         t_env.from_data_stream(
@@ -425,16 +398,71 @@ def build(env: Any, t_env: Any, settings: Settings, options: IngestOptions) -> A
             "(PARTITION BY `log_id` ORDER BY `proc_time` ASC) AS rn FROM parsed) WHERE rn = 1"
         ),
     )
+    return Processed(
+        "deduped",
+        parsed.get_side_output(dlq_tag),
+        parsed.get_side_output(warm_tag),
+        parsed.get_side_output(services_tag),
+    )
+
+
+def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: IngestOptions) -> Any:
+    """The DLQ and Cassandra sinks on the streams, and the statement set of the Table sinks."""
+    from pyflink.common.serialization import SimpleStringSchema
+    from pyflink.datastream.connectors.base import DeliveryGuarantee
+    from pyflink.datastream.connectors.cassandra import CassandraSink
+    from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
+
+    dlq_sink = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(settings.kafka_servers)
+        .set_record_serializer(
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(options.dlq_topic)
+            .set_value_serialization_schema(SimpleStringSchema())
+            .build()
+        )
+        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+        .build()
+    )
+    processed.dead_letters.sink_to(dlq_sink).name(names.DLQ_SINK).uid(names.DLQ_SINK)
+
+    host = settings.cassandra_contact_points[0]
+    (
+        CassandraSink.add_sink(processed.warm_rows)
+        .set_query(cql_insert(options.keyspace, options.table) + " USING TTL ?")
+        .set_host(host, settings.cassandra_port)
+        .set_max_concurrent_requests(64)
+        .build()
+        .name(names.WARM_SINK)
+        .uid(names.WARM_SINK)
+    )
+    (
+        CassandraSink.add_sink(processed.warm_services)
+        .set_query(cql_insert_service(options.keyspace, options.table) + " USING TTL ?")
+        .set_host(host, settings.cassandra_port)
+        .build()
+        .name(names.WARM_SERVICES_SINK)
+        .uid(names.WARM_SERVICES_SINK)
+    )
+
+    view = processed.dedupe_view
     t_env.execute_sql(hot_sink_ddl(settings, options))
     t_env.execute_sql(cold_sink_ddl(options))
     t_env.execute_sql(logs_sink_ddl(settings, options))
     statements = t_env.create_statement_set()
-    statements.add_insert_sql(f"INSERT INTO hot_sink SELECT {_record_select()} FROM deduped WHERE in_hot")
+    statements.add_insert_sql(f"INSERT INTO hot_sink SELECT {_record_select()} FROM {view} WHERE in_hot")
     statements.add_insert_sql(
-        f"INSERT INTO cold_sink SELECT {_record_select(json=True)}, `dt`, `hour` FROM deduped"
+        f"INSERT INTO cold_sink SELECT {_record_select(json=True)}, `dt`, `hour` FROM {view}"
     )
-    statements.add_insert_sql("INSERT INTO logs_sink SELECT `kafka_key`, `json` FROM deduped")
+    statements.add_insert_sql(f"INSERT INTO logs_sink SELECT `kafka_key`, `json` FROM {view}")
     return statements
+
+
+def build(env: Any, t_env: Any, settings: Settings, options: IngestOptions) -> Any:
+    """Add the whole ingest graph to ``env``/``t_env``; returns the statement set to attach."""
+    processed = build_processing(t_env, raw_source(t_env, settings, options), settings, options)
+    return attach_sinks(t_env, processed, settings, options)
 
 
 def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
