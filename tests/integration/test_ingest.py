@@ -119,7 +119,8 @@ def _messages(now: datetime) -> tuple[list[bytes], int]:
         ts = now - timedelta(seconds=i)
         out.append(
             env(
-                f"{ts:%Y-%m-%d %H:%M:%S.%f} ERROR [payment-service] Payment {i} failed for bob{i}@example.com req_id=r{i}"
+                f"{ts:%Y-%m-%d %H:%M:%S.%f} ERROR [payment-service] Payment {i} failed "
+                f"for bob{i}@example.com req_id=r{i}"
             )
         )
         out.append(

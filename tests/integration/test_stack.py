@@ -96,7 +96,8 @@ def test_cassandra_insert_and_select(settings: Settings, require, unique_name) -
     session = cluster.connect()
     try:
         session.execute(
-            f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+            f"CREATE KEYSPACE {keyspace} WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
         )
         session.execute(f"CREATE TABLE {keyspace}.t (k text, c int, v text, PRIMARY KEY (k, c))")
         insert = session.prepare(f"INSERT INTO {keyspace}.t (k, c, v) VALUES (?, ?, ?)")
