@@ -14,6 +14,7 @@ Listing, cancelling and savepoints only need the REST API (``httpx``), no JVM.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -131,12 +132,14 @@ def flink_run_command(
 
 def submit_environment(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment of ``flink run``: Strata's settings travel to the job's driver process as is,
-    ``STRATA_HOME`` made absolute so the driver finds the connector jars from any folder."""
+    ``STRATA_HOME`` made absolute so the driver finds the connector jars from any folder. The
+    client logs to ``<STRATA_HOME>/logs/flink/submit-<pid>/``."""
     from infra.stack.flink_jars import job_process_env
 
     env = job_process_env(settings, base)
     env["STRATA_HOME"] = str(settings.home.resolve())
-    log_dir = settings.log_dir / "flink"
+    # The client's log has a fixed name; a folder per submission keeps two from sharing it.
+    log_dir = settings.log_dir / "flink" / f"submit-{os.getpid()}"
     log_dir.mkdir(parents=True, exist_ok=True)
     env["FLINK_LOG_DIR"] = str(log_dir.resolve())
     return env
@@ -186,7 +189,8 @@ def submit(
         reason = f"exit code {code}" if code else "no JobID in its output"
         if code == -9:
             reason = f"no answer within {timeout_s:.0f} s"
-        raise ClusterError(f"flink run failed ({reason}):\n{tail}")
+        where = f" (client log in {env['FLINK_LOG_DIR']})" if env.get("FLINK_LOG_DIR") else ""
+        raise ClusterError(f"flink run failed ({reason}){where}:\n{tail}")
     return job_id
 
 
