@@ -193,8 +193,11 @@ class AlertsJob:
         log_file: Path,
         **env: str,
     ) -> None:
+        # A PyFlink job run earlier in this process (the job tests) leaves PYFLINK_GATEWAY_* set;
+        # inherited, they would make the child think it runs inside a Python UDF.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK_")}
         self.env = {
-            **os.environ,
+            **inherited,
             "STRATA_RAW_TOPIC": raw_topic,
             "STRATA_ALERTS_TOPIC": alerts_topic,
             "STRATA_ALERTS_GROUP": f"test-alerts-{uuid.uuid4().hex[:8]}",
