@@ -48,7 +48,7 @@ class Cluster:
 
     def ready(self, timeout_s: float = 120) -> Cluster:
         """Wait until the TaskManager's slots are registered (once; the fixture starts the
-        processes without waiting, so the test's own setup overlaps their start)."""
+        processes without waiting, so the tests' setup and submissions overlap their start)."""
         if not self._ready:
             _wait_for_slots(self, self.procs, timeout_s)
             self._ready = True
@@ -317,9 +317,9 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(cluster: Cluster, names: Names, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """`strata job submit ingest` without --bounded, started as soon as the cluster is up so it
-    compiles while the bounded test submits its own job (two cores: the waits overlap)."""
-    cluster.ready()
+    """`strata job submit ingest` without --bounded, started at once: it compiles the job while the
+    cluster starts and the bounded test submits its own (the client retries the REST address for a
+    minute, and compiling takes longer than the JobManager needs to start)."""
     folder = tmp_path_factory.mktemp("live")
     env = names.with_group(f"{names.settings.ingest_group}_live")
     out, err = folder / "stdout", folder / "stderr"
@@ -361,6 +361,7 @@ def test_bounded_submission_runs_on_the_cluster_and_fills_the_tiers(cluster: Clu
     assert submitted.returncode == 0, submitted.stderr[-4000:] + cluster.logs()
     job_id = submitted.stdout.strip()
     assert len(job_id) == 32
+    cluster.ready()
 
     listed = strata(names.env, "list", "--jobmanager", cluster.address, timeout=30)
     assert listed.returncode == 0, listed.stderr
@@ -400,6 +401,7 @@ def test_running_submission_takes_a_savepoint_and_cancels(
 ) -> None:
     s = names.settings
     job_id = live.job_id(timeout_s=180)
+    cluster.ready()
 
     with FlinkRest(cluster.address) as rest:
         rest.wait(job_id, all_running, timeout_s=90, poll_s=1)
