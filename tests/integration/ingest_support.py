@@ -470,3 +470,19 @@ def decode(values: list[bytes]) -> list[dict[str, Any]]:
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+@contextmanager
+def outage(settings: Settings, name: str) -> Iterator[None]:
+    """``name`` (a stack service other engineers share) stopped with the stack's own ``stop()`` for
+    the body, and always started again and waited for until healthy, whatever the body did."""
+    from infra.stack import stack
+
+    (service,) = stack.select(settings, [name])
+    if service.pid() is None:
+        raise AssertionError(f"{name} was not started by `strata stack up`: this test cannot restart it")
+    service.stop()
+    try:
+        yield
+    finally:
+        stack.up(settings, [name], log=lambda _line: None)  # waits until healthy
