@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -129,7 +130,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _submit(settings: Settings, args: argparse.Namespace) -> int:
-    from jobs.cluster import FlinkRest, ended, flink_run_command, submit, submit_environment
+    from jobs.cluster import (
+        PACKAGE_ZIP,
+        FlinkRest,
+        ended,
+        flink_run_command,
+        package_zip,
+        submit,
+        submit_environment,
+    )
     from jobs.ingest.job import IngestOptions, StartPosition, checkpoint_name
     from jobs.ingest.main import job_name
 
@@ -152,20 +161,23 @@ def _submit(settings: Settings, args: argparse.Namespace) -> int:
     if args.config:
         program_args += ["--pipeline-config", str(Path(args.config).resolve())]
     options = IngestOptions.from_settings(settings)
-    command = flink_run_command(
-        settings,
-        args.job,
-        jobmanager=jobmanager,
-        program_args=program_args,
-        parallelism=args.parallelism,
-        checkpoints=args.checkpoints,
-        restore=args.restore,
-        python=args.python,
-        checkpoint_name=checkpoint_name(options),
-        flink_options=extra,
-    )
     print(f"submitting {job_name(options.group_id)} to {jobmanager}", file=sys.stderr)
-    job_id = submit(command, submit_environment(settings), echo=sys.stderr)
+    # `flink run --detached` has uploaded the package by the time it returns.
+    with tempfile.TemporaryDirectory(prefix="strata-submit-") as tmp:
+        command = flink_run_command(
+            settings,
+            args.job,
+            jobmanager=jobmanager,
+            package=package_zip(Path(tmp) / PACKAGE_ZIP),
+            program_args=program_args,
+            parallelism=args.parallelism,
+            checkpoints=args.checkpoints,
+            restore=args.restore,
+            python=args.python,
+            checkpoint_name=checkpoint_name(options),
+            flink_options=extra,
+        )
+        job_id = submit(command, submit_environment(settings), echo=sys.stderr)
     print(job_id)
     if not args.wait:
         return 0

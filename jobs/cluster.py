@@ -3,10 +3,11 @@
 Submitting runs PyFlink's own ``bin/flink run`` in detached mode. Its Python driver process
 imports the job's entry module (``jobs.ingest.main``), builds the graph on this machine and ships
 it, with the connector jars (``pipeline.jars``, uploaded to the cluster's blob server) and Strata's
-Python packages (``-pyfs``, added to the Python workers' path), to the JobManager::
+Python packages (``-pyfs``, a zip added to the Python workers' path), to the JobManager::
 
-    command = flink_run_command(settings, "ingest", jobmanager="flink:8081", program_args=["--bounded"])
-    job_id = submit(settings, command)
+    package = package_zip(tmp / "strata.zip")
+    command = flink_run_command(settings, "ingest", jobmanager="flink:8081", package=package)
+    job_id = submit(command, submit_environment(settings))
     FlinkRest("flink:8081").savepoint(job_id, "s3://strata-archive/savepoints")
 
 Listing, cancelling and savepoints only need the REST API (``httpx``), no JVM.
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ from infra.settings import REPO_ROOT, Settings
 # The packages the jobs import; shipped with every submission so a cluster's Python workers load
 # this checkout's code, not whatever version is installed there.
 PACKAGES = ("jobs", "schemas", "infra")
+PACKAGE_ZIP = "strata.zip"
 
 # Entry modules run by `flink run -pym`, per job.
 ENTRY_MODULES = {"ingest": "jobs.ingest.main"}
@@ -83,11 +86,27 @@ def submit_configuration(
     return {k: v for k, v in conf.items() if not k.startswith(_CLUSTER_ONLY_PREFIXES)}
 
 
+def package_zip(dest: Path, *, root: Path = REPO_ROOT, packages: Sequence[str] = PACKAGES) -> Path:
+    """Strata's Python packages in one zip for ``-pyfs``, at ``dest``.
+
+    A zip, not the package folders: Flink extracts a zip and puts its root on the workers' path,
+    so ``import jobs`` works, whereas a folder is put on the path itself (``jobs/`` would hold
+    top-level modules ``ingest``, ``records`` …).
+    """
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
+        for package in packages:
+            for path in sorted((root / package).rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    zf.write(path, path.relative_to(root).as_posix())
+    return dest
+
+
 def flink_run_command(
     settings: Settings,
     job: str,
     *,
     jobmanager: str,
+    package: Path,
     program_args: Sequence[str] = (),
     parallelism: int | None = None,
     checkpoints: str | None = None,
@@ -96,7 +115,8 @@ def flink_run_command(
     checkpoint_name: str | None = None,
     flink_options: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The ``bin/flink run`` command line that submits ``job`` detached to ``jobmanager``.
+    """The ``bin/flink run`` command line that submits ``job`` detached to ``jobmanager``, with
+    ``package`` (:func:`package_zip`) as its Python files.
 
     ``python`` is the interpreter the cluster's TaskManagers start Python workers with (it needs
     PyFlink and Strata's dependencies); by default this one, right for a cluster on this machine.
@@ -121,7 +141,7 @@ def flink_run_command(
         "-pyexec",
         python or sys.executable,
         "-pyfs",
-        ",".join(str(REPO_ROOT / p) for p in PACKAGES),
+        str(package),
         "-pym",
         ENTRY_MODULES[job],
     ]

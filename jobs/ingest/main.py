@@ -1,6 +1,6 @@
 """The ingest job's entry point under ``flink run`` (what ``strata job submit ingest`` starts)::
 
-    flink run -m flink:8081 -pym jobs.ingest.main -pyfs jobs,schemas,infra [-D …] --start earliest --bounded
+    flink run -m flink:8081 -pym jobs.ingest.main -pyfs strata.zip [-D …] --start earliest --bounded
 
 It runs in the driver process ``flink run`` starts on the submitting machine: it reads Strata's
 settings from the environment, prepares the index template and tables, builds the same graph as

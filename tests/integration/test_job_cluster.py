@@ -65,7 +65,34 @@ class Cluster:
         return "\n".join(out)
 
 
-def _cluster_config(settings: Settings, folder: Path, rest_port: int) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def worker_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A Python for the TaskManager's workers with this venv's packages (PyFlink, orjson, …) but
+    without Strata, so the job only runs if its code arrives with the submission.
+
+    A new venv whose ``.pth`` line puts this venv's site-packages on its path: a path line does
+    not run the ``.pth`` files in that folder, the editable install's finder among them.
+    """
+    import sysconfig
+
+    folder = tmp_path_factory.mktemp("worker-python")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=60)
+    python = folder / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    Path(site, "strata-venv-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    probe = "import pyflink, orjson, pydantic_settings, importlib.util as u; print(u.find_spec('jobs'))"
+    out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=60, cwd=folder)
+    assert out.stdout.strip() == "None", out.stdout + out.stderr  # PyFlink is there, Strata is not
+    return str(python)
+
+
+def _cluster_config(settings: Settings, folder: Path, rest_port: int, python: str) -> dict[str, str]:
     """PyFlink's default configuration (Java 17 module flags included), with this cluster's ports,
     memory, S3 keys and Python."""
     from ruamel.yaml import YAML
@@ -93,7 +120,7 @@ def _cluster_config(settings: Settings, folder: Path, rest_port: int) -> dict[st
             "taskmanager.numberOfTaskSlots": "4",
             "env.pid.dir": str(folder / "run"),
             "io.tmp.dirs": str(folder / "tmp"),
-            "python.executable": sys.executable,
+            "python.executable": python,
             **s3_options(settings),
         }
     )
@@ -101,7 +128,9 @@ def _cluster_config(settings: Settings, folder: Path, rest_port: int) -> dict[st
 
 
 @pytest.fixture(scope="module")
-def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory, worker_python: str
+) -> Iterator[Cluster]:
     """A standalone session cluster: jobmanager.sh and taskmanager.sh in the foreground, each in
     its own session so the finally can stop it with everything it started; call ``ready()``."""
     from infra.stack.flink_jars import ensure_flink_jars, plugins_dir
@@ -115,7 +144,7 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
     for f in (home / "conf").glob("log4j*.properties"):
         shutil.copy(f, conf_dir)
     rest_port = _free_port()
-    conf = _cluster_config(settings, folder, rest_port)
+    conf = _cluster_config(settings, folder, rest_port, worker_python)
     (conf_dir / "config.yaml").write_text("".join(f"{k}: {v}\n" for k, v in conf.items()))
     env = {
         **os.environ,
@@ -134,6 +163,8 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
                     subprocess.Popen(
                         ["bash", str(home / "bin" / script), "start-foreground"],
                         env=env,
+                        # Not the checkout: Python workers start here, and `-m` would import from it.
+                        cwd=folder,
                         stdout=out,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
@@ -316,7 +347,9 @@ class Live:
 
 
 @pytest.fixture(scope="module")
-def live(cluster: Cluster, names: Names, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(
+    cluster: Cluster, names: Names, worker_python: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
     """`strata job submit ingest` without --bounded, started at once: it compiles the job while the
     cluster starts and the bounded test submits its own (the client retries the REST address for a
     minute, and compiling takes longer than the JobManager needs to start)."""
@@ -324,7 +357,7 @@ def live(cluster: Cluster, names: Names, tmp_path_factory: pytest.TempPathFactor
     env = names.with_group(f"{names.settings.ingest_group}_live")
     out, err = folder / "stdout", folder / "stderr"
     command = [sys.executable, "-m", "infra.cli", "job", "submit", "ingest", "--jobmanager", cluster.address]
-    command += ["--from", "earliest", "--parallelism", "1"]
+    command += ["--from", "earliest", "--parallelism", "1", "--python", worker_python]
     with out.open("wb") as o, err.open("wb") as e:
         proc = subprocess.Popen(
             command, env={**os.environ, **env}, stdout=o, stderr=e, start_new_session=True
@@ -338,7 +371,9 @@ def live(cluster: Cluster, names: Names, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.mark.usefixtures("live")  # submitted alongside, see the fixture
-def test_bounded_submission_runs_on_the_cluster_and_fills_the_tiers(cluster: Cluster, names: Names) -> None:
+def test_bounded_submission_runs_on_the_cluster_and_fills_the_tiers(
+    cluster: Cluster, names: Names, worker_python: str
+) -> None:
     s = names.settings
     expected = _produce(s, _lines("bounded", 40))
     assert len(expected) == 40
@@ -354,6 +389,8 @@ def test_bounded_submission_runs_on_the_cluster_and_fills_the_tiers(cluster: Clu
         "--bounded",
         "--parallelism",
         "1",
+        "--python",
+        worker_python,
         # The final checkpoint commits the Parquet files; no need to wait the usual 10 s for it.
         "-D",
         "execution.checkpointing.interval=2s",

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import sys
+import zipfile
 from collections.abc import Callable, Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +17,7 @@ import pytest
 from infra.cli import main
 from infra.settings import Settings
 from jobs import cluster
-from jobs.cluster import ClusterError, FlinkRest, flink_run_command
+from jobs.cluster import ClusterError, FlinkRest, flink_run_command, package_zip
 
 pytestmark = pytest.mark.unit
 
@@ -30,11 +32,24 @@ def _options(command: list[str]) -> dict[str, str]:
     return dict(command[i + 1].split("=", 1) for i, a in enumerate(command) if a == "-D")
 
 
+def test_package_holds_the_packages_at_its_root(tmp_path: Path) -> None:
+    names = zipfile.ZipFile(package_zip(tmp_path / "strata.zip")).namelist()
+    for module in (
+        "jobs/ingest/main.py",
+        "jobs/records/pipeline.py",
+        "schemas/record.py",
+        "infra/settings.py",
+    ):
+        assert module in names
+    assert not any("__pycache__" in n or n.startswith(("tests/", "api/", ".")) for n in names)
+
+
 def test_run_command_ships_code_settings_and_arguments() -> None:
     command = flink_run_command(
         Settings(),
         "ingest",
         jobmanager="http://flink.internal:8081/",
+        package=Path("/tmp/x/strata.zip"),
         program_args=["--start", "earliest", "--bounded"],
         parallelism=3,
         restore="s3://b/savepoints/savepoint-1",
@@ -47,7 +62,7 @@ def test_run_command_ships_code_settings_and_arguments() -> None:
     assert _after(command, "--fromSavepoint") == "s3://b/savepoints/savepoint-1"
     assert _after(command, "-pyexec") == "/opt/py/bin/python"
     assert _after(command, "-pyclientexec") == sys.executable
-    assert [p.rsplit("/", 1)[1] for p in _after(command, "-pyfs").split(",")] == ["jobs", "schemas", "infra"]
+    assert _after(command, "-pyfs") == "/tmp/x/strata.zip"
     # The job's own arguments come last, after the entry module.
     assert command[-5:] == ["-pym", "jobs.ingest.main", "--start", "earliest", "--bounded"]
     conf = _options(command)
@@ -60,13 +75,18 @@ def test_run_command_ships_code_settings_and_arguments() -> None:
 
 def test_checkpoints_can_point_at_shared_storage() -> None:
     command = flink_run_command(
-        Settings(), "ingest", jobmanager="h:1", checkpoints="s3://bucket/cp/", checkpoint_name="ingest-g"
+        Settings(),
+        "ingest",
+        jobmanager="h:1",
+        package=Path("p.zip"),
+        checkpoints="s3://bucket/cp/",
+        checkpoint_name="ingest-g",
     )
     assert _options(command)["state.checkpoints.dir"] == "s3://bucket/cp/ingest-g"
 
 
 def test_cli_submit_passes_arguments_the_entry_module_reads(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     from jobs.ingest.main import parse_args
 
@@ -74,6 +94,7 @@ def test_cli_submit_passes_arguments_the_entry_module_reads(
 
     def fake_submit(command: list[str], env: dict[str, str], **_: Any) -> str:
         seen["command"], seen["env"] = command, env
+        seen["package_existed"] = Path(command[command.index("-pyfs") + 1]).is_file()
         return JOB_ID
 
     monkeypatch.setattr(cluster, "submit", fake_submit)
@@ -91,6 +112,7 @@ def test_cli_submit_passes_arguments_the_entry_module_reads(
     assert _options(command)["state.checkpoints.dir"].endswith("/checkpoints/ingest-g7")
     assert _options(command)["execution.checkpointing.interval"] == "2s"  # -D wins over flink-conf.yaml
     assert seen["env"]["STRATA_INGEST_GROUP"] == "g7" and seen["env"]["FLINK_PLUGINS_DIR"]
+    assert seen["package_existed"]  # made for the submission, removed after it
 
 
 def test_cli_submit_rejects_a_bad_start_before_running_flink(capsys: pytest.CaptureFixture[str]) -> None:
