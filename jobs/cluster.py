@@ -15,8 +15,10 @@ Listing, cancelling and savepoints only need the REST API (``httpx``), no JVM.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -185,7 +187,13 @@ def submit(
         text=True,
         start_new_session=True,
     )
-    timer = threading.Timer(timeout_s, proc.kill)
+
+    def kill() -> None:
+        # The client and the Python driver it started share their own session: one signal.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    timer = threading.Timer(timeout_s, kill)
     timer.start()
     lines: list[str] = []
     job_id = None
@@ -203,7 +211,8 @@ def submit(
     finally:
         timer.cancel()
         if proc.poll() is None:
-            proc.kill()
+            kill()
+            proc.wait()
     if code != 0 or job_id is None:
         tail = "".join(lines[-40:])
         reason = f"exit code {code}" if code else "no JobID in its output"

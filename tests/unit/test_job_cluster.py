@@ -115,6 +115,23 @@ def test_cli_submit_passes_arguments_the_entry_module_reads(
     assert seen["package_existed"]  # made for the submission, removed after it
 
 
+@pytest.mark.parametrize(("final", "code"), [("FINISHED", 0), ("FAILED", 1)])
+def test_cli_submit_wait_follows_the_job_to_its_end(
+    rest: Callable[[Handler], FlinkRest],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    final: str,
+    code: int,
+) -> None:
+    states = iter(["RUNNING", "RUNNING", final])
+    rest(lambda req: httpx.Response(200, json={"jid": JOB_ID, "state": next(states)}))
+    monkeypatch.setattr(cluster, "submit", lambda *a, **k: JOB_ID)
+    monkeypatch.setattr(cluster.time, "sleep", lambda s: None)
+    assert main(["job", "submit", "ingest", "--jobmanager", "jm:8081", "--bounded", "--wait"]) == code
+    out, err = capsys.readouterr()
+    assert out.strip() == JOB_ID and f"job {JOB_ID} {final}" in err
+
+
 def test_cli_submit_rejects_a_bad_start_before_running_flink(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["job", "submit", "ingest", "--jobmanager", "jm:1", "--from", "yesterday"]) == 2
     assert "--from 'yesterday'" in capsys.readouterr().err
