@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import re
 import threading
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -126,10 +127,6 @@ def _udf_prefix(message: str, prefix: str) -> bool:
     return any(w.startswith(prefix) for w in words(message))
 
 
-def _ascii(text: str) -> bool:
-    return text.isascii()
-
-
 # -- SQL -------------------------------------------------------------------------------------------
 
 
@@ -139,13 +136,36 @@ def _ident(name: str) -> str:
     return f'"{name}"'
 
 
-def _text_check(column_sql: str, needle: str, params: list[Any]) -> str:
-    """A ``contains`` pre-check for an ASCII needle; exact because a word of an ASCII message is a
-    substring of its lower-cased text, and non-ASCII messages skip the check."""
-    if not needle or not _ascii(needle):
-        return ""
-    params.append(needle)
-    return f"(strlen({column_sql}) <> length({column_sql}) OR contains(lower({column_sql}), ?)) AND "
+_SIMPLE_WORD = re.compile(r"^[a-z0-9]+$")
+# Which characters join two letters, or two digits, into one word (schemas.query.words, ASCII part).
+_JOINERS = {"letter": (".:'", "a-z"), "digit": (".,;'", "0-9")}
+_REGEX_SQL = 'regexp_matches(lower("message"), ?)'
+
+
+def _word_regex(word: str, *, prefix: bool) -> str | None:
+    """An RE2 pattern finding ``word`` (or a word starting with it) as a whole word of an ASCII
+    message, lower-cased, exactly as :func:`schemas.query.words` splits it; None when the word is
+    not plain letters and digits (the Python function then decides)."""
+    if not _SIMPLE_WORD.match(word):
+        return None
+    first = "digit" if word[0].isdigit() else "letter"
+    joiners, kind = _JOINERS[first]
+    j = re.escape(joiners)
+    # before: the start, a character that never joins, or a joiner not preceded by the same kind
+    before = f"(?:^|[^a-z0-9_{j}]|(?:^|[^{kind}])[{j}])"
+    if prefix:
+        return before + word
+    last = "digit" if word[-1].isdigit() else "letter"
+    joiners, kind = _JOINERS[last]
+    j = re.escape(joiners)
+    after = f"(?:$|[^a-z0-9_{j}]|[{j}](?:$|[^{kind}]))"
+    return before + word + after
+
+
+def _ascii_or(*, fast_sql: str, slow_sql: str) -> str:
+    """The regex on ASCII messages (most of them, and DuckDB runs it vectorised), the Python word
+    splitter on the others. Params: the regex, then the slow path's."""
+    return f'CASE WHEN strlen("message") = length("message") THEN {fast_sql} ELSE {slow_sql} END'
 
 
 def compile_sql(node: Node, params: list[Any]) -> str:
@@ -165,13 +185,21 @@ def compile_sql(node: Node, params: list[Any]) -> str:
     if isinstance(node, Not):
         return f"(NOT {compile_sql(node.child, params)})"
     if isinstance(node, Text):
-        pre = "".join(_text_check('"message"', w, params) for w in node.words)
+        fast = _word_regex(node.words[0], prefix=False) if len(node.words) == 1 else None
         params.append(node.raw)
-        return f'coalesce({pre}strata_phrase("message", ?), false)'
+        slow = 'strata_phrase("message", ?)'
+        if fast is None:
+            return f"coalesce({slow}, false)"
+        params.insert(len(params) - 1, fast)
+        return f"coalesce({_ascii_or(fast_sql=_REGEX_SQL, slow_sql=slow)}, false)"
     if isinstance(node, TextPrefix):
-        pre = _text_check('"message"', node.prefix, params)
+        fast = _word_regex(node.prefix, prefix=True)
         params.append(node.prefix)
-        return f'coalesce({pre}strata_prefix("message", ?), false)'
+        slow = 'strata_prefix("message", ?)'
+        if fast is None:
+            return f"coalesce({slow}, false)"
+        params.insert(len(params) - 1, fast)
+        return f"coalesce({_ascii_or(fast_sql=_REGEX_SQL, slow_sql=slow)}, false)"
     key = attribute_key(node.field)
     if key is not None:
         params.append(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 from itertools import pairwise
 
@@ -107,3 +108,22 @@ def test_filters_join_the_query_with_and() -> None:
     ast = Filters(q="timeout", service=("Checkout,auth",), level=(">=ERROR",)).ast()
     assert str(ast).count("Term(field='service'") == 2
     assert "checkout" in str(ast) and "FATAL" in str(ast)
+
+
+def test_the_archive_word_regex_splits_words_like_the_evaluator() -> None:
+    from connectors.s3.archive import _word_regex
+    from schemas.query import words
+
+    rng = random.Random(1)
+    alphabet = "ab1_.:,;' -x/"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(3000)]
+    con = duckdb.connect()
+    for word in ["ab", "a", "1", "b1", "ab1"]:
+        for prefix in (False, True):
+            pattern = _word_regex(word, prefix=prefix)
+            got = con.execute(
+                "SELECT regexp_matches(t, ?) FROM unnest(?::VARCHAR[]) AS u(t)", [pattern, texts]
+            ).fetchall()
+            for text, (found,) in zip(texts, got, strict=True):
+                expected = any(w.startswith(word) for w in words(text)) if prefix else word in words(text)
+                assert found == expected, (word, prefix, text)
