@@ -99,6 +99,8 @@ def test_cli_submit_passes_arguments_the_entry_module_reads(
 
     monkeypatch.setattr(cluster, "submit", fake_submit)
     monkeypatch.setenv("STRATA_INGEST_GROUP", "g7")
+    # get_settings() is cached per process; another test may have read it already.
+    monkeypatch.setattr("jobs.cli.get_settings", Settings)
     config = tmp_path / "records.yaml"
     config.write_text("services: {}\n")
     argv = ["job", "submit", "ingest", "--jobmanager", "jm:8081", "--from", "earliest", "--bounded"]
