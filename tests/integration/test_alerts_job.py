@@ -76,7 +76,7 @@ class World:
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
 
-    def sync(self, at_s: float, timeout: float = 120.0) -> None:
+    def sync(self, at_s: float, timeout: float = 300.0) -> None:
         """Send a probe at event time ``at_s`` and wait for its alert: the job has read all before it."""
         self.probes += 1
         self.logs.send(at_s, "ERROR", service="probe", host=f"probe-{self.probes}")
@@ -100,7 +100,7 @@ class World:
     def states(self, path: str) -> list[tuple[str, Any]]:
         return [(b["state"], a["value"]) for b in self.receiver.bodies(f"/{path}") for a in b["alerts"]]
 
-    def wait_states(self, path: str, count: int, timeout: float = 60.0) -> list[tuple[str, Any]]:
+    def wait_states(self, path: str, count: int, timeout: float = 120.0) -> list[tuple[str, Any]]:
         deadline = time.monotonic() + timeout
         while len(self.states(path)) < count and time.monotonic() < deadline:
             self.job.check_alive()
