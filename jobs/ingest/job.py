@@ -8,18 +8,21 @@ Graph::
       │                                            └─side──→ Cassandra (CassandraSink, USING TTL)
       → dedupe-by-log-id (SQL ROW_NUMBER, keep first, state TTL)
       → OpenSearch daily indices (opensearch-2, _id = log_id)      if the event is within hot_days
-      → Parquet on s3a:// (filesystem, tenant/dt/hour partitions)  always
-      → Kafka logs (processed, masked JSON)
+      → Parquet on s3a:// (filesystem, tenant/dt/hour partitions)  if past the group's mark
+      → Kafka logs (processed, masked JSON)                        if past the group's mark
 
-Delivery: every sink flushes (or commits) on checkpoints and every tier is idempotent on
-``log_id``. Cassandra takes rows before the dedupe step on purpose: its primary key already makes a
-repeated row a no-op, and the Python operator is the only place its list-typed column can be built.
+Delivery: every sink flushes (or commits) on checkpoints. OpenSearch and Cassandra are idempotent
+on ``log_id``; the append-only outputs (archive, logs, DLQ) take only messages past what the
+consumer group had already processed when the job started (:mod:`jobs.ingest.marks`), so a replay
+re-fills the first and does not repeat itself in the others. Cassandra takes rows before the dedupe
+step on purpose: its primary key already makes a repeated row a no-op, and the Python operator is
+the only place its list-typed column can be built.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -107,6 +110,9 @@ class IngestOptions:
     start: StartPosition = StartPosition()
     bounded: bool = False  # stop at the offsets that were latest when the job started
     pipeline_config: PipelineConfig | None = None
+    # (partition, offset): messages below it were archived by an earlier run of the group; found
+    # by build() (jobs.ingest.marks), empty (everything is new) for a graph built without it.
+    archived_through: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> IngestOptions:
@@ -134,6 +140,7 @@ EXTRA_COLUMNS: tuple[tuple[str, str], ...] = (
     ("dt", "STRING"),
     ("hour", "STRING"),
     ("in_hot", "BOOLEAN"),
+    ("first_read", "BOOLEAN"),  # past the group's archive mark: the append-only outputs take it
     ("kafka_key", "STRING"),
     ("json", "STRING"),
 )
@@ -188,6 +195,7 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
     dlq_tag = OutputTag("dead-letters", _string_type())
     warm_tag = OutputTag("warm-rows", _warm_type())
     services_tag = OutputTag("warm-services", _services_type())
+    marks = dict(options.archived_through)
 
     class ParseFunction(ProcessFunction):
         def open(self, runtime_context: Any) -> None:
@@ -202,8 +210,10 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
             raw, topic, partition, offset = value[0], value[1], value[2], value[3]
             now_us = time.time_ns() // 1000
             out = ingest_one(self.pipeline, policy, bytes(raw), topic, partition, offset, now_us)
+            first_read = offset >= marks.get(partition, 0)
             if isinstance(out, DeadLetter):
-                yield dlq_tag, out.to_json()
+                if first_read:
+                    yield dlq_tag, out.to_json()
                 return
             record, hot, warm, ttl = out
             if warm:
@@ -229,6 +239,7 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
                 dt,
                 hour,
                 hot,
+                first_read,
                 f"{record.tenant}/{record.service}",
                 orjson.dumps(record.to_dict()).decode(),
             ]
@@ -453,14 +464,23 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"INSERT INTO hot_sink SELECT {_record_select()} FROM {view} WHERE in_hot")
     statements.add_insert_sql(
-        f"INSERT INTO cold_sink SELECT {_record_select(json=True)}, `dt`, `hour` FROM {view}"
+        f"INSERT INTO cold_sink SELECT {_record_select(json=True)}, `dt`, `hour` FROM {view} WHERE first_read"
     )
-    statements.add_insert_sql(f"INSERT INTO logs_sink SELECT `kafka_key`, `json` FROM {view}")
+    statements.add_insert_sql(
+        f"INSERT INTO logs_sink SELECT `kafka_key`, `json` FROM {view} WHERE first_read"
+    )
     return statements
 
 
 def build(env: Any, t_env: Any, settings: Settings, options: IngestOptions) -> Any:
-    """Add the whole ingest graph to ``env``/``t_env``; returns the statement set to attach."""
+    """Add the whole ingest graph to ``env``/``t_env``; returns the statement set to attach.
+
+    Reads (and moves forward) the consumer group's archive marks in Kafka first.
+    """
+    from jobs.ingest.marks import archived_through
+
+    marks = archived_through(settings, options.raw_topic, options.group_id)
+    options = replace(options, archived_through=tuple(sorted(marks.items())))
     processed = build_processing(t_env, raw_source(t_env, settings, options), settings, options)
     return attach_sinks(t_env, processed, settings, options)
 

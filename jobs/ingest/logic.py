@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,9 +81,27 @@ def ingest_one(
     return result, hot, warm, ttl
 
 
+def archive_marks(
+    committed: Mapping[int, int], bookmark: Mapping[int, int], ends: Mapping[int, int]
+) -> dict[int, int]:
+    """Per partition of ``raw_logs``, the offset below which the consumer group has already
+    archived (and published to ``logs`` and the DLQ) every message: the further of its committed
+    offsets and the bookmark an earlier start left, or 0 where that lies past the partition's end
+    (the topic was recreated, so its offsets start again).
+
+    >>> archive_marks({0: 500, 1: 10}, {0: 900}, {0: 1000, 1: 20, 2: 5})
+    {0: 900, 1: 10, 2: 0}
+    """
+    out = {}
+    for partition, end in ends.items():
+        mark = max(committed.get(partition, 0), bookmark.get(partition, 0), 0)
+        out[partition] = mark if mark <= end else 0
+    return out
+
+
 def warm_row(record: Record, ttl_s: int) -> tuple[Any, ...]:
     """Cassandra insert values (:func:`schemas.projections.cql_insert` order) followed by the TTL."""
     return (*to_cql_row(record), ttl_s)
 
 
-__all__ = ["DeadLetter", "TierPolicy", "ingest_one", "warm_row"]
+__all__ = ["DeadLetter", "TierPolicy", "archive_marks", "ingest_one", "warm_row"]

@@ -43,7 +43,7 @@ class Run:
 @contextmanager
 def isolated_run(settings: Settings, name: str, logs: Path, partitions: int = 2) -> Iterator[Run]:
     """A :class:`Run` whose topics exist for the test; every trace of it is removed afterwards."""
-    from kafka.admin import KafkaAdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic
 
     env = {
         "STRATA_RAW_TOPIC": name,
@@ -57,18 +57,21 @@ def isolated_run(settings: Settings, name: str, logs: Path, partitions: int = 2)
     overrides: dict[str, Any] = {k.removeprefix("STRATA_").lower(): v for k, v in env.items()}
     run_settings = Settings(**overrides)
     topics = [name, f"{name}_dlq", f"{name}_logs"]
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers)
-    admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
+    admin = AdminClient({"bootstrap.servers": settings.kafka_servers})
+    for future in admin.create_topics([NewTopic(t, partitions, 1) for t in topics]).values():
+        future.result()
     run = Run(name, env, run_settings, logs)
     try:
         yield run
     finally:
-        try:
-            admin.delete_topics(topics)
-            admin.delete_consumer_groups([run_settings.ingest_group])
-        except Exception:  # the group only exists once the job committed offsets
-            pass
-        admin.close()
+        # The group and its archive bookmark (jobs.ingest.marks), before their topic; a group that
+        # never committed does not exist.
+        groups = [run_settings.ingest_group, f"{run_settings.ingest_group}.archived"]
+        for future in admin.delete_consumer_groups(groups).values():
+            with suppress(Exception):
+                future.result()
+        for future in admin.delete_topics(topics).values():
+            future.result()
         cleanup_tiers(run_settings)
         shutil.rmtree(run.checkpoints, ignore_errors=True)
 
@@ -486,3 +489,34 @@ def outage(settings: Settings, name: str) -> Iterator[None]:
         yield
     finally:
         stack.up(settings, [name], log=lambda _line: None)  # waits until healthy
+
+
+def topic_values(s: Settings, topic: str) -> list[bytes]:
+    """Every message of ``topic``, read to its end."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": s.kafka_servers,
+            "group.id": f"{topic}-reader",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        todo = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, 0) for p in todo])
+        out: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while todo and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error() is not None:
+                continue
+            out.append(msg.value() or b"")
+            if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
+                todo.discard(msg.partition() or 0)
+        assert not todo, f"could not read {topic} to its end"
+        return out
+    finally:
+        consumer.close()

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from infra.settings import Settings
@@ -29,6 +30,7 @@ from tests.integration.ingest_support import (
     outage,
     produce,
     running,
+    topic_values,
     wait_for,
     warm_ids,
 )
@@ -133,3 +135,31 @@ def test_opensearch_then_cassandra_restarted_under_the_job_catch_up_without_dupl
             print(f"{service}: caught up {time.monotonic() - back:.0f}s after it was healthy again")
         assert job.stop() is not None
     _assert_each_tier_holds_each_record_once(run, expected)
+
+
+def test_replay_from_earliest_changes_no_count_a_user_sees(run: Run) -> None:
+    s = run.settings
+    now = now_utc()
+    expected = Expected()
+    old = messages(2_000, now, seed=5)
+    produce(s, s.raw_topic, old)
+    expected.add(old, now, s)
+    full = Job(run, "--bounded", label="full").start()
+    assert full.wait(START_S + CATCH_UP_S) == 0, full.tail()
+    assert committed_lag(s, s.raw_topic) == 0
+    _assert_each_tier_holds_each_record_once(run, expected)
+
+    # Messages the group has not read yet, then a replay of everything with new state.
+    new = messages(500, now, seed=6)
+    produce(s, s.raw_topic, new)
+    expected.add(new, now, s)
+    replay = Job(run, "--from", "earliest", "--bounded", "--fresh", label="replay").start()
+    assert replay.wait(START_S + CATCH_UP_S) == 0, replay.tail()
+    assert "resuming from" not in replay.log.read_text()
+
+    # OpenSearch and Cassandra took the replay as no-ops; the archive, the live-tail topic and the
+    # DLQ, which only append, took the new messages only.
+    _assert_each_tier_holds_each_record_once(run, expected)
+    live = [orjson.loads(v)["log_id"] for v in topic_values(s, s.logs_topic)]
+    assert len(live) == len(expected.records) and set(live) == set(expected.records)
+    assert len(topic_values(s, s.dlq_topic)) == expected.rejected

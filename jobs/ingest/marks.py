@@ -1,0 +1,55 @@
+"""How far a consumer group has already archived ``raw_logs``, so that a replay does not archive a
+message twice.
+
+OpenSearch and Cassandra are idempotent on ``log_id``; the Parquet archive, the ``logs`` topic and
+the DLQ are append-only. A replay (``--from earliest|timestamp:…|offsets:…``, new state) re-reads
+messages the group has already processed: it re-writes the idempotent tiers and leaves the append-only
+outputs alone for every message below the group's mark (:func:`jobs.ingest.logic.archive_marks`).
+
+The mark is the furthest of the group's committed offsets and a bookmark, the committed offsets of
+the group ``<group>.archived``, which this module moves forward at each start. The bookmark is
+needed because a replay commits its own, lower, offsets to the group as it goes: without it, a replay
+stopped halfway and started again would archive the rest a second time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.settings import Settings
+from jobs.ingest.logic import archive_marks
+
+
+def bookmark_group(group_id: str) -> str:
+    return f"{group_id}.archived"
+
+
+def archived_through(settings: Settings, topic: str, group_id: str) -> dict[int, int]:
+    """The group's marks per partition of ``topic`` (see :func:`archive_marks`), also saved as
+    the bookmark; ``{}`` when the topic does not exist yet."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    def consumer(group: str) -> Any:
+        return Consumer(
+            {"bootstrap.servers": settings.kafka_servers, "group.id": group, "enable.auto.commit": False}
+        )
+
+    group = consumer(group_id)
+    bookmark = consumer(bookmark_group(group_id))
+    try:
+        meta = group.list_topics(topic, timeout=30).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return {}
+        partitions = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+        committed = {tp.partition: tp.offset for tp in group.committed(partitions, timeout=30)}
+        saved = {tp.partition: tp.offset for tp in bookmark.committed(partitions, timeout=30)}
+        ends = {tp.partition: group.get_watermark_offsets(tp, timeout=30)[1] for tp in partitions}
+        marks = archive_marks(committed, saved, ends)
+        if marks != {p: max(o, 0) for p, o in saved.items()}:
+            bookmark.commit(
+                offsets=[TopicPartition(topic, p, o) for p, o in marks.items()], asynchronous=False
+            )
+        return marks
+    finally:
+        group.close()
+        bookmark.close()
