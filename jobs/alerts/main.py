@@ -1,0 +1,56 @@
+"""The alerts job's entry point under ``flink run``, in the shape of ``jobs.ingest.main``::
+
+    flink run -m flink:8081 -pym jobs.alerts.main -pyfs strata.zip [-D …] --start committed
+
+It runs in the driver process ``flink run`` starts: it reads Strata's settings from the
+environment, makes sure the alert topic exists, builds the same graph as ``strata job run alerts``
+and hands it to the cluster. Rules come from PostgreSQL (``STRATA_POSTGRES_*``), which the
+cluster's Python workers must reach. Checkpointing and restarts come as ``-D`` options.
+``--start`` rather than ``--from``: Flink's parser would take ``--from`` for ``--fromSavepoint``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from infra.settings import get_settings
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="jobs.alerts.main", description=__doc__.split("\n")[0])
+    parser.add_argument("--start", default="committed", choices=("committed", "earliest", "latest"))
+    return parser.parse_args(argv)
+
+
+def job_name(group_id: str) -> str:
+    """What the cluster lists: the job and its consumer group (one instance per group)."""
+    return f"strata-alerts ({group_id})"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from pyflink.common import WatermarkStrategy
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    from infra.stack.flink_jars import flink_jar_urls
+    from jobs.alerts import names
+    from jobs.alerts.job import AlertsOptions, build, ensure_alerts_topic, kafka_sink, kafka_source
+    from jobs.alerts.rulesource import PostgresRules
+
+    args = parse_args(argv)
+    settings = get_settings()
+    options = AlertsOptions.from_settings(settings, start=args.start)
+    ensure_alerts_topic(settings, options.alerts_topic)
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.add_jars(*flink_jar_urls(settings))
+    source = env.from_source(kafka_source(settings, options), WatermarkStrategy.no_watermarks(), names.SOURCE)
+    rules = PostgresRules(settings.postgres_dsn, settings.alerts_rules_refresh_s)
+    events = build(
+        env, source.uid(names.SOURCE), rules, lateness_ms=options.lateness_ms, idle_ms=options.idle_ms
+    )
+    events.sink_to(kafka_sink(settings, options.alerts_topic)).name(names.SINK).uid(names.SINK)
+    env.execute(job_name(options.group_id))
+
+
+if __name__ == "__main__":
+    main()
