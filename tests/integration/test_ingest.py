@@ -16,6 +16,7 @@ from infra.settings import Settings
 from jobs.records.pipeline import RecordPipeline
 from schemas.envelope import RawEnvelope
 from schemas.record import Record
+from tests.integration.ingest_support import cleanup_tiers, produce, topic_values
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,60 +52,7 @@ def run_names(settings: Settings, require, unique_name) -> Iterator[Run]:
     finally:
         admin.delete_topics([name, f"{name}_dlq", f"{name}_logs"])
         admin.close()
-        _cleanup_tiers(run_settings)
-
-
-def _cleanup_tiers(s: Settings) -> None:
-    import boto3
-    from cassandra.cluster import Cluster
-    from opensearchpy import OpenSearch
-
-    OpenSearch(s.opensearch_endpoint).indices.delete(index=f"{s.opensearch_index_prefix}-*")
-    OpenSearch(s.opensearch_endpoint).indices.delete_index_template(
-        name=s.opensearch_index_prefix, ignore=[404]
-    )
-    cluster = Cluster(s.cassandra_contact_points, port=s.cassandra_port)
-    session = cluster.connect()
-    session.execute(f"DROP TABLE IF EXISTS {s.cassandra_keyspace}.{s.cassandra_table}", timeout=60)
-    session.execute(f"DROP TABLE IF EXISTS {s.cassandra_keyspace}.{s.cassandra_table}_services", timeout=60)
-    cluster.shutdown()
-    client = boto3.client(
-        "s3",
-        endpoint_url=s.s3_endpoint_url,
-        aws_access_key_id=s.s3_access_key,
-        aws_secret_access_key=s.s3_secret_key,
-        region_name=s.s3_region,
-    )
-    for page in client.get_paginator("list_objects_v2").paginate(
-        Bucket=s.s3_bucket, Prefix=s.archive_prefix + "/"
-    ):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=s.s3_bucket, Key=obj["Key"])
-
-
-def _produce(settings: Settings, topic: str, messages: list[bytes]) -> None:
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=5)
-    for m in messages:
-        producer.send(topic, value=m, key=b"acme/mixed")
-    producer.flush()
-    producer.close()
-
-
-def _consume(settings: Settings, topic: str) -> list[bytes]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=5000,
-        group_id=None,
-    )
-    values = [m.value for m in consumer]
-    consumer.close()
-    return values
+        cleanup_tiers(run_settings)
 
 
 def _messages(now: datetime) -> tuple[list[bytes], int]:
@@ -148,7 +96,7 @@ def test_ingest_fills_each_tier_once_and_dead_letters_bad_input(run_names: Run) 
     s = run_names.settings
     now = datetime.now(UTC)
     messages, n_malformed = _messages(now)
-    _produce(s, s.raw_topic, messages)
+    produce(s, s.raw_topic, messages)
 
     # What the job must store: the same pure pipeline, run here, gives every record's identity.
     pipeline = RecordPipeline()
@@ -231,11 +179,11 @@ def test_ingest_fills_each_tier_once_and_dead_letters_bad_input(run_names: Run) 
     }
 
     # The logs topic carries each processed record once, masked.
-    live = [orjson.loads(v) for v in _consume(s, s.logs_topic)]
+    live = [orjson.loads(v) for v in topic_values(s, s.logs_topic)]
     assert sorted(d["log_id"] for d in live) == sorted(expected)
 
     # Bad input is in the DLQ with a reason and the original bytes, nothing else is.
-    dead = [orjson.loads(v) for v in _consume(s, s.dlq_topic)]
+    dead = [orjson.loads(v) for v in topic_values(s, s.dlq_topic)]
     assert len(dead) == n_malformed
     assert all(d["reason_code"] and d["source"]["topic"] == s.raw_topic for d in dead)
     assert {d["original"] for d in dead} >= {"not an envelope", ""}
