@@ -285,7 +285,7 @@ def arrow_to_records(table: pa.Table) -> list[Record]:
 # The cold tier's files are written by Flink's Parquet writer, which marks every map key optional;
 # pyarrow (and with it DuckDB over a pyarrow dataset) refuses such maps. So in the archive the
 # map-valued fields are JSON text, which pyarrow, DuckDB (json_extract) and Athena all read.
-# Timestamps are int64 microseconds, UTC. tenant/dt/hour are Hive partitions of the path
+# Timestamps are int64 microseconds, UTC, without a zone annotation. tenant/dt/hour are Hive partitions of the path
 # ``<prefix>/tenant=…/dt=YYYY-MM-DD/hour=HH/``, not columns of the files.
 ARCHIVE_PARTITIONS: tuple[str, ...] = ("tenant", "dt", "hour")
 _ARCHIVE_JSON_KINDS = (Kind.STRING_MAP, Kind.COUNT_MAP)
@@ -306,10 +306,15 @@ def archive_arrow_schema() -> pa.Schema:
     import pyarrow as pa
 
     base = arrow_schema()
-    fields = [
-        pa.field(f.name, pa.string(), nullable=True) if f.kind in _ARCHIVE_JSON_KINDS else base.field(f.name)
-        for f in FIELDS
-    ]
+    fields = []
+    for f in FIELDS:
+        if f.kind in _ARCHIVE_JSON_KINDS:
+            fields.append(pa.field(f.name, pa.string(), nullable=True))
+        elif f.kind is Kind.TIMESTAMP:
+            # Flink writes int64 microseconds without a zone annotation; the values are UTC.
+            fields.append(pa.field(f.name, pa.timestamp("us"), nullable=not f.required))
+        else:
+            fields.append(base.field(f.name))
     fields += [pa.field("dt", pa.string()), pa.field("hour", pa.string())]
     return pa.schema(fields)
 

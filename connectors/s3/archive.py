@@ -23,11 +23,12 @@ from functools import lru_cache
 from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
 from pyarrow import fs as pafs
 
-from schemas.projections import arrow_schema
+from schemas.projections import archive_arrow_schema, arrow_schema
 from schemas.query import (
     And,
     Exists,
@@ -244,6 +245,34 @@ def _row_to_record(row: tuple[Any, ...]) -> Record:
         kwargs[name] = value
     kwargs["level"] = Level(kwargs["level"])
     return Record(**kwargs)
+
+
+_MAP_TYPES = {
+    f.name: arrow_schema().field(f.name).type for f in FIELDS if f.kind in (Kind.STRING_MAP, Kind.COUNT_MAP)
+}
+
+
+def _maps_from_json(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """The archive's JSON-text map columns as Arrow maps, so queries see the record's own types."""
+    names = [n for n in reader.schema.names if n in _MAP_TYPES]
+    if not names:
+        return reader
+    schema = reader.schema
+    for name in names:
+        schema = schema.set(schema.get_field_index(name), pa.field(name, _MAP_TYPES[name]))
+
+    def batches() -> Any:
+        for batch in reader:
+            columns = list(batch.columns)
+            for name in names:
+                i = batch.schema.get_field_index(name)
+                values = [
+                    None if v is None else list(orjson.loads(v).items()) for v in columns[i].to_pylist()
+                ]
+                columns[i] = pa.array(values, type=_MAP_TYPES[name])
+            yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def _columns_for(ast: Node, extra: tuple[str, ...]) -> list[str]:
@@ -479,12 +508,14 @@ def s3_filesystem(endpoint_url: str, access_key: str, secret_key: str, region: s
 
 
 class ColdArchive:
-    """Searches, aggregations and lookups over ``<bucket>/<prefix>/tenant=…/dt=…/hour=…/*.parquet``."""
+    """Searches, aggregations and lookups over ``<bucket>/<prefix>/tenant=…/dt=…/hour=…/`` files."""
 
     def __init__(self, filesystem: pafs.FileSystem, bucket: str, prefix: str = "logs") -> None:
         self.fs = filesystem
         self.root = f"{bucket}/{prefix.strip('/')}"
-        self.schema = pa.schema([*arrow_schema(), pa.field("dt", pa.string()), pa.field("hour", pa.string())])
+        # The files as the ingest job writes them: map-valued fields are JSON text (see
+        # schemas.projections.archive_arrow_schema); they become Arrow maps again before DuckDB.
+        self.schema = archive_arrow_schema()
 
     # -- which files -----------------------------------------------------------------------------
 
@@ -516,8 +547,8 @@ class ColdArchive:
             rel = info.path[len(base) + 1 :]
             parts = rel.split("/")
             name = parts[-1]
-            if name.startswith((".", "_")) or not name.endswith(".parquet"):
-                continue  # in-progress files and commit markers
+            if name.startswith((".", "_")):
+                continue  # in-progress files and commit markers (Flink's part files have no suffix)
             values = dict(p.split("=", 1) for p in parts[:-1] if "=" in p)
             try:
                 hour_start = datetime.strptime(
@@ -564,7 +595,7 @@ class ColdArchive:
             & (ds.field("timestamp") < pa.scalar(from_micros(q.end_us), ts_type))
         )
         scanner = dataset.scanner(columns=columns, filter=filt, batch_size=64 * 1024, fragment_readahead=8)
-        return scanner.to_reader(), prefetch
+        return _maps_from_json(scanner.to_reader()), prefetch
 
     def _query(self, reader: tuple[pa.RecordBatchReader, Any], sql: str, params: list[Any]) -> list[Any]:
         stream, prefetch = reader

@@ -32,6 +32,8 @@ import psycopg
 
 from infra.settings import Settings, get_settings
 from schemas.projections import (
+    ARCHIVE_PARTITIONS,
+    archive_arrow_schema,
     cql_create_sai_indexes,
     cql_create_services_table,
     cql_create_table,
@@ -40,7 +42,7 @@ from schemas.projections import (
     cql_insert_service,
     opensearch_index_name,
     opensearch_index_template,
-    records_to_arrow,
+    to_archive_row,
     to_cql_row,
 )
 from schemas.record import Level, Record
@@ -207,6 +209,7 @@ def load_warm(settings: Settings, count: int, now: datetime, hot_days: int, warm
 
 
 def load_cold(settings: Settings, count: int, now: datetime, warm_days: int, days: int) -> None:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from connectors.s3.archive import s3_filesystem
@@ -219,8 +222,9 @@ def load_cold(settings: Settings, count: int, now: datetime, warm_days: int, day
         groups[(f"{r.timestamp:%Y-%m-%d}", f"{r.timestamp:%H}")].append(r)
     began = time.monotonic()
     for (dt, hour), group in groups.items():
-        table = records_to_arrow(sorted(group, key=lambda r: r.timestamp)).drop(["tenant"])
-        path = f"{s.s3_bucket}/{ARCHIVE}/tenant={TENANT}/dt={dt}/hour={hour}/part-0.parquet"
+        rows = [to_archive_row(r) for r in sorted(group, key=lambda r: r.timestamp)]
+        table = pa.Table.from_pylist(rows, schema=archive_arrow_schema()).drop(list(ARCHIVE_PARTITIONS))
+        path = f"{s.s3_bucket}/{ARCHIVE}/tenant={TENANT}/dt={dt}/hour={hour}/part-0-0-0"
         pq.write_table(table, path, filesystem=fs, compression="zstd")
     print(f"  cold: {count:,} records in {len(groups)} files in {time.monotonic() - began:.0f} s", flush=True)
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from cassandra.cluster import Cluster
 from opensearchpy import OpenSearch, helpers
@@ -21,6 +22,8 @@ from opensearchpy import OpenSearch, helpers
 from connectors.s3.archive import s3_filesystem
 from infra.settings import Settings
 from schemas.projections import (
+    ARCHIVE_PARTITIONS,
+    archive_arrow_schema,
     cql_create_sai_indexes,
     cql_create_services_table,
     cql_create_table,
@@ -29,7 +32,7 @@ from schemas.projections import (
     cql_insert_service,
     opensearch_index_name,
     opensearch_index_template,
-    records_to_arrow,
+    to_archive_row,
     to_cql_row,
     to_opensearch_doc,
 )
@@ -220,10 +223,12 @@ def _load(
     for r in records:
         groups[(r.tenant, f"{r.timestamp:%Y-%m-%d}", f"{r.timestamp:%H}")].append(r)
     for (tenant, dt, hour), group in groups.items():
-        table = records_to_arrow(sorted(group, key=lambda r: r.timestamp)).drop(["tenant"])
+        # As the ingest job writes them: JSON-text maps, no partition columns, no file suffix.
+        rows = [to_archive_row(r) for r in sorted(group, key=lambda r: r.timestamp)]
+        table = pa.Table.from_pylist(rows, schema=archive_arrow_schema()).drop(list(ARCHIVE_PARTITIONS))
         pq.write_table(
             table,
-            f"{root}/tenant={tenant}/dt={dt}/hour={hour}/part-{uuid.uuid4().hex[:8]}.parquet",
+            f"{root}/tenant={tenant}/dt={dt}/hour={hour}/part-{uuid.uuid4()}-0-0",
             filesystem=fs,
             compression="zstd",
         )

@@ -178,6 +178,23 @@ def test_ingest_fills_each_tier_once_and_dead_letters_bad_input(run_names: Run) 
         (now - timedelta(days=60, seconds=9)).strftime("%Y-%m-%d")
     }
 
+    # The search API's cold-tier reader finds exactly what the job archived (its file layout).
+    from connectors.s3.archive import ColdArchive, s3_filesystem
+    from schemas.query import TierQuery, parse
+    from schemas.record import micros
+
+    archive = ColdArchive(
+        s3_filesystem(s.s3_endpoint_url, s.s3_access_key, s.s3_secret_key, s.s3_region),
+        s.s3_bucket,
+        s.archive_prefix,
+    )
+    since = micros(now - timedelta(days=90))
+    page = archive.search(TierQuery("acme", parse(None), since, micros(now) + 1, limit=1000))
+    assert sorted(r.log_id for r in page.records) == sorted(expected)
+    assert page.total == len(expected)
+    paid = archive.search(TierQuery("acme", parse("payment AND req_id:r7"), since, micros(now) + 1))
+    assert [r.attributes.get("req_id") for r in paid.records] == ["r7"]
+
     # The logs topic carries each processed record once, masked.
     live = [orjson.loads(v) for v in topic_values(s, s.logs_topic)]
     assert sorted(d["log_id"] for d in live) == sorted(expected)
