@@ -285,8 +285,8 @@ def arrow_to_records(table: pa.Table) -> list[Record]:
 # The cold tier's files are written by Flink's Parquet writer, which marks every map key optional;
 # pyarrow (and with it DuckDB over a pyarrow dataset) refuses such maps. So in the archive the
 # map-valued fields are JSON text, which pyarrow, DuckDB (json_extract) and Athena all read.
-# Timestamps are int64 microseconds, UTC, without a zone annotation. tenant/dt/hour are Hive partitions of the path
-# ``<prefix>/tenant=…/dt=YYYY-MM-DD/hour=HH/``, not columns of the files.
+# Timestamps are int64 microseconds, UTC, without a zone annotation. tenant/dt/hour are Hive
+# partitions of the path ``<prefix>/tenant=…/dt=YYYY-MM-DD/hour=HH/``, not columns of the files.
 ARCHIVE_PARTITIONS: tuple[str, ...] = ("tenant", "dt", "hour")
 _ARCHIVE_JSON_KINDS = (Kind.STRING_MAP, Kind.COUNT_MAP)
 
