@@ -258,11 +258,20 @@ def _history_event(row: dict[str, Any]) -> AlertEvent:
 def claim(conn: psycopg.Connection[Any], batch_wait_s: float) -> list[Outgoing]:
     """Due notifications, leased to this notifier and grouped into messages."""
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        # Messages of one rule and channel go out in the order their states changed: a row waits
+        # while an earlier pending row of the same rule and channel holds another state (a
+        # RESOLVED never overtakes its FIRING, whose send may be failing and backing off), since
+        # the claimed messages are sent in parallel.
         cur.execute(
             "UPDATE alert_notifications n SET next_attempt_at = now() + make_interval(secs => %s)"
-            " WHERE n.id IN (SELECT id FROM alert_notifications WHERE status = 'pending'"
-            "  AND next_attempt_at <= now() AND created_at <= now() - make_interval(secs => %s)"
-            "  ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+            " WHERE n.id IN (SELECT a.id FROM alert_notifications a"
+            "  JOIN alert_history ha ON ha.event_id = a.event_id WHERE a.status = 'pending'"
+            "  AND a.next_attempt_at <= now() AND a.created_at <= now() - make_interval(secs => %s)"
+            "  AND NOT EXISTS (SELECT 1 FROM alert_notifications b"
+            "   JOIN alert_history hb ON hb.event_id = b.event_id WHERE b.status = 'pending'"
+            "   AND b.rule_id = a.rule_id AND b.channel_key = a.channel_key AND b.id < a.id"
+            "   AND hb.state <> ha.state)"
+            "  ORDER BY a.id LIMIT %s FOR UPDATE OF a SKIP LOCKED)"
             " RETURNING n.id, n.event_id, n.rule_id, n.tenant_id, n.channel, n.channel_key, n.attempts,"
             " n.created_at",
             (LEASE_S, batch_wait_s, MAX_CLAIM),

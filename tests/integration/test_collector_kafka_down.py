@@ -158,7 +158,8 @@ def test_broker_killed_mid_request_then_back_nothing_lost(tmp_path):
                 reader,
                 topic,
                 lambda got: {e.entry["message"] for _, e in got if e.entry} >= expected,
-                timeout=90,
+                # returns as soon as every line is read; the bound only matters on a saturated machine
+                timeout=240,
             )
         messages = {e.entry["message"] for _, e in found if e.entry}
         assert messages == expected  # nothing lost; a refused batch's resend may repeat lines, never drop
