@@ -8,6 +8,7 @@ import sys
 
 from infra.settings import get_settings
 from infra.stack import process, stack
+from infra.stack.flink_jars import FlinkJarsError
 from infra.stack.maven import FetchError
 from infra.stack.process import StackError
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                 return subprocess.call(["tail", "-n", str(args.lines), "-F", str(service.log_file)])
             print(process.tail(service.log_file, args.lines))
             return 0
-    except (StackError, FetchError) as exc:
+    except (StackError, FetchError, FlinkJarsError) as exc:
         print(f"strata stack {args.action}: {exc}", file=sys.stderr)
         return 1
     return 2

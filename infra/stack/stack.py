@@ -46,10 +46,8 @@ def fetch_all(settings: Settings, services: list[Service], *, flink_jars: bool =
 
 
 def _fetch_flink_jars(settings: Settings) -> None:
-    try:
-        from infra.stack.flink_jars import ensure_flink_jars
-    except ImportError:
-        return
+    from infra.stack.flink_jars import ensure_flink_jars
+
     ensure_flink_jars(settings)
 
 
