@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # Cassandra
     cassandra_port: int = 9042
     cassandra_storage_port: int = 7000
-    cassandra_heap: str = "1g"
+    cassandra_heap: str = "2g"
     cassandra_hosts: str = ""
     cassandra_keyspace: str = "strata"
     cassandra_replication_factor: int = 1

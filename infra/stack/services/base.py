@@ -6,6 +6,7 @@ import glob
 import os
 import shutil
 import subprocess
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -106,7 +107,15 @@ class Service(ABC):
         )
 
     def stop(self) -> bool:
-        return process.stop(self.pid_file)
+        stopped = process.stop(self.pid_file)
+        # A JVM's listening sockets can outlive its pid by a moment; `up` right after must not
+        # mistake them for another program's.
+        deadline = time.monotonic() + 10
+        while stopped and time.monotonic() < deadline and any(
+            process.port_in_use(self.settings.bind_host, p.number) for p in self.ports
+        ):
+            time.sleep(0.2)
+        return stopped
 
     def purge(self) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)
