@@ -111,8 +111,10 @@ class Service(ABC):
         # A JVM's listening sockets can outlive its pid by a moment; `up` right after must not
         # mistake them for another program's.
         deadline = time.monotonic() + 10
-        while stopped and time.monotonic() < deadline and any(
-            process.port_in_use(self.settings.bind_host, p.number) for p in self.ports
+        while (
+            stopped
+            and time.monotonic() < deadline
+            and any(process.port_in_use(self.settings.bind_host, p.number) for p in self.ports)
         ):
             time.sleep(0.2)
         return stopped
