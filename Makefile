@@ -28,7 +28,7 @@ down:
 demo: stack
 	$(BIN)/strata demo
 
-test: stack
+test: stack lint
 	@bash infra/system-deps.sh --test
 	$(BIN)/pytest
 
