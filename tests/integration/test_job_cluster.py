@@ -29,6 +29,7 @@ from jobs.cluster import FlinkRest, all_running, ended, flink_home
 from jobs.records.pipeline import RecordPipeline
 from schemas.envelope import RawEnvelope
 from schemas.record import Record
+from tests.integration.ingest_support import cleanup_tiers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -250,36 +251,9 @@ def names(settings: Settings, require: Callable[..., None]) -> Iterator[Names]:
     finally:
         admin.delete_topics(topics)
         admin.close()
-        _cleanup_tiers(run_settings)
+        cleanup_tiers(run_settings)
         for group in ("", "_live"):
             shutil.rmtree(settings.home / "checkpoints" / f"ingest-{name}_group{group}", ignore_errors=True)
-
-
-def _cleanup_tiers(s: Settings) -> None:
-    import boto3
-    from cassandra.cluster import Cluster as CassandraCluster
-    from opensearchpy import OpenSearch
-
-    client = OpenSearch(s.opensearch_endpoint)
-    client.indices.delete(index=f"{s.opensearch_index_prefix}-*")
-    client.indices.delete_index_template(name=s.opensearch_index_prefix, ignore=[404])
-    cassandra = CassandraCluster(s.cassandra_contact_points, port=s.cassandra_port)
-    session = cassandra.connect()
-    for table in (s.cassandra_table, f"{s.cassandra_table}_services"):
-        session.execute(f"DROP TABLE IF EXISTS {s.cassandra_keyspace}.{table}", timeout=60)
-    cassandra.shutdown()
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s.s3_endpoint_url,
-        aws_access_key_id=s.s3_access_key,
-        aws_secret_access_key=s.s3_secret_key,
-        region_name=s.s3_region,
-    )
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=s.s3_bucket, Prefix=s.archive_prefix + "/"
-    ):
-        for obj in page.get("Contents", []):
-            s3.delete_object(Bucket=s.s3_bucket, Key=obj["Key"])
 
 
 def _produce(s: Settings, lines: list[str]) -> dict[str, Record]:
