@@ -60,6 +60,7 @@ def stream_environment(
 ) -> tuple[Any, Any]:
     """A (StreamExecutionEnvironment, StreamTableEnvironment) pair configured for ``job``."""
     import os
+    import sys
 
     # PyFlink's local JVM logs into one shared file by default; each job run gets its own folder.
     log_dir = settings.log_dir / "flink" / f"{job}-{os.getpid()}"
@@ -75,6 +76,13 @@ def stream_environment(
     for key, value in job_configuration(settings, job, parallelism=parallelism, restore=restore).items():
         config.set_string(key, value)
     config.set_string("pipeline.jars", ";".join(flink_jar_urls(settings)))
+    # In local mode PyFlink runs every Python worker inside this client process ("loopback"), so
+    # all subtasks of a Python operator take turns on one interpreter lock. One worker process per
+    # subtask (what a cluster does) took the ingest job from ~3,100 to ~4,200 records/s at
+    # parallelism 2 (docs/benchmarks.md, "Ingest job"). Workers are started with this interpreter,
+    # the one that has Strata and pyflink.
+    os.environ.setdefault("_python_worker_execution_mode", "process")
+    config.set_string("python.executable", sys.executable)
     # S3A deletes "directory marker" objects after each commit on a background pool; in local mode
     # that wait never returned. S3 has no directories, so markers are simply kept (Hadoop >= 3.3.1).
     config.set_string("s3.directory.marker.retention", "keep")

@@ -28,6 +28,7 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,9 +192,63 @@ def ensure_flink_jars(settings: Settings) -> list[Path]:
     return _lib_jars(lib_dir)
 
 
+# Strata's own Java classes (a Flink function the connectors do not offer), compiled on first use
+# against PyFlink's Flink and the connector jars. Sources live beside the connector they extend.
+JAVA_SOURCE_ROOTS = (Path(__file__).resolve().parents[2] / "connectors" / "cassandra" / "java",)
+STRATA_JAR_SUBDIR = "flink-strata"
+
+
+def _java_sources() -> list[Path]:
+    return sorted(p for root in JAVA_SOURCE_ROOTS for p in root.rglob("*.java"))
+
+
+def strata_jar(settings: Settings) -> Path:
+    """The jar of Strata's Java classes, built with ``javac`` when its sources (or the Flink it
+    compiles against) changed; cached under ``settings.home``."""
+    import pyflink
+
+    pyflink_lib = Path(pyflink.__file__).resolve().parent / "lib"
+    sources = _java_sources()
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for jar in sorted(pyflink_lib.glob("*.jar")) + ensure_flink_jars(settings):
+        digest.update(jar.name.encode())
+    out_dir = settings.home / STRATA_JAR_SUBDIR
+    jar_path = out_dir / f"strata-flink-{digest.hexdigest()[:16]}.jar"
+    if jar_path.exists():
+        return jar_path
+    with _locked(settings.cache_dir / "strata-jar.lock"):
+        if jar_path.exists():
+            return jar_path
+        staging = out_dir / "classes.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        classpath = os.pathsep.join([str(pyflink_lib / "*"), str(settings.flink_lib_dir / "*")])
+        for command in (
+            ["javac", "--release", "11", "-nowarn", "-cp", classpath, "-d", str(staging), *map(str, sources)],
+            ["jar", "--create", "--file", str(jar_path.with_suffix(".partial")), "-C", str(staging), "."],
+        ):
+            try:
+                result = subprocess.run(command, capture_output=True, text=True, check=False)
+            except FileNotFoundError as exc:
+                raise FlinkJarsError(
+                    f"{command[0]} not found: a JDK 17 is needed (infra/system-deps.sh)"
+                ) from exc
+            if result.returncode != 0:
+                raise FlinkJarsError(f"{command[0]} failed:\n{result.stdout}{result.stderr}")
+        for old in out_dir.glob("strata-flink-*.jar"):
+            old.unlink()
+        jar_path.with_suffix(".partial").rename(jar_path)
+        shutil.rmtree(staging, ignore_errors=True)
+    return jar_path
+
+
 def flink_jar_urls(settings: Settings) -> list[str]:
-    """``file://`` URLs of the top-level jars, for ``pipeline.jars`` or ``env.add_jars``."""
-    return [p.resolve().as_uri() for p in ensure_flink_jars(settings)]
+    """``file://`` URLs of the top-level jars and Strata's own, for ``pipeline.jars`` or
+    ``env.add_jars``."""
+    jars = [*ensure_flink_jars(settings), strata_jar(settings)]
+    return [p.resolve().as_uri() for p in jars]
 
 
 def s3_options(settings: Settings) -> dict[str, str]:

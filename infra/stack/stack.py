@@ -46,9 +46,9 @@ def fetch_all(settings: Settings, services: list[Service], *, flink_jars: bool =
 
 
 def _fetch_flink_jars(settings: Settings) -> None:
-    from infra.stack.flink_jars import ensure_flink_jars
+    from infra.stack.flink_jars import strata_jar
 
-    ensure_flink_jars(settings)
+    strata_jar(settings)  # fetches the connector jars first
 
 
 def _wait_healthy(service: Service, timeout: float) -> None:

@@ -5,7 +5,7 @@ Graph::
 
     Kafka raw_logs (Table source: value bytes + partition/offset metadata)
       → parse-normalize-mask (Python: jobs.records) ──side──→ raw_logs_dlq (DataStream KafkaSink)
-      │                                            └─side──→ Cassandra (CassandraSink, USING TTL)
+      │                                            └─side──→ Cassandra (batched per partition, USING TTL)
       → dedupe-by-log-id (SQL ROW_NUMBER, keep first, state TTL)
       → OpenSearch daily indices (opensearch-2, _id = log_id)      if the event is within hot_days
       → Parquet on s3a:// (filesystem, tenant/dt/hour partitions)  if past the group's mark
@@ -29,12 +29,14 @@ from typing import Any
 
 import orjson
 
+from connectors.cassandra.flink_sink import batched_cassandra_sink
 from infra.settings import Settings
 from jobs.ingest import names
 from jobs.ingest.logic import DeadLetter, TierPolicy, ingest_one, warm_row
 from jobs.records.config import PipelineConfig
 from schemas.projections import (
     ARCHIVE_PARTITIONS,
+    CQL_PARTITION_KEY,
     archive_flink_columns,
     archive_partition,
     cql_columns,
@@ -421,7 +423,6 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
     """The DLQ and Cassandra sinks on the streams, and the statement set of the Table sinks."""
     from pyflink.common.serialization import SimpleStringSchema
     from pyflink.datastream.connectors.base import DeliveryGuarantee
-    from pyflink.datastream.connectors.cassandra import CassandraSink
     from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 
     dlq_sink = (
@@ -439,22 +440,22 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
     processed.dead_letters.sink_to(dlq_sink).name(names.DLQ_SINK).uid(names.DLQ_SINK)
 
     host = settings.cassandra_contact_points[0]
-    (
-        CassandraSink.add_sink(processed.warm_rows)
-        .set_query(cql_insert(options.keyspace, options.table) + " USING TTL ?")
-        .set_host(host, settings.cassandra_port)
-        .set_max_concurrent_requests(64)
-        .build()
-        .name(names.WARM_SINK)
-        .uid(names.WARM_SINK)
+    columns = [name for name, _ in cql_columns()]
+    warm_sink = batched_cassandra_sink(
+        host,
+        settings.cassandra_port,
+        cql_insert(options.keyspace, options.table) + " USING TTL ?",
+        [columns.index(name) for name in CQL_PARTITION_KEY],
     )
-    (
-        CassandraSink.add_sink(processed.warm_services)
-        .set_query(cql_insert_service(options.keyspace, options.table) + " USING TTL ?")
-        .set_host(host, settings.cassandra_port)
-        .build()
-        .name(names.WARM_SERVICES_SINK)
-        .uid(names.WARM_SERVICES_SINK)
+    processed.warm_rows.add_sink(warm_sink).name(names.WARM_SINK).uid(names.WARM_SINK)
+    services_sink = batched_cassandra_sink(
+        host,
+        settings.cassandra_port,
+        cql_insert_service(options.keyspace, options.table) + " USING TTL ?",
+        [0, 1],  # (tenant, day)
+    )
+    processed.warm_services.add_sink(services_sink).name(names.WARM_SERVICES_SINK).uid(
+        names.WARM_SERVICES_SINK
     )
 
     view = processed.dedupe_view

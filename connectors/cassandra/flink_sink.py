@@ -1,0 +1,51 @@
+"""Writing the warm tier from a Flink job: :class:`dev.strata.flink.BatchedCassandraSink`.
+
+The Java class (``connectors/cassandra/java``, built by :func:`infra.stack.flink_jars.strata_jar`)
+binds each row to one prepared statement and sends rows that share a partition as one UNLOGGED
+batch, flushing everything on each checkpoint. Flink's own Cassandra sink sends a request per row,
+which cost Cassandra about twice the CPU per row (docs/benchmarks.md, "Warm tier writes").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+JAVA_CLASS = "dev.strata.flink.BatchedCassandraSink"
+
+
+@dataclass(frozen=True)
+class Batching:
+    """When buffered rows are sent: a partition's group reaching ``rows``, ``max_buffered`` rows in
+    all, the oldest waiting ``max_delay_ms`` (checked as rows arrive), and on every checkpoint."""
+
+    rows: int = 64
+    max_buffered: int = 8192
+    max_delay_ms: int = 1000
+    max_concurrent_requests: int = 16
+
+
+def batched_cassandra_sink(
+    host: str, port: int, query: str, partition_key: Sequence[int], batching: Batching = Batching()
+) -> Any:
+    """A PyFlink ``SinkFunction`` for a stream of Rows whose fields are ``query``'s bind values in
+    order; ``partition_key`` are the positions of the table's partition-key columns in the row."""
+    from pyflink.datastream.functions import SinkFunction
+    from pyflink.java_gateway import get_gateway
+
+    gateway: Any = get_gateway()
+    positions = gateway.new_array(gateway.jvm.int, len(partition_key))
+    for i, position in enumerate(partition_key):
+        positions[i] = int(position)
+    j_sink = gateway.jvm.dev.strata.flink.BatchedCassandraSink(
+        host,
+        int(port),
+        query,
+        positions,
+        batching.rows,
+        batching.max_buffered,
+        batching.max_delay_ms,
+        batching.max_concurrent_requests,
+    )
+    return SinkFunction(j_sink)
