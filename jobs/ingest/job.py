@@ -5,7 +5,8 @@ Graph::
 
     Kafka raw_logs (Table source: value bytes + partition/offset metadata)
       → parse-normalize-mask (Python: jobs.records) ──side──→ raw_logs_dlq (DataStream KafkaSink)
-      │                                            └─side──→ Cassandra (batched per partition, USING TTL)
+      │                                            └─side──→ (tenant, day, service) → Cassandra
+      ├→ warm projection (SQL) → Cassandra (batched per partition, USING TTL)
       → dedupe-by-log-id (SQL ROW_NUMBER, keep first, state TTL)
       → OpenSearch daily indices (opensearch-2, _id = log_id)      if the event is within hot_days
       → Parquet on s3a:// (filesystem, tenant/dt/hour partitions)  if past the group's mark
@@ -15,8 +16,7 @@ Delivery: every sink flushes (or commits) on checkpoints. OpenSearch and Cassand
 on ``log_id``; the append-only outputs (archive, logs, DLQ) take only messages past what the
 consumer group had already processed when the job started (:mod:`jobs.ingest.marks`), so a replay
 re-fills the first and does not repeat itself in the others. Cassandra takes rows before the dedupe
-step on purpose: its primary key already makes a repeated row a no-op, and the Python operator is
-the only place its list-typed column can be built.
+step on purpose: its primary key already makes a repeated row a no-op.
 """
 
 from __future__ import annotations
@@ -32,20 +32,18 @@ import orjson
 from connectors.cassandra.flink_sink import batched_cassandra_sink
 from infra.settings import Settings
 from jobs.ingest import names
-from jobs.ingest.logic import DeadLetter, TierPolicy, ingest_one, warm_row
+from jobs.ingest.logic import DeadLetter, TierPolicy, ingest_one
 from jobs.records.config import PipelineConfig
 from schemas.projections import (
     ARCHIVE_PARTITIONS,
     CQL_PARTITION_KEY,
     archive_flink_columns,
-    archive_partition,
     cql_columns,
-    cql_day,
     cql_insert,
     cql_insert_service,
     flink_sql_ddl,
 )
-from schemas.record import FIELDS, Kind
+from schemas.record import FIELDS, Kind, micros
 
 
 @dataclass(frozen=True)
@@ -137,8 +135,13 @@ class IngestOptions:
 # The archive keeps map-valued fields as JSON text (see schemas.projections.archive_flink_columns).
 JSON_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind in (Kind.STRING_MAP, Kind.COUNT_MAP))
 
+# Timestamps also as epoch microseconds: the warm tier's bigint columns.
+MICROS_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind is Kind.TIMESTAMP)
+
 EXTRA_COLUMNS: tuple[tuple[str, str], ...] = (
     *((f"{name}_json", "STRING") for name in JSON_FIELDS),
+    *((f"{name}_us", "BIGINT") for name in MICROS_FIELDS),
+    ("warm_ttl", "INT"),  # seconds left in the warm window, 0: not for the warm tier
     ("dt", "STRING"),
     ("hour", "STRING"),
     ("in_hot", "BOOLEAN"),
@@ -163,26 +166,10 @@ def _main_type() -> Any:
         Kind.STRING_LIST: Types.BASIC_ARRAY(Types.STRING()),
         Kind.COUNT_MAP: Types.MAP(Types.STRING(), Types.INT()),
     }
-    extra = {"STRING": Types.STRING(), "BOOLEAN": Types.BOOLEAN()}
+    extra = {"STRING": Types.STRING(), "BOOLEAN": Types.BOOLEAN(), "BIGINT": Types.LONG(), "INT": Types.INT()}
     names_ = [f.name for f in FIELDS] + [n for n, _ in EXTRA_COLUMNS]
     types = [by_kind[f.kind] for f in FIELDS] + [extra[t] for _, t in EXTRA_COLUMNS]
     return Types.ROW_NAMED(names_, types)
-
-
-def _warm_type() -> Any:
-    """Cassandra insert values in :func:`cql_columns` order, then the TTL; Java types the 3.x
-    driver binds directly (List, Map, Long, String, Integer)."""
-    from pyflink.common import Types
-
-    by_cql = {
-        "text": Types.STRING(),
-        "bigint": Types.LONG(),
-        "int": Types.INT(),
-        "map<text, text>": Types.MAP(Types.STRING(), Types.STRING()),
-        "map<text, int>": Types.MAP(Types.STRING(), Types.INT()),
-        "list<text>": Types.LIST(Types.STRING()),
-    }
-    return Types.ROW([by_cql[t] for _, t in cql_columns()] + [Types.INT()])
 
 
 # -- the Python operator --------------------------------------------------------------------
@@ -195,7 +182,6 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
     policy = TierPolicy(settings.hot_days, settings.warm_days)
     config = options.pipeline_config
     dlq_tag = OutputTag("dead-letters", _string_type())
-    warm_tag = OutputTag("warm-rows", _warm_type())
     services_tag = OutputTag("warm-services", _services_type())
     marks = dict(options.archived_through)
 
@@ -218,26 +204,31 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
                     yield dlq_tag, out.to_json()
                 return
             record, hot, warm, ttl = out
+            ts = record.timestamp
+            if ts.utcoffset():
+                ts = ts.astimezone(UTC)
+            # 'YYYY-MM-DD HH:MM:SS.ffffff', the text the SQL side casts to TIMESTAMP(6).
+            ts_text = ts.isoformat(sep=" ", timespec="microseconds")[:26]
+            dt, hour = ts_text[:10], ts_text[11:13]
             if warm:
-                row = warm_row(record, ttl)
-                yield warm_tag, Row(*row)
-                key = (record.tenant, cql_day(record.timestamp), record.service)
+                key = (record.tenant, dt, record.service)
                 if key not in self.services_seen:
                     if len(self.services_seen) > 100_000:
                         self.services_seen.clear()
                     self.services_seen.add(key)
                     yield services_tag, Row(*key, ttl)
-            dt, hour = archive_partition(record)
             values: list[Any] = []
             for f in FIELDS:
                 v = getattr(record, f.name)
                 if f.kind is Kind.TIMESTAMP:
-                    v = f"{v:%Y-%m-%d %H:%M:%S.%f}"
+                    v = ts_text if f.name == "timestamp" else f"{v:%Y-%m-%d %H:%M:%S.%f}"
                 elif f.name == "level":
                     v = str(v)
                 values.append(v)
             values += [orjson.dumps(getattr(record, name)).decode() for name in JSON_FIELDS]
+            values += [micros(getattr(record, name)) for name in MICROS_FIELDS]
             values += [
+                ttl if warm else 0,
                 dt,
                 hour,
                 hot,
@@ -247,7 +238,7 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
             ]
             yield Row(*values)
 
-    return ParseFunction(), dlq_tag, warm_tag, services_tag
+    return ParseFunction(), dlq_tag, services_tag
 
 
 def _services_type() -> Any:
@@ -371,6 +362,20 @@ def _record_select(*, json: bool = False) -> str:
     return ", ".join(out)
 
 
+def _warm_select() -> str:
+    """The Cassandra insert's values in :func:`cql_columns` order, then the TTL."""
+    derived = {"day": "`dt`"}
+    out = []
+    for name, _ in cql_columns():
+        if name in derived:
+            out.append(f"{derived[name]} AS `{name}`")
+        elif name in MICROS_FIELDS:
+            out.append(f"`{name}_us` AS `{name}`")
+        else:
+            out.append(f"`{name}`")
+    return ", ".join([*out, "`warm_ttl`"])
+
+
 # -- the graph ------------------------------------------------------------------------------
 
 
@@ -395,7 +400,7 @@ def build_processing(t_env: Any, raw: Any, settings: Settings, options: IngestOp
     from pyflink.table import Schema
 
     t_env.get_config().set("table.exec.state.ttl", f"{settings.dedupe_ttl_s} s")
-    parse, dlq_tag, warm_tag, services_tag = _parse_function(settings, options)
+    parse, dlq_tag, services_tag = _parse_function(settings, options)
     parsed = raw.process(parse, output_type=_main_type()).name(names.PARSE).uid(names.PARSE)
     t_env.create_temporary_view(
         "parsed",
@@ -411,10 +416,13 @@ def build_processing(t_env: Any, raw: Any, settings: Settings, options: IngestOp
             "(PARTITION BY `log_id` ORDER BY `proc_time` ASC) AS rn FROM parsed) WHERE rn = 1"
         ),
     )
+    # Warm rows are projected on the Java side from the same parsed stream, before the dedupe (the
+    # table's primary key makes a repeated row a no-op): one row type crosses from Python, not two.
+    warm = t_env.sql_query(f"SELECT {_warm_select()} FROM parsed WHERE `warm_ttl` > 0")
     return Processed(
         "deduped",
         parsed.get_side_output(dlq_tag),
-        parsed.get_side_output(warm_tag),
+        t_env.to_data_stream(warm),
         parsed.get_side_output(services_tag),
     )
 

@@ -7,12 +7,10 @@ import base64
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from jobs.records.pipeline import RecordPipeline
-from schemas.projections import to_cql_row
 from schemas.record import Record, micros
 from schemas.rejection import Rejected
 
@@ -99,9 +97,4 @@ def archive_marks(
     return out
 
 
-def warm_row(record: Record, ttl_s: int) -> tuple[Any, ...]:
-    """Cassandra insert values (:func:`schemas.projections.cql_insert` order) followed by the TTL."""
-    return (*to_cql_row(record), ttl_s)
-
-
-__all__ = ["DeadLetter", "TierPolicy", "archive_marks", "ingest_one", "warm_row"]
+__all__ = ["DeadLetter", "TierPolicy", "archive_marks", "ingest_one"]

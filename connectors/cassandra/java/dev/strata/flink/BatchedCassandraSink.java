@@ -9,6 +9,7 @@ import com.datastax.driver.core.Session;
 import com.datastax.driver.core.Statement;
 import java.io.IOException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -98,7 +99,9 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
     checkFailure();
     Object[] values = new Object[row.getArity()];
     for (int i = 0; i < values.length; i++) {
-      values[i] = row.getField(i);
+      Object value = row.getField(i);
+      // SQL arrays arrive as Java arrays; the driver binds CQL lists from java.util.List only.
+      values[i] = value instanceof Object[] ? Arrays.asList((Object[]) value) : value;
     }
     List<Object> key = new ArrayList<>(partitionKey.length);
     for (int position : partitionKey) {
