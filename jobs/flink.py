@@ -78,9 +78,8 @@ def stream_environment(
     config.set_string("pipeline.jars", ";".join(flink_jar_urls(settings)))
     # In local mode PyFlink runs every Python worker inside this client process ("loopback"), so
     # all subtasks of a Python operator take turns on one interpreter lock. One worker process per
-    # subtask (what a cluster does) took the ingest job from ~3,100 to ~4,200 records/s at
-    # parallelism 2 (docs/benchmarks.md, "Ingest job"). Workers are started with this interpreter,
-    # the one that has Strata and pyflink.
+    # subtask (what a cluster does) lets them run on both cores. Workers are started with this
+    # interpreter, the one that has Strata and pyflink.
     os.environ.setdefault("_python_worker_execution_mode", "process")
     config.set_string("python.executable", sys.executable)
     # S3A deletes "directory marker" objects after each commit on a background pool; in local mode

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,51 @@ def test_warm_folder_is_returned_without_fetching(tmp_path: Path, monkeypatch: p
         raise AssertionError("a warm folder must not call Maven")
 
     monkeypatch.setattr(flink_jars, "fetch", no_fetch)
+    own = tmp_path / "strata-flink.jar"
+    monkeypatch.setattr(flink_jars, "strata_jar", lambda _settings: own)
     urls = flink_jars.flink_jar_urls(settings)
     # Only top-level jars go on the classpath: a plugin there would defeat its own class loader.
-    assert urls == [(lib / "a.jar").resolve().as_uri(), (lib / "b.jar").resolve().as_uri()]
+    # Strata's own jar (compiled from connectors/*/java) comes last.
+    assert urls == [(lib / "a.jar").resolve().as_uri(), (lib / "b.jar").resolve().as_uri(), own.as_uri()]
     assert flink_jars.job_process_env(settings, {})["FLINK_PLUGINS_DIR"] == str((lib / "plugins").resolve())
+
+
+def _warm_lib(settings: Settings) -> None:
+    lib = settings.flink_lib_dir
+    lib.mkdir(parents=True)
+    (lib / f"{flink_jars._MANIFEST_PREFIX}{flink_jars._digest(settings)}").write_text("")
+
+
+def test_strata_jar_is_compiled_once_from_the_java_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(home=tmp_path / "home")
+    _warm_lib(settings)
+    src = tmp_path / "java" / "dev" / "example"
+    src.mkdir(parents=True)
+    (src / "Hello.java").write_text(
+        "package dev.example; public class Hello { public int n() { return 1; } }"
+    )
+    monkeypatch.setattr(flink_jars, "JAVA_SOURCE_ROOTS", (tmp_path / "java",))
+    jar = flink_jars.strata_jar(settings)
+    assert "dev/example/Hello.class" in zipfile.ZipFile(jar).namelist()
+    mtime = jar.stat().st_mtime_ns
+    assert flink_jars.strata_jar(settings) == jar and jar.stat().st_mtime_ns == mtime  # cached
+    (src / "Hello.java").write_text(
+        "package dev.example; public class Hello { public int n() { return 2; } }"
+    )
+    rebuilt = flink_jars.strata_jar(settings)
+    assert rebuilt != jar and rebuilt.exists() and not jar.exists()  # a changed source, a new jar
+
+
+def test_a_java_compile_error_is_reported_with_javac_s_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(home=tmp_path / "home")
+    _warm_lib(settings)
+    src = tmp_path / "java"
+    src.mkdir()
+    (src / "Broken.java").write_text("public class Broken { int x = ; }")
+    monkeypatch.setattr(flink_jars, "JAVA_SOURCE_ROOTS", (src,))
+    with pytest.raises(flink_jars.FlinkJarsError, match=r"javac failed:[\s\S]*Broken\.java"):
+        flink_jars.strata_jar(settings)
