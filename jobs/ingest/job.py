@@ -38,6 +38,7 @@ from schemas.projections import (
     ARCHIVE_PARTITIONS,
     CQL_PARTITION_KEY,
     archive_flink_columns,
+    archive_partition,
     cql_columns,
     cql_insert,
     cql_insert_service,
@@ -204,12 +205,7 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
                     yield dlq_tag, out.to_json()
                 return
             record, hot, warm, ttl = out
-            ts = record.timestamp
-            if ts.utcoffset():
-                ts = ts.astimezone(UTC)
-            # 'YYYY-MM-DD HH:MM:SS.ffffff', the text the SQL side casts to TIMESTAMP(6).
-            ts_text = ts.isoformat(sep=" ", timespec="microseconds")[:26]
-            dt, hour = ts_text[:10], ts_text[11:13]
+            dt, hour = archive_partition(record)  # dt is also the warm table's day (cql_day)
             if warm:
                 key = (record.tenant, dt, record.service)
                 if key not in self.services_seen:
@@ -221,7 +217,7 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
             for f in FIELDS:
                 v = getattr(record, f.name)
                 if f.kind is Kind.TIMESTAMP:
-                    v = ts_text if f.name == "timestamp" else f"{v:%Y-%m-%d %H:%M:%S.%f}"
+                    v = _sql_timestamp(v)
                 elif f.name == "level":
                     v = str(v)
                 values.append(v)
@@ -239,6 +235,13 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
             yield Row(*values)
 
     return ParseFunction(), dlq_tag, services_tag
+
+
+def _sql_timestamp(ts: datetime) -> str:
+    """'YYYY-MM-DD HH:MM:SS.ffffff' in UTC, the text the SQL side casts to TIMESTAMP(6)."""
+    if ts.utcoffset():
+        ts = ts.astimezone(UTC)
+    return ts.isoformat(sep=" ", timespec="microseconds")[:26]
 
 
 def _services_type() -> Any:
