@@ -17,10 +17,13 @@ JAVA_CLASS = "dev.strata.flink.BatchedCassandraSink"
 
 @dataclass(frozen=True)
 class Batching:
-    """When buffered rows are sent: a partition's group reaching ``rows``, ``max_buffered`` rows in
-    all, the oldest waiting ``max_delay_ms`` (checked as rows arrive), and on every checkpoint."""
+    """When buffered rows are sent: a partition's group reaching ``rows`` rows or about ``bytes``
+    bytes, ``max_buffered`` rows in all, the oldest waiting ``max_delay_ms`` (checked as rows
+    arrive), and on every checkpoint. A batch is one mutation, and Cassandra refuses one larger
+    than half a commit-log segment (16 MiB by default): records of up to a MiB each stay far below."""
 
     rows: int = 64
+    bytes: int = 1024 * 1024
     max_buffered: int = 8192
     max_delay_ms: int = 1000
     max_concurrent_requests: int = 16
@@ -44,6 +47,7 @@ def batched_cassandra_sink(
         query,
         positions,
         batching.rows,
+        batching.bytes,
         batching.max_buffered,
         batching.max_delay_ms,
         batching.max_concurrent_requests,

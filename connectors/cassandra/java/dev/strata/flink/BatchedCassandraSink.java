@@ -33,7 +33,9 @@ import org.apache.flink.types.Row;
  * partitions (tenant, service, day).
  *
  * <p>Delivery: rows are buffered per partition and sent when a partition's group reaches {@code
- * batchRows}, when {@code maxBufferedRows} are buffered in all, or {@code maxDelayMillis} after
+ * batchRows} rows or about {@code batchBytes} bytes (one batch is one mutation, and Cassandra
+ * refuses a mutation of more than half a commit-log segment), when {@code maxBufferedRows} are
+ * buffered in all, or {@code maxDelayMillis} after
  * the oldest buffered row arrived (checked as rows arrive). On every checkpoint the buffer is
  * sent and the sink waits for every request in flight, so a completed checkpoint means every row
  * before it is in Cassandra. A failed request fails the job (it restarts from its last checkpoint
@@ -47,6 +49,7 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
   private final String query;
   private final int[] partitionKey;
   private final int batchRows;
+  private final long batchBytes;
   private final int maxBufferedRows;
   private final long maxDelayMillis;
   private final int maxConcurrentRequests;
@@ -56,7 +59,7 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
   private transient PreparedStatement prepared;
   private transient Semaphore permits;
   private transient AtomicReference<Throwable> failure;
-  private transient Map<List<Object>, List<Object[]>> buffer;
+  private transient Map<List<Object>, Group> buffer;
   private transient int buffered;
   private transient long oldestMillis;
 
@@ -70,6 +73,7 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
       String query,
       int[] partitionKey,
       int batchRows,
+      long batchBytes,
       int maxBufferedRows,
       long maxDelayMillis,
       int maxConcurrentRequests) {
@@ -78,6 +82,7 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
     this.query = query;
     this.partitionKey = partitionKey.clone();
     this.batchRows = Math.max(1, batchRows);
+    this.batchBytes = Math.max(1, batchBytes);
     this.maxBufferedRows = Math.max(this.batchRows, maxBufferedRows);
     this.maxDelayMillis = maxDelayMillis;
     this.maxConcurrentRequests = Math.max(1, maxConcurrentRequests);
@@ -110,13 +115,14 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
     if (buffered == 0) {
       oldestMillis = System.currentTimeMillis();
     }
-    List<Object[]> group = buffer.computeIfAbsent(key, k -> new ArrayList<>());
-    group.add(values);
+    Group group = buffer.computeIfAbsent(key, k -> new Group());
+    group.rows.add(values);
+    group.bytes += estimatedBytes(values);
     buffered++;
-    if (group.size() >= batchRows) {
+    if (group.rows.size() >= batchRows || group.bytes >= batchBytes) {
       buffer.remove(key);
-      buffered -= group.size();
-      send(group);
+      buffered -= group.rows.size();
+      send(group.rows);
     }
     if (buffered >= maxBufferedRows || System.currentTimeMillis() - oldestMillis >= maxDelayMillis) {
       sendBuffered();
@@ -124,12 +130,50 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
   }
 
   private void sendBuffered() throws IOException, InterruptedException {
-    for (List<Object[]> group : buffer.values()) {
-      send(group);
+    for (Group group : buffer.values()) {
+      send(group.rows);
     }
     buffer.clear();
     buffered = 0;
     oldestMillis = System.currentTimeMillis();
+  }
+
+  /** The rows of one partition waiting to be sent, and roughly how many bytes they bind. */
+  private static final class Group {
+    final List<Object[]> rows = new ArrayList<>();
+    long bytes;
+  }
+
+  /** A rough size of a row's values: characters of text, 8 bytes for anything else. */
+  static long estimatedBytes(Object value) {
+    if (value == null) {
+      return 1;
+    }
+    if (value instanceof CharSequence) {
+      return ((CharSequence) value).length();
+    }
+    if (value instanceof Object[]) {
+      long n = 0;
+      for (Object item : (Object[]) value) {
+        n += estimatedBytes(item);
+      }
+      return n;
+    }
+    if (value instanceof Iterable) {
+      long n = 0;
+      for (Object item : (Iterable<?>) value) {
+        n += estimatedBytes(item);
+      }
+      return n;
+    }
+    if (value instanceof Map) {
+      long n = 0;
+      for (Map.Entry<?, ?> e : ((Map<?, ?>) value).entrySet()) {
+        n += estimatedBytes(e.getKey()) + estimatedBytes(e.getValue());
+      }
+      return n;
+    }
+    return 8;
   }
 
   private void send(List<Object[]> group) throws IOException, InterruptedException {
