@@ -143,6 +143,13 @@ class PipelineConfig(_Model):
     lowercase_host: bool = True
 
     max_message_bytes: int = Field(default=64 * 1024, ge=256)
+    max_attribute_bytes: int = Field(
+        default=4096,
+        ge=64,
+        le=7680,
+        description="longer attribute values are cut: both stores index each value as one term "
+        "(OpenSearch refuses terms over 32 KiB, Cassandra's SAI over 8 KiB)",
+    )
     max_line_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="raw inputs above this are rejected"
     )

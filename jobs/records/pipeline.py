@@ -87,6 +87,7 @@ class RecordPipeline:
         self._mask_enabled = cfg.masking.enabled
         self._mine_enabled = cfg.mining.enabled
         self._max_message_bytes = cfg.max_message_bytes
+        self._max_attribute_bytes = cfg.max_attribute_bytes
         self._meta_cache: dict[tuple[str, str], tuple[str | None, str | None, dict[str, str]]] = {}
 
     # -- entry points ------------------------------------------------------------------------
@@ -357,6 +358,11 @@ class RecordPipeline:
             trace_id = trace_id.strip().lower() or None
         if span_id is not None:
             span_id = span_id.strip().lower() or None
+        # Ids are exact-match index terms; something this long is not one, so it stays an attribute.
+        if trace_id is not None and len(trace_id) > MAX_ID_CHARS:
+            attrs["trace_id_raw"], trace_id = trace_id, None
+        if span_id is not None and len(span_id) > MAX_ID_CHARS:
+            attrs["span_id_raw"], span_id = span_id, None
 
         # identity, on normalized unmasked values (see the module docstring)
         h = hashlib.blake2b(digest_size=16, key=self._id_key)
@@ -386,6 +392,8 @@ class RecordPipeline:
                 message = encoded[:limit].decode("utf-8", "ignore")
                 tags.append("truncated")
                 attrs["original_size"] = str(len(encoded))
+        if attrs:
+            attrs = _limit_attributes(attrs, self._max_attribute_bytes, tags)
 
         # pattern
         pattern_id = pattern = None
@@ -415,6 +423,34 @@ class RecordPipeline:
             pattern,
             counts,
         )
+
+
+MAX_ID_CHARS = 256
+MAX_ATTRIBUTE_KEY_CHARS = 256
+
+
+def _limit_attributes(attrs: dict[str, str], limit: int, tags: list[str]) -> dict[str, str]:
+    """Values cut to ``limit`` UTF-8 bytes and keys to :data:`MAX_ATTRIBUTE_KEY_CHARS` characters,
+    tagging the record ``attribute_truncated``; ``attrs`` itself when nothing is too long.
+
+    Both stores index every attribute as one term (OpenSearch's flat_object, Cassandra's SAI on the
+    map's entries) and refuse a whole write with an oversized term, so a record that kept one would
+    never be stored."""
+    if all(len(v) * 4 <= limit and len(k) <= MAX_ATTRIBUTE_KEY_CHARS for k, v in attrs.items()):
+        return attrs
+    out: dict[str, str] = {}
+    cut = False
+    for key, value in attrs.items():
+        if len(key) > MAX_ATTRIBUTE_KEY_CHARS:
+            key, cut = key[:MAX_ATTRIBUTE_KEY_CHARS], True
+        if len(value) * 4 > limit:
+            encoded = value.encode("utf-8")
+            if len(encoded) > limit:
+                value, cut = encoded[:limit].decode("utf-8", "ignore"), True
+        out.setdefault(key, value)
+    if cut:
+        tags.append("attribute_truncated")
+    return out
 
 
 def _name(value: str | None, default: str, lower: bool) -> str:

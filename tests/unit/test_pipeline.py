@@ -56,6 +56,31 @@ def test_default_size_limit_is_64_kib() -> None:
     assert len(r.message) == 65536 and "truncated" in r.tags
 
 
+def _entry(**entry: object) -> RawEnvelope:
+    return RawEnvelope(tenant="t", received_at=ARRIVAL, entry={"message": "m", **entry})
+
+
+def test_long_attribute_values_and_keys_are_cut_to_what_the_stores_index() -> None:
+    # Both stores index each attribute as one term and refuse a write with an oversized one.
+    r = ok(RecordPipeline().process(_entry(payload="é" * 5000, small="ok", **{"k" * 300: "v"})))
+    assert len(r.attributes["payload"].encode()) <= 4096 and r.attributes["payload"].startswith("éé")
+    assert r.attributes["small"] == "ok" and r.attributes["k" * 256] == "v"
+    assert max(len(k) for k in r.attributes) == 256 and "attribute_truncated" in r.tags
+    short = ok(RecordPipeline(PipelineConfig(max_attribute_bytes=64)).process(_entry(payload="x" * 65)))
+    assert short.attributes["payload"] == "x" * 64
+
+
+def test_records_with_short_attributes_are_not_tagged() -> None:
+    r = ok(RecordPipeline().process(_entry(payload="x" * 4096)))
+    assert r.attributes["payload"] == "x" * 4096 and "attribute_truncated" not in r.tags
+
+
+def test_an_id_too_long_to_be_one_stays_an_attribute() -> None:
+    r = ok(RecordPipeline().process(_entry(traceId="a" * 300, spanId="b" * 16)))
+    assert r.trace_id is None and r.attributes["trace_id_raw"] == "a" * 300
+    assert r.span_id == "b" * 16
+
+
 def test_oversized_input_is_rejected() -> None:
     pipeline = RecordPipeline(PipelineConfig(max_line_bytes=2048))
     r = line(pipeline, b"x" * 4096)
