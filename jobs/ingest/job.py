@@ -334,6 +334,12 @@ def cold_sink_ddl(options: IngestOptions) -> str:
     )
 
 
+# A record (up to a 1 MiB line's worth of attributes, plus its message) and a dead letter (the
+# original bytes, base64 when they are not UTF-8) can pass the producer's 1 MB default; the
+# stack's broker takes up to 10 MiB, so the producers may send up to 8.
+SINK_MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+
 def logs_sink_ddl(settings: Settings, options: IngestOptions) -> str:
     opts = {
         "connector": "kafka",
@@ -346,6 +352,7 @@ def logs_sink_ddl(settings: Settings, options: IngestOptions) -> str:
         "sink.delivery-guarantee": "at-least-once",
         "properties.compression.type": "zstd",
         "properties.linger.ms": "20",
+        "properties.max.request.size": str(SINK_MAX_REQUEST_BYTES),
     }
     columns = "  `kafka_key` STRING,\n  `json` STRING"
     return f"CREATE TEMPORARY TABLE logs_sink (\n{columns}\n) WITH (\n{_with(opts)}\n)"
@@ -439,6 +446,7 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
     dlq_sink = (
         KafkaSink.builder()
         .set_bootstrap_servers(settings.kafka_servers)
+        .set_property("max.request.size", str(SINK_MAX_REQUEST_BYTES))
         .set_record_serializer(
             KafkaRecordSerializationSchema.builder()
             .set_topic(options.dlq_topic)

@@ -204,3 +204,64 @@ def test_ingest_fills_each_tier_once_and_dead_letters_bad_input(run_names: Run) 
     assert len(dead) == n_malformed
     assert all(d["reason_code"] and d["source"]["topic"] == s.raw_topic for d in dead)
     assert {d["original"] for d in dead} >= {"not an envelope", ""}
+
+
+def test_large_records_reach_every_tier(run_names: Run) -> None:
+    """Large records, all of one Cassandra partition: the warm tier writes a partition's rows in
+    batches, and a batch is one mutation, which Cassandra refuses above half a commit-log segment
+    (16 MiB); 60 records of ~800 KB must all land, and the job must finish, not loop. An attribute
+    too long for either store's index and a 40 KB "trace id" are cut or kept aside, not fatal."""
+    s = run_names.settings
+    now = datetime.now(UTC)
+
+    def envelope(i: int, **attributes: str) -> bytes:
+        entry = {"timestamp": (now - timedelta(seconds=i)).isoformat(), "level": "info"}
+        entry |= {"message": f"upload {i} stored", "service": "uploads", **attributes}
+        return RawEnvelope(tenant="acme", received_at=now, entry=entry).encode()
+
+    big = {f"part{k:03d}": "x" * 4000 for k in range(200)}
+    messages = [envelope(i, **big) for i in range(60)]
+    messages.append(envelope(60, payload="y" * 400_000, traceId="f" * 40_000))
+    produce(s, s.raw_topic, messages)
+    pipeline = RecordPipeline()
+    expected = {r.log_id: r for m in messages if isinstance(r := pipeline.process(m), Record)}
+    assert len(expected) == 61
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra.cli",
+            "job",
+            "run",
+            "ingest",
+            "--from",
+            "earliest",
+            "--bounded",
+            "--fresh",
+        ],
+        env={**os.environ, **run_names.env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    from cassandra.cluster import Cluster
+    from opensearchpy import OpenSearch
+
+    cluster = Cluster(s.cassandra_contact_points, port=s.cassandra_port)
+    session = cluster.connect(s.cassandra_keyspace)
+    rows = list(session.execute(f"SELECT log_id, attributes, tags FROM {s.cassandra_table}", timeout=60))
+    cluster.shutdown()
+    assert sorted(r.log_id for r in rows) == sorted(expected)
+    for r in rows:
+        assert r.attributes == expected[r.log_id].attributes
+    cut = next(r for r in rows if "payload" in r.attributes)
+    assert len(cut.attributes["payload"]) == 4096 and "attribute_truncated" in cut.tags
+
+    client = OpenSearch(s.opensearch_endpoint)
+    client.indices.refresh(index=f"{s.opensearch_index_prefix}-*")
+    hits = client.search(index=f"{s.opensearch_index_prefix}-*", body={"size": 100, "_source": ["tags"]})
+    assert sorted(h["_id"] for h in hits["hits"]["hits"]) == sorted(expected)
+    assert sorted(v["log_id"] for v in map(orjson.loads, topic_values(s, s.logs_topic))) == sorted(expected)
