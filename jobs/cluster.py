@@ -35,7 +35,7 @@ from infra.settings import REPO_ROOT, Settings
 
 # The packages the jobs import; shipped with every submission so a cluster's Python workers load
 # this checkout's code, not whatever version is installed there.
-PACKAGES = ("jobs", "schemas", "infra")
+PACKAGES = ("jobs", "schemas", "infra", "connectors")
 PACKAGE_ZIP = "strata.zip"
 
 # Entry modules run by `flink run -pym`, per job.

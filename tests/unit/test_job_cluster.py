@@ -39,9 +39,31 @@ def test_package_holds_the_packages_at_its_root(tmp_path: Path) -> None:
         "jobs/records/pipeline.py",
         "schemas/record.py",
         "infra/settings.py",
+        "connectors/cassandra/flink_sink.py",
     ):
         assert module in names
     assert not any("__pycache__" in n or n.startswith(("tests/", "api/", ".")) for n in names)
+
+
+def test_package_holds_every_module_the_entry_modules_import(tmp_path: Path) -> None:
+    # The cluster's Python workers import the job from the zip alone.
+    import importlib
+    import sys
+
+    from jobs.cluster import ENTRY_MODULES, REPO_ROOT
+
+    for module in ENTRY_MODULES.values():
+        importlib.import_module(module)
+        importlib.import_module(module.rsplit(".", 1)[0] + ".job")
+    packages = {p.parent.name for p in REPO_ROOT.glob("*/__init__.py")} - {"tests"}
+    ours = set()
+    for m in list(sys.modules.values()):
+        file = getattr(m, "__file__", None)
+        if file and m.__name__.split(".")[0] in packages:
+            ours.add(Path(file).resolve().relative_to(REPO_ROOT).as_posix())
+    names = set(zipfile.ZipFile(package_zip(tmp_path / "strata.zip")).namelist())
+    assert {"jobs/ingest/job.py", "connectors/cassandra/flink_sink.py"} <= ours
+    assert ours <= names, sorted(ours - names)
 
 
 def test_run_command_ships_code_settings_and_arguments() -> None:
