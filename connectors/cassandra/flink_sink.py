@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-JAVA_CLASS = "dev.strata.flink.BatchedCassandraSink"
-
 
 @dataclass(frozen=True)
 class Batching:
