@@ -55,6 +55,29 @@ def run_names(settings: Settings, require, unique_name) -> Iterator[Run]:
         cleanup_tiers(run_settings)
 
 
+def _run_bounded(run: Run) -> None:
+    """`strata job run ingest --from earliest --bounded --fresh` on this test's names, to the end."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra.cli",
+            "job",
+            "run",
+            "ingest",
+            "--from",
+            "earliest",
+            "--bounded",
+            "--fresh",
+        ],
+        env={**os.environ, **run.env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def _messages(now: datetime) -> tuple[list[bytes], int]:
     """A realistic mix: formats, services, PII, duplicates, bad input, old events. Returns the
     messages and how many of them are malformed."""
@@ -110,25 +133,7 @@ def test_ingest_fills_each_tier_once_and_dead_letters_bad_input(run_names: Run) 
     warm = {lid for lid, a in age.items() if a < timedelta(days=s.warm_days)}
     assert len(expected) == 120 * 3 + 20 and len(hot) == 360 and len(warm) == 370
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "infra.cli",
-            "job",
-            "run",
-            "ingest",
-            "--from",
-            "earliest",
-            "--bounded",
-            "--fresh",
-        ],
-        env={**os.environ, **run_names.env},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run_bounded(run_names)
 
     # Hot: OpenSearch, daily indices by event day, _id = log_id.
     from opensearchpy import OpenSearch
@@ -227,25 +232,7 @@ def test_large_records_reach_every_tier(run_names: Run) -> None:
     expected = {r.log_id: r for m in messages if isinstance(r := pipeline.process(m), Record)}
     assert len(expected) == 61
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "infra.cli",
-            "job",
-            "run",
-            "ingest",
-            "--from",
-            "earliest",
-            "--bounded",
-            "--fresh",
-        ],
-        env={**os.environ, **run_names.env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run_bounded(run_names)
 
     from cassandra.cluster import Cluster
     from opensearchpy import OpenSearch
