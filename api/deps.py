@@ -22,7 +22,7 @@ import psycopg
 from fastapi import Depends, HTTPException, Request, status
 from psycopg_pool import AsyncConnectionPool
 
-from api.ratelimit import RateLimiter
+from api.collector.ratelimit import RateLimiter
 from connectors.kafka.producer import Producer
 from connectors.postgres import tenants
 from infra.settings import Settings

@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.collector.ratelimit import RateLimiter
 from api.deps import CollectorState
-from api.ratelimit import RateLimiter
 from api.routers import alerts, elastic, health, ingest, otlp, search, tail, tenants, upload
 from api.routers.search import close_search
 from connectors.kafka.producer import Producer, producer_config

@@ -33,9 +33,10 @@ import httpx
 
 from infra.settings import REPO_ROOT, Settings
 
-# The packages the jobs import; shipped with every submission so a cluster's Python workers load
-# this checkout's code, not whatever version is installed there.
-PACKAGES = ("jobs", "schemas", "infra", "connectors")
+# What the jobs import, shipped with every submission so a cluster's Python workers load this
+# checkout's code, not whatever version is installed there. Of infra/ only the settings: the
+# local stack and the command line stay behind.
+PACKAGES = ("core", "jobs", "schemas", "connectors", "infra/__init__.py", "infra/settings.py")
 PACKAGE_ZIP = "strata.zip"
 
 # Entry modules run by `flink run -pym`, per job.
@@ -97,7 +98,8 @@ def package_zip(dest: Path, *, root: Path = REPO_ROOT, packages: Sequence[str] =
     """
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
         for package in packages:
-            for path in sorted((root / package).rglob("*")):
+            top = root / package
+            for path in sorted(top.rglob("*")) if top.is_dir() else [top]:
                 if path.is_file() and "__pycache__" not in path.parts:
                     zf.write(path, path.relative_to(root).as_posix())
     return dest
@@ -156,7 +158,7 @@ def submit_environment(settings: Settings, base: Mapping[str, str] | None = None
     """Environment of ``flink run``: Strata's settings travel to the job's driver process as is,
     ``STRATA_HOME`` made absolute so the driver finds the connector jars from any folder. The
     client logs to ``<STRATA_HOME>/logs/flink/submit-<pid>/``."""
-    from infra.stack.flink_jars import job_process_env
+    from jobs.flink import job_process_env
 
     env = job_process_env(settings, base)
     env["STRATA_HOME"] = str(settings.home.resolve())

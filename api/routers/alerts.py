@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field, ValidationError
 from api.deps import AdminKey, Principal, StateDep
 from api.routers.search import EngineDep
 from api.search.engine import SearchEngine
-from jobs.alerts import store
-from jobs.alerts.rules import Rule, RuleSpec
+from connectors.postgres import alerts as store
+from core.alerts.rules import Rule, RuleSpec
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
@@ -210,7 +210,7 @@ def _tier_reader(engine: SearchEngine) -> Any:
     async def fetch(
         settings: Any, tenant: str, q: str, start: datetime, end: datetime, limit: int
     ) -> tuple[list[Any], list[str]]:
-        from schemas.query import parse
+        from core.query import parse
         from schemas.record import micros
 
         ast = parse(q or None)
@@ -223,7 +223,7 @@ def _tier_reader(engine: SearchEngine) -> Any:
             )
             failed = [r for r in result.tiers if r.status != "ok"]
             if failed:
-                from jobs.alerts.backtest import BacktestUnavailable
+                from core.alerts.backtest import BacktestUnavailable
 
                 raise BacktestUnavailable(
                     "the "
@@ -261,7 +261,7 @@ async def test_rule(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="'to' must be after 'from'")
     if end - start > timedelta(days=31):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="test a rule over at most 31 days at once")
-    from jobs.alerts.backtest import BacktestUnavailable, backtest
+    from core.alerts.backtest import BacktestUnavailable, backtest
 
     try:
         result = await backtest(state.settings, stored.rule, start, end, fetch=_tier_reader(engine))

@@ -17,10 +17,10 @@ import orjson
 from fastapi import APIRouter, Path, Request, Response, status
 
 from api import metrics
-from api.batch import Outcome
+from api.collector.batch import Outcome
+from api.collector.encoder import EnvelopeEncoder
+from api.collector.publish import load_body, publish
 from api.deps import IngestKey, StateDep, check_rate
-from api.envelope import EnvelopeEncoder
-from api.publish import load_body, publish
 from api.responses import JSONBytes
 from schemas.rejection import RejectReason
 

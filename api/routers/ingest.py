@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 
 from api import metrics
-from api.batch import PayloadError, decode_json_batch
+from api.collector.batch import PayloadError, decode_json_batch
+from api.collector.encoder import EnvelopeEncoder
+from api.collector.publish import load_body, publish
 from api.deps import IngestKey, StateDep, check_rate
-from api.envelope import EnvelopeEncoder
-from api.publish import load_body, publish
 from api.responses import JSONBytes
 
 router = APIRouter(prefix="/v1/logs", tags=["ingest"])

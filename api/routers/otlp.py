@@ -17,10 +17,10 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from api import metrics
-from api.batch import NOT_AN_OBJECT, Outcome
+from api.collector.batch import NOT_AN_OBJECT, Outcome
+from api.collector.encoder import EnvelopeEncoder
+from api.collector.publish import load_body, publish
 from api.deps import IngestKey, StateDep, check_rate
-from api.envelope import EnvelopeEncoder
-from api.publish import load_body, publish
 from schemas.record import format_ts
 from schemas.rejection import RejectReason
 

@@ -15,7 +15,7 @@ from api.deps import Principal, StateDep, require
 from api.responses import JSONBytes
 from api.search.engine import SearchEngine, SearchResult, TierReport
 from api.search.params import Cursor, Filters, duration_s, resolve_range
-from schemas.query import Node, Position, QueryError, Term, and_all
+from core.query import Node, Position, QueryError, Term, and_all
 from schemas.record import Record, format_ts, from_micros, micros, parse_ts
 
 router = APIRouter(prefix="/v1/logs", tags=["search"])

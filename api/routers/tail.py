@@ -16,7 +16,7 @@ from api.deps import CollectorState, Principal, StateDep, require
 from api.responses import JSONBytes
 from api.search.params import Filters, parse_time
 from api.search.tail import TailHub, decode_position, encode_position
-from schemas.query import Node, QueryError
+from core.query import Node, QueryError
 
 router = APIRouter(prefix="/v1/logs", tags=["tail"])
 

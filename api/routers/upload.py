@@ -12,8 +12,8 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
+from api.collector.upload import process_upload
 from api.deps import IngestKey, StateDep
-from api.upload import process_upload
 from connectors.postgres import tenants
 
 router = APIRouter(prefix="/v1/logs", tags=["ingest"])

@@ -1,7 +1,7 @@
 """One search over three tiers: route a time range by the tier windows, ask each tier its slice in
 parallel, merge in order without duplicates, and say how each tier did.
 
-Routing matches the ingest job's admission (``jobs.ingest.logic.TierPolicy``): a record is hot while
+Routing matches the ingest job's admission (``core.ingest.TierPolicy``): a record is hot while
 younger than ``hot_days``, warm while younger than ``warm_days``, and always cold. At query time the
 newest slice goes to OpenSearch, the next to Cassandra and the rest to the Parquet archive; every
 record of a slice is in that slice's tier, because a record only ages out of a tier after it has
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from core.query import Node, Position, TierPage, TierQuery, order_key
 from infra.settings import Settings
-from schemas.query import Node, Position, TierPage, TierQuery, order_key
 from schemas.record import Record, format_ts, from_micros, micros
 
 log = logging.getLogger("strata.search")

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from schemas.query import (
+from core.query import (
     Node,
     Or,
     Position,

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from core.query import Node, QueryError, matches
 from infra.settings import Settings
-from schemas.query import Node, QueryError, matches
 from schemas.record import Record
 
 log = logging.getLogger("strata.tail")

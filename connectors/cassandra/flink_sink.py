@@ -1,6 +1,6 @@
 """Writing the warm tier from a Flink job: :class:`dev.strata.flink.BatchedCassandraSink`.
 
-The Java class (``connectors/cassandra/java``, built by :func:`infra.stack.flink_jars.strata_jar`)
+The Java class (``connectors/cassandra/java``, built by the development stack or any Java build)
 binds each row to one prepared statement and sends rows that share a partition as one UNLOGGED
 batch, flushing everything on each checkpoint. Flink's own Cassandra sink sends a request per row,
 which cost Cassandra about twice the CPU per row (docs/benchmarks.md, "Warm tier writes").

@@ -3,7 +3,7 @@
 A search visits the partitions of its time slice day by day, in its order, the services of a day in
 parallel (bounded). Conditions that an index can answer exactly — the service (partition key), and
 ``field:value`` on a column with a storage-attached index — go into the CQL as bound values; the
-whole condition is then checked on every row read with :func:`schemas.query.matches`, within a
+whole condition is then checked on every row read with :func:`core.query.matches`, within a
 bounded scan that the result reports when it runs out. Nothing the user typed becomes CQL text.
 """
 
@@ -22,8 +22,8 @@ from cassandra.cluster import Cluster, PreparedStatement, Session
 from cassandra.policies import RoundRobinPolicy
 from cassandra.query import SimpleStatement, dict_factory
 
+from core.query import Node, Or, Term, TierPage, TierQuery, attribute_key, conjuncts, matches
 from schemas.projections import CQL_SERVICES_SUFFIX, cql_columns, cql_day, from_cql_row
-from schemas.query import Node, Or, Term, TierPage, TierQuery, attribute_key, conjuncts, matches
 from schemas.record import Record, from_micros, micros
 
 _COLUMNS = [n for n, _ in cql_columns() if n != "day"]

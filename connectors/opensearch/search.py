@@ -15,8 +15,7 @@ import orjson
 from opensearchpy import OpenSearch
 from opensearchpy.serializer import JSONSerializer
 
-from schemas.projections import from_opensearch_doc, opensearch_index_name
-from schemas.query import (
+from core.query import (
     And,
     Exists,
     MatchAll,
@@ -31,6 +30,7 @@ from schemas.query import (
     TierQuery,
     attribute_key,
 )
+from schemas.projections import from_opensearch_doc, opensearch_index_name
 from schemas.record import Level, Record, format_ts, from_micros
 
 TRACK_TOTAL_UP_TO = 10_000
@@ -59,7 +59,7 @@ def client(url: str, *, timeout_s: float = 10.0) -> OpenSearch:
 
 
 def compile_query(node: Node) -> dict[str, Any]:
-    """The OpenSearch query of a :mod:`schemas.query` AST.
+    """The OpenSearch query of a :mod:`core.query` AST.
 
     >>> compile_query(parse("service:api timeout"))
     {'bool': {'filter': [{'term': {'service': 'api'}}, {'match_phrase': {'message': 'timeout'}}]}}
@@ -75,7 +75,7 @@ def compile_query(node: Node) -> dict[str, Any]:
     if isinstance(node, Not):
         return {"bool": {"must_not": [compile_query(node.child)]}}
     if isinstance(node, Text):
-        # The analyzer splits the text as schemas.query.words does; a one-word phrase is a term.
+        # The analyzer splits the text as core.query.words does; a one-word phrase is a term.
         return {"match_phrase": {"message": node.raw}}
     if isinstance(node, TextPrefix):
         # Words are indexed lower-cased and a prefix query is not analyzed: the prefix is lowered.

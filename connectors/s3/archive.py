@@ -4,7 +4,7 @@ DuckDB's httpfs extension cannot be fetched here, so pyarrow reads S3: the files
 listed only under the tenant's ``dt=`` (and ``hour=``) partitions of its time slice, scanned with
 the time filter pushed into the Parquet reader, and handed to DuckDB as an Arrow stream. The query
 AST becomes SQL with every user value a bound parameter; words are matched by the same Python
-splitter as :func:`schemas.query.matches` (a DuckDB function), behind a cheap ``contains`` check.
+splitter as :func:`core.query.matches` (a DuckDB function), behind a cheap ``contains`` check.
 
 DuckDB 2 takes Arrow data through the PyCapsule interface, which pyarrow 11 (PyFlink's pin) lacks:
 :class:`ArrowStream` exports a pyarrow reader through the C stream interface it does have.
@@ -28,8 +28,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from pyarrow import fs as pafs
 
-from schemas.projections import archive_arrow_schema, arrow_schema
-from schemas.query import (
+from core.query import (
     And,
     Exists,
     MatchAll,
@@ -46,6 +45,7 @@ from schemas.query import (
     leaves,
     words,
 )
+from schemas.projections import archive_arrow_schema, arrow_schema
 from schemas.record import FIELDS, FIELDS_BY_NAME, Kind, Level, Record, from_micros
 
 _LIST_THREADS = 8
@@ -138,14 +138,14 @@ def _ident(name: str) -> str:
 
 
 _SIMPLE_WORD = re.compile(r"^[a-z0-9]+$")
-# Which characters join two letters, or two digits, into one word (schemas.query.words, ASCII part).
+# Which characters join two letters, or two digits, into one word (core.query.words, ASCII part).
 _JOINERS = {"letter": (".:'", "a-z"), "digit": (".,;'", "0-9")}
 _REGEX_SQL = 'regexp_matches(lower("message"), ?)'
 
 
 def _word_regex(word: str, *, prefix: bool) -> str | None:
     """An RE2 pattern finding ``word`` (or a word starting with it) as a whole word of an ASCII
-    message, lower-cased, exactly as :func:`schemas.query.words` splits it; None when the word is
+    message, lower-cased, exactly as :func:`core.query.words` splits it; None when the word is
     not plain letters and digits (the Python function then decides)."""
     if not _SIMPLE_WORD.match(word):
         return None
@@ -173,7 +173,7 @@ def compile_sql(node: Node, params: list[Any]) -> str:
     """A DuckDB boolean expression for ``node``; values are appended to ``params`` in order.
 
     Every leaf is wrapped in ``coalesce(..., false)`` so that a missing value is false, not NULL,
-    and NOT of it is true, as in :func:`schemas.query.matches`.
+    and NOT of it is true, as in :func:`core.query.matches`.
     """
     if isinstance(node, MatchAll):
         return "TRUE"

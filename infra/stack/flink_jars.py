@@ -5,14 +5,11 @@ Layout of the folder::
     flink-lib/*.jar                                   connectors, formats and their dependencies
     flink-lib/plugins/s3-fs-hadoop/flink-s3-fs-hadoop-<v>.jar   the S3 filesystem, as a Flink plugin
 
-A job adds the top-level jars with ``flink_jar_urls`` (``pipeline.jars``) and, in local mode,
-calls ``enable_filesystems`` once before it builds its graph so ``s3a://`` paths resolve::
+This is the development stack's side: it downloads and builds. A job only reads the folder
+(:func:`jobs.flink.job_jars`), so on a real cluster the jars come from wherever its configuration
+names them, and nothing here is needed.
 
-    settings = get_settings()
-    config = s3_configuration(settings)
-    config.set_string("pipeline.jars", ";".join(flink_jar_urls(settings)))
-    env = StreamExecutionEnvironment.get_execution_environment(config)
-    enable_filesystems(settings, config)
+:func:`ensure_job_jars` is what ``strata stack up``, ``strata job run`` and the test set-up call.
 
 Why the registry's thin connector jars and not the ``flink-sql-connector-*`` uber jars: the
 Maven mirror these machines reach does not serve the uber jars for Flink 1.20 (nor
@@ -29,18 +26,13 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from infra.settings import Settings
 from infra.stack.maven import Artifact, FetchError, fetch
+from jobs.flink import PLUGINS_SUBDIR, S3_PLUGIN, STRATA_JAR_NAME, STRATA_JAR_SUBDIR
 
-if TYPE_CHECKING:  # pyflink is heavy and only jobs need it
-    from pyflink.common import Configuration
-
-PLUGINS_SUBDIR = "plugins"
-S3_PLUGIN = "s3-fs-hadoop"
 _MANIFEST_PREFIX = ".strata-jars-"
 
 # Logging comes from PyFlink's own lib/ (log4j 2 + the SLF4J binding); a second copy inside
@@ -122,10 +114,6 @@ def _digest(settings: Settings) -> str:
     return hashlib.sha256("\n".join(coords).encode()).hexdigest()[:16]
 
 
-def plugins_dir(settings: Settings) -> Path:
-    return settings.flink_lib_dir / PLUGINS_SUBDIR
-
-
 def _lib_jars(lib_dir: Path) -> list[Path]:
     return sorted(p for p in lib_dir.glob("*.jar") if p.is_file())
 
@@ -195,7 +183,6 @@ def ensure_flink_jars(settings: Settings) -> list[Path]:
 # Strata's own Java classes (a Flink function the connectors do not offer), compiled on first use
 # against PyFlink's Flink and the connector jars. Sources live beside the connector they extend.
 JAVA_SOURCE_ROOTS = (Path(__file__).resolve().parents[2] / "connectors" / "cassandra" / "java",)
-STRATA_JAR_SUBDIR = "flink-strata"
 
 
 def _java_sources() -> list[Path]:
@@ -215,7 +202,7 @@ def strata_jar(settings: Settings) -> Path:
     for jar in sorted(pyflink_lib.glob("*.jar")) + ensure_flink_jars(settings):
         digest.update(jar.name.encode())
     out_dir = settings.home / STRATA_JAR_SUBDIR
-    jar_path = out_dir / f"strata-flink-{digest.hexdigest()[:16]}.jar"
+    jar_path = out_dir / STRATA_JAR_NAME.format(digest=digest.hexdigest()[:16])
     if jar_path.exists():
         return jar_path
     with _locked(settings.cache_dir / "strata-jar.lock"):
@@ -237,70 +224,14 @@ def strata_jar(settings: Settings) -> Path:
                 ) from exc
             if result.returncode != 0:
                 raise FlinkJarsError(f"{command[0]} failed:\n{result.stdout}{result.stderr}")
-        for old in out_dir.glob("strata-flink-*.jar"):
+        for old in out_dir.glob(STRATA_JAR_NAME.format(digest="*")):
             old.unlink()
         jar_path.with_suffix(".partial").rename(jar_path)
         shutil.rmtree(staging, ignore_errors=True)
     return jar_path
 
 
-def flink_jar_urls(settings: Settings) -> list[str]:
-    """``file://`` URLs of the top-level jars and Strata's own, for ``pipeline.jars`` or
-    ``env.add_jars``."""
-    jars = [*ensure_flink_jars(settings), strata_jar(settings)]
-    return [p.resolve().as_uri() for p in jars]
-
-
-def s3_options(settings: Settings) -> dict[str, str]:
-    """Flink options that point the S3 filesystem plugin (``s3a://``) at ``settings``' S3 server."""
-    return {
-        "s3.endpoint": settings.s3_endpoint_url,
-        "s3.path.style.access": "true",
-        "s3.access-key": settings.s3_access_key,
-        "s3.secret-key": settings.s3_secret_key,
-        # Without a region the AWS SDK asks the instance metadata service, which hangs off-cloud.
-        "s3.endpoint.region": settings.s3_region,
-        # After each upload S3A deletes the parent "dir/" marker keys. s3proxy's filesystem backend
-        # maps such a key to a real folder and answers 500 while it holds files, so S3A retries
-        # for minutes and the FileSink commit hangs. Keeping markers is also AWS's advice.
-        "s3.directory.marker.retention": "keep",
-    }
-
-
-def job_process_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for a process that runs a PyFlink job (local mode) or ``flink run``.
-
-    ``FLINK_PLUGINS_DIR`` is where Flink looks for plugins. PyFlink overwrites it with its own
-    (empty) ``plugins`` folder unless ``FLINK_HOME`` is set, so both are set.
-    """
-    import pyflink  # local: importing the package is cheap, but only job processes need it
-
-    env = dict(os.environ if base is None else base)
-    env.setdefault("FLINK_HOME", str(Path(pyflink.__file__).resolve().parent))
-    env["FLINK_PLUGINS_DIR"] = str(plugins_dir(settings).resolve())
-    return env
-
-
-def enable_filesystems(settings: Settings, config: Configuration | None = None) -> None:
-    """Load Flink's filesystem plugins (S3) into this process's JVM, configured from ``config``.
-
-    Needed in local mode only: a Flink cluster's processes do this at start from their own
-    ``plugins/`` folder and config, but PyFlink's MiniCluster never does, so ``s3a://`` would not
-    resolve. Call it after the execution environment exists and before ``execute``. The
-    filesystem registry is JVM-wide: the last call's options win.
-    """
-    from pyflink.java_gateway import get_gateway
-
+def ensure_job_jars(settings: Settings) -> None:
+    """The connector jars and Strata's own jar, fetched and built when missing or stale."""
     ensure_flink_jars(settings)
-    jvm: Any = get_gateway().jvm
-    j_config = jvm.org.apache.flink.configuration.Configuration()
-    if config is not None:
-        j_config.addAll(config._j_configuration)
-    for key, value in s3_options(settings).items():
-        if not j_config.containsKey(key):
-            j_config.setString(key, value)
-    root = jvm.java.io.File(str(plugins_dir(settings).resolve())).toPath()
-    descriptors = jvm.org.apache.flink.core.plugin.DirectoryBasedPluginFinder(root).findPlugins()
-    parent_first = jvm.org.apache.flink.configuration.CoreOptions.getPluginParentFirstLoaderPatterns(j_config)
-    manager = jvm.org.apache.flink.core.plugin.DefaultPluginManager(descriptors, parent_first)
-    jvm.org.apache.flink.core.fs.FileSystem.initialize(j_config, manager)
+    strata_jar(settings)

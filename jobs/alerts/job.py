@@ -14,7 +14,7 @@ Graph::
 
 The keyed state holds each group's buckets and alert status, so a restart from a checkpoint
 neither loses a firing in progress nor sends one twice: events replayed after a restore carry the
-ids they had (see :func:`jobs.alerts.evaluate.event_id`) and the notifier records each once.
+ids they had (see :func:`core.alerts.evaluate.event_id`) and the notifier records each once.
 Notification is another process, so a slow or dead receiver never slows this job.
 """
 
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.records.config import PipelineConfig
 from infra.settings import Settings
 from jobs.alerts import names
 from jobs.alerts.rulesource import PostgresRules, RuleSource
@@ -43,6 +44,8 @@ class AlertsOptions:
     lateness_ms: int
     idle_ms: int
     start: str = "committed"  # committed (else latest), earliest or latest
+    # The ingest job's configuration: alerts must see the services, levels and ids that are stored.
+    pipeline_config: PipelineConfig | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> AlertsOptions:
@@ -57,16 +60,16 @@ class AlertsOptions:
         return cls(**values)
 
 
-# -- the Python functions (thin: the logic is in jobs.alerts.evaluate and .matching) -------------
+# -- the Python functions (thin: the logic is in core.alerts.evaluate and .matching) -------------
 
 
 def clock_point(ts_ms: int) -> Any:
-    from jobs.alerts.matching import Point
+    from core.alerts.matching import Point
 
     return Point("", "", (), ts_ms, False, None, None)
 
 
-def _functions(rules: RuleSource) -> tuple[Any, Any, Any]:
+def _functions(rules: RuleSource, config: PipelineConfig | None) -> tuple[Any, Any, Any]:
     from pyflink.common import Time, Types
     from pyflink.common.watermark_strategy import TimestampAssigner
     from pyflink.datastream import FlatMapFunction, KeyedProcessFunction, RuntimeContext
@@ -82,9 +85,9 @@ def _functions(rules: RuleSource) -> tuple[Any, Any, Any]:
             self.source = source
 
         def open(self, runtime_context: RuntimeContext) -> None:
-            from jobs.records.pipeline import RecordPipeline
+            from core.records.pipeline import RecordPipeline
 
-            self.pipeline = RecordPipeline()
+            self.pipeline = RecordPipeline(config)
             self.source.start()
             self.rejected = runtime_context.get_metrics_group().counter("rejected_records")
             self.sent_ts = -(2**62)
@@ -134,7 +137,7 @@ def _functions(rules: RuleSource) -> tuple[Any, Any, Any]:
             self.source.stop()
 
         def _load(self) -> Any:
-            from jobs.alerts.evaluate import GroupEvaluator
+            from core.alerts.evaluate import GroupEvaluator
 
             data = self.state.value()
             return None if data is None else GroupEvaluator.from_bytes(data)
@@ -150,7 +153,7 @@ def _functions(rules: RuleSource) -> tuple[Any, Any, Any]:
             self.state.update(ev.to_bytes())
 
         def process_element(self, point: Any, ctx: Any) -> Iterator[str]:
-            from jobs.alerts.evaluate import GroupEvaluator
+            from core.alerts.evaluate import GroupEvaluator
 
             if not point.rule_id:
                 return  # a clock point: it has moved the watermark on its way here
@@ -185,12 +188,20 @@ def _functions(rules: RuleSource) -> tuple[Any, Any, Any]:
     return ParseMatch(rules), PointTime(), Evaluate(rules)
 
 
-def build(env: Any, source: Any, rules: RuleSource, *, lateness_ms: int, idle_ms: int) -> Any:
+def build(
+    env: Any,
+    source: Any,
+    rules: RuleSource,
+    *,
+    lateness_ms: int,
+    idle_ms: int,
+    pipeline_config: PipelineConfig | None = None,
+) -> Any:
     """Add the alerting graph after ``source`` (a stream of ``raw_logs`` message values) and return
     the stream of alert events (JSON strings). ``env`` is unused but kept for the jobs' common shape."""
     from pyflink.common import Duration, Types, WatermarkStrategy
 
-    parse_match, point_time, evaluate = _functions(rules)
+    parse_match, point_time, evaluate = _functions(rules, pipeline_config)
     points = source.flat_map(parse_match, output_type=Types.PICKLED_BYTE_ARRAY())
     points = points.name(names.PARSE_MATCH).uid(names.PARSE_MATCH)
     # Idleness first: PyFlink's with_idleness returns a new strategy without the Python
@@ -245,8 +256,7 @@ def environment(settings: Settings, *, parallelism: int | None = None, restore: 
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
-    from infra.stack.flink_jars import flink_jar_urls
-    from jobs.flink import job_configuration
+    from jobs.flink import flink_jar_urls, job_configuration
 
     conf = job_configuration(settings, "alerts", parallelism=parallelism, restore=restore)
     conf["state.checkpoints.dir"] = checkpoint_dir(settings).resolve().as_uri()
@@ -339,7 +349,14 @@ def run(
     source = env.from_source(kafka_source(settings, options), WatermarkStrategy.no_watermarks(), names.SOURCE)
     source = source.uid(names.SOURCE)
     rules = rules or PostgresRules(settings.postgres_dsn, settings.alerts_rules_refresh_s)
-    events = build(env, source, rules, lateness_ms=options.lateness_ms, idle_ms=options.idle_ms)
+    events = build(
+        env,
+        source,
+        rules,
+        lateness_ms=options.lateness_ms,
+        idle_ms=options.idle_ms,
+        pipeline_config=options.pipeline_config,
+    )
     events.sink_to(kafka_sink(settings, options.alerts_topic)).name(names.SINK).uid(names.SINK)
     started = time.monotonic()
     if wait:

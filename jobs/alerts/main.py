@@ -32,10 +32,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     from pyflink.common import WatermarkStrategy
     from pyflink.datastream import StreamExecutionEnvironment
 
-    from infra.stack.flink_jars import flink_jar_urls
     from jobs.alerts import names
     from jobs.alerts.job import AlertsOptions, build, ensure_alerts_topic, kafka_sink, kafka_source
     from jobs.alerts.rulesource import PostgresRules
+    from jobs.flink import flink_jar_urls
 
     args = parse_args(argv)
     settings = get_settings()

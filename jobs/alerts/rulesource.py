@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Any
 
-from jobs.alerts.matching import RuleMatcher
-from jobs.alerts.rules import Rule
+from core.alerts.matching import RuleMatcher
+from core.alerts.rules import Rule
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class PostgresRules(RuleSource):
         self.refresh_s = refresh_s
 
     def start(self) -> None:
-        from jobs.alerts.store import load_rules
+        from connectors.postgres.alerts import load_rules
 
         self._install(load_rules(self.dsn))
         self._stopped = threading.Event()
@@ -87,7 +87,7 @@ class PostgresRules(RuleSource):
             stopped.set()
 
     def _loop(self) -> None:
-        from jobs.alerts.store import load_rules
+        from connectors.postgres.alerts import load_rules
 
         while not self._stopped.wait(self.refresh_s):
             started = time.monotonic()

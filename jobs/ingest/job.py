@@ -4,7 +4,7 @@
 Graph::
 
     Kafka raw_logs (Table source: value bytes + partition/offset metadata)
-      → parse-normalize-mask (Python: jobs.records) ──side──→ raw_logs_dlq (DataStream KafkaSink)
+      → parse-normalize-mask (Python: core.records) ──side──→ raw_logs_dlq (DataStream KafkaSink)
       │                                            └─side──→ (tenant, day, service) → Cassandra
       ├→ warm projection (SQL) → Cassandra (batched per partition, USING TTL)
       → dedupe-by-log-id (SQL ROW_NUMBER, keep first, state TTL)
@@ -30,10 +30,10 @@ from typing import Any
 import orjson
 
 from connectors.cassandra.flink_sink import batched_cassandra_sink
+from core.ingest import DeadLetter, TierPolicy, ingest_one
+from core.records.config import PipelineConfig
 from infra.settings import Settings
 from jobs.ingest import names
-from jobs.ingest.logic import DeadLetter, TierPolicy, ingest_one
-from jobs.records.config import PipelineConfig
 from schemas.projections import (
     ARCHIVE_PARTITIONS,
     CQL_PARTITION_KEY,
@@ -66,7 +66,7 @@ class StartPosition:
             try:
                 ts = datetime.fromisoformat(rest.replace("Z", "+00:00"))
             except ValueError as exc:
-                raise ValueError(f"--from timestamp:{rest}: not an ISO 8601 time ({exc})") from exc
+                raise ValueError(f"{rest!r} is not an ISO 8601 time ({exc})") from exc
             if ts.tzinfo is None:
                 ts = ts.replace(tzinfo=UTC)
             return cls("timestamp", timestamp_ms=int(ts.timestamp() * 1000))
@@ -75,12 +75,10 @@ class StartPosition:
             for item in rest.split(","):
                 p, eq, o = item.partition("=")
                 if not eq or not p.strip().isdigit() or not o.strip().isdigit():
-                    raise ValueError(f"--from offsets: expected partition=offset pairs, got {item!r}")
+                    raise ValueError(f"expected partition=offset pairs, got {item!r}")
                 pairs.append((int(p), int(o)))
             return cls("offsets", offsets=tuple(pairs))
-        raise ValueError(
-            f"--from {text!r}: use committed, earliest, latest, timestamp:<ISO 8601> or offsets:<p>=<o>,…"
-        )
+        raise ValueError("use committed, earliest, latest, timestamp:<ISO 8601> or offsets:<p>=<o>,…")
 
     def kafka_options(self) -> dict[str, str]:
         if self.mode == "committed":
@@ -188,7 +186,7 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
 
     class ParseFunction(ProcessFunction):
         def open(self, runtime_context: Any) -> None:
-            from jobs.records.pipeline import RecordPipeline
+            from core.records.pipeline import RecordPipeline
 
             self.pipeline = RecordPipeline(config)
             # (tenant, day, service) already sent to the warm fan-out table by this subtask; the

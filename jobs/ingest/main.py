@@ -37,9 +37,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 
-    from infra.stack.flink_jars import flink_jar_urls
+    from core.records.config import PipelineConfig
+    from jobs.flink import flink_jar_urls
     from jobs.ingest.job import IngestOptions, StartPosition, build, prepare_tiers
-    from jobs.records.config import PipelineConfig
 
     args = parse_args(argv)
     settings = get_settings()

@@ -4,7 +4,7 @@ message twice.
 OpenSearch and Cassandra are idempotent on ``log_id``; the Parquet archive, the ``logs`` topic and
 the DLQ are append-only. A replay (``--from earliest|timestamp:…|offsets:…``, new state) re-reads
 messages the group has already processed: it re-writes the idempotent tiers and leaves the append-only
-outputs alone for every message below the group's mark (:func:`jobs.ingest.logic.archive_marks`).
+outputs alone for every message below the group's mark (:func:`core.ingest.archive_marks`).
 
 The mark is the furthest of the group's committed offsets and a bookmark, the committed offsets of
 the group ``<group>.archived``, which this module moves forward at each start. The bookmark is
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.ingest import archive_marks
 from infra.settings import Settings
-from jobs.ingest.logic import archive_marks
 
 
 def bookmark_group(group_id: str) -> str:

@@ -31,10 +31,10 @@ from confluent_kafka import Producer
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from connectors.postgres.alerts import create_rule  # noqa: E402
+from core.alerts.notify import Notifier  # noqa: E402
+from core.alerts.rules import RuleSpec  # noqa: E402
 from infra.settings import Settings  # noqa: E402
-from jobs.alerts.notify import Notifier  # noqa: E402
-from jobs.alerts.rules import RuleSpec  # noqa: E402
-from jobs.alerts.store import create_rule  # noqa: E402
 from schemas.envelope import RawEnvelope  # noqa: E402
 from tests.integration.alerts_support import AlertsJob, WebhookReceiver, topics  # noqa: E402
 from tests.integration.collector_support import require_stack, tenant_with_key  # noqa: E402

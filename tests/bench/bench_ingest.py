@@ -179,7 +179,7 @@ class Expected:
 
 
 def expect(values: list[bytes]) -> Expected:
-    from jobs.records.pipeline import RecordPipeline
+    from core.records.pipeline import RecordPipeline
     from schemas.projections import cql_day, to_opensearch_doc
     from schemas.record import Record
 

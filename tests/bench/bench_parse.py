@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from jobs.records.pipeline import RecordPipeline
+from core.records.pipeline import RecordPipeline
 from schemas.envelope import RawEnvelope
 
 SERVICES = ["checkout", "payments", "auth", "search", "inventory", "gateway"]

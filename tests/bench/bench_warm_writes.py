@@ -39,7 +39,7 @@ SAI = {
 
 
 def rows(n: int) -> list[tuple[Any, ...]]:
-    from jobs.records.pipeline import RecordPipeline
+    from core.records.pipeline import RecordPipeline
     from schemas.record import Record
 
     pipeline = RecordPipeline()

@@ -182,7 +182,7 @@ class Logs:
 
 
 class AlertsJob:
-    """``strata alerts run`` as its own process group, so a test can kill it the hard way."""
+    """``strata job run alerts`` as its own process group, so a test can kill it the hard way."""
 
     def __init__(
         self,
@@ -215,7 +215,7 @@ class AlertsJob:
     def start(self) -> AlertsJob:
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "infra.cli", "alerts", "run", "--from", "earliest"],
+                [sys.executable, "-m", "infra.cli", "job", "run", "alerts", "--from", "earliest"],
                 cwd=REPO,
                 env=self.env,
                 stdout=log,

@@ -25,3 +25,11 @@ def require(settings: Settings):  # type: ignore[no-untyped-def]
                 pytest.fail(f"{name} is not available ({checked[name]}); run `strata stack up` first")
 
     return need
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _job_jars(settings: Settings) -> None:
+    """The jobs read their jars from the folders the stack fills; a changed Java source is rebuilt."""
+    from infra.stack.flink_jars import ensure_job_jars
+
+    ensure_job_jars(settings)

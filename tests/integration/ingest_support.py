@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
+from core.records.pipeline import RecordPipeline
 from infra.settings import Settings
-from jobs.records.pipeline import RecordPipeline
 from schemas.envelope import RawEnvelope
 from schemas.record import Record
 

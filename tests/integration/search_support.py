@@ -20,6 +20,7 @@ from cassandra.cluster import Cluster
 from opensearchpy import OpenSearch, helpers
 
 from connectors.s3.archive import s3_filesystem
+from core.query import Node, matches
 from infra.settings import Settings
 from schemas.projections import (
     ARCHIVE_PARTITIONS,
@@ -36,7 +37,6 @@ from schemas.projections import (
     to_cql_row,
     to_opensearch_doc,
 )
-from schemas.query import Node, matches
 from schemas.record import Level, Record, micros
 
 DAY = timedelta(days=1)

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from core.alerts.notify import Notifier
 from infra.settings import Settings
-from jobs.alerts.notify import Notifier
 from schemas.record import format_ts
 from tests.integration.alerts_support import AlertsJob, Logs, WebhookReceiver, hour_ago, topics
 from tests.integration.collector_support import ApiServer, require_stack, tenant_with_key

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
+from core.alerts.evaluate import AlertEvent, State
+from core.alerts.notify import Notifier
 from infra.settings import Settings
-from jobs.alerts.evaluate import AlertEvent, State
-from jobs.alerts.notify import Notifier
 from tests.integration.alerts_support import SmtpSink, WebhookReceiver, topics
 from tests.integration.collector_support import ApiServer, require_stack, tenant_with_key
 

@@ -37,7 +37,7 @@ def _write(settings: Settings, table: str, rows: list[tuple[str, int, str, list[
     from pyflink.datastream import StreamExecutionEnvironment
 
     from connectors.cassandra.flink_sink import batched_cassandra_sink
-    from infra.stack.flink_jars import flink_jar_urls
+    from jobs.flink import flink_jar_urls
 
     config = Configuration()
     config.set_string("pipeline.jars", ";".join(flink_jar_urls(settings)))

@@ -1,5 +1,5 @@
 """Every Flink connector jar loads in PyFlink's local mode and delivers: a bounded Kafka read
-written to OpenSearch, Cassandra and Parquet on S3 by one job (``jobs.smoke``)."""
+written to OpenSearch, Cassandra and Parquet on S3 by one job (``tests.integration.smoke_job``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from infra.settings import Settings
-from infra.stack.flink_jars import ensure_flink_jars, job_process_env
+from infra.stack.flink_jars import ensure_flink_jars
+from jobs.flink import job_process_env
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +129,7 @@ def test_kafka_to_opensearch_cassandra_and_parquet_on_s3(
     ensure_flink_jars(settings)
     keyspace, table = cassandra_table
     cmd = [
-        sys.executable, "-m", "jobs.smoke",
+        sys.executable, "-m", "tests.integration.smoke_job",
         "--topic", topic,
         "--index", index,
         "--keyspace", keyspace,

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from core.records.pipeline import RecordPipeline
 from infra.settings import Settings
-from jobs.records.pipeline import RecordPipeline
 from schemas.envelope import RawEnvelope
 from schemas.record import Record
 from tests.integration.ingest_support import cleanup_tiers, produce, topic_values
@@ -185,7 +185,7 @@ def test_ingest_fills_each_tier_once_and_dead_letters_bad_input(run_names: Run) 
 
     # The search API's cold-tier reader finds exactly what the job archived (its file layout).
     from connectors.s3.archive import ColdArchive, s3_filesystem
-    from schemas.query import TierQuery, parse
+    from core.query import TierQuery, parse
     from schemas.record import micros
 
     archive = ColdArchive(

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from core.records.pipeline import RecordPipeline
 from infra.settings import Settings
 from jobs.cluster import FlinkRest, all_running, ended, flink_home
-from jobs.records.pipeline import RecordPipeline
 from schemas.envelope import RawEnvelope
 from schemas.record import Record
 from tests.integration.ingest_support import cleanup_tiers
@@ -98,7 +98,7 @@ def _cluster_config(settings: Settings, folder: Path, rest_port: int, python: st
     memory, S3 keys and Python."""
     from ruamel.yaml import YAML
 
-    from infra.stack.flink_jars import s3_options
+    from jobs.flink import s3_options
 
     def flat(prefix: str, value: object) -> Iterator[tuple[str, str]]:
         if isinstance(value, dict):
@@ -134,7 +134,8 @@ def cluster(
 ) -> Iterator[Cluster]:
     """A standalone session cluster: jobmanager.sh and taskmanager.sh in the foreground, each in
     its own session so the finally can stop it with everything it started; call ``ready()``."""
-    from infra.stack.flink_jars import ensure_flink_jars, plugins_dir
+    from infra.stack.flink_jars import ensure_flink_jars
+    from jobs.flink import plugins_dir
 
     ensure_flink_jars(settings)
     folder = tmp_path_factory.mktemp("flink-cluster")

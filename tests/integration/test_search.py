@@ -1,5 +1,5 @@
 """Search across OpenSearch, Cassandra and the Parquet archive, through the real API, compared with a
-brute-force filter (``schemas.query.matches``) over the same records."""
+brute-force filter (``core.query.matches``) over the same records."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.search.params import Filters
-from schemas.query import parse
+from core.query import parse
 from schemas.record import format_ts, micros
 from tests.integration.collector_support import ApiServer, free_port, require_stack, tenant_with_key
 from tests.integration.search_support import Loaded, loaded_tiers, make_records, now_utc
@@ -407,7 +407,7 @@ def micros_from(text: str) -> int:
 
 
 def test_the_search_command_prints_every_match(world, capsys) -> None:  # type: ignore[no-untyped-def]
-    from infra.cli import main
+    from infra.cli.main import main
 
     frm, to, start, end = span(world, 90, 0)
     tenant, key = world["a"]

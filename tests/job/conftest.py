@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from infra.settings import Settings
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _restore_environment() -> Iterator[None]:
@@ -17,3 +19,11 @@ def _restore_environment() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _job_jars(settings: Settings) -> None:
+    """The jobs read their jars from the folders the stack fills; a changed Java source is rebuilt."""
+    from infra.stack.flink_jars import ensure_job_jars
+
+    ensure_job_jars(settings)

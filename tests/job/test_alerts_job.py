@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from jobs.alerts.rules import Rule
+from core.alerts.rules import Rule
 from jobs.alerts.rulesource import StaticRules
 from schemas.envelope import RawEnvelope
 

@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
+from core.records.pipeline import RecordPipeline
 from infra.settings import Settings
 from jobs.ingest.job import IngestOptions, build_processing
-from jobs.records.pipeline import RecordPipeline
 from schemas.envelope import RawEnvelope
 from schemas.record import Record
 

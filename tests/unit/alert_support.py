@@ -6,7 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jobs.alerts.rules import Rule
+from core.alerts.rules import Rule
 from schemas.record import Level, Record
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)  # a whole hour: windows start on it

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from jobs.alerts.backtest import backtest, search_query
-from schemas.query import parse
+from core.alerts.backtest import backtest, search_query
+from core.query import parse
 from schemas.record import Record
 from tests.unit.alert_support import T0, ms, record, rule
 

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 import pytest
 
-from jobs.alerts.engine import AlertEngine
-from jobs.alerts.evaluate import AlertEvent, GroupEvaluator, State
+from core.alerts.engine import AlertEngine
+from core.alerts.evaluate import AlertEvent, GroupEvaluator, State
 from tests.unit.alert_support import ms, record, rule
 
 pytestmark = pytest.mark.unit

@@ -6,11 +6,11 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from jobs.alerts.engine import AlertEngine
-from jobs.alerts.evaluate import AlertEvent, State
-from jobs.alerts.messages import Decision, GroupSeen, admit, after, email_text, slack_body, webhook_body
-from jobs.alerts.notify import backoff_s
-from schemas.query import parse
+from core.alerts.engine import AlertEngine
+from core.alerts.evaluate import AlertEvent, State
+from core.alerts.messages import Decision, GroupSeen, admit, after, email_text, slack_body, webhook_body
+from core.alerts.notify import backoff_s
+from core.query import parse
 from tests.unit.alert_support import ms, record, rule
 
 pytestmark = pytest.mark.unit

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from jobs.alerts.matching import RuleMatcher
-from jobs.alerts.rules import RuleSpec
+from core.alerts.matching import RuleMatcher
+from core.alerts.rules import RuleSpec
 from tests.unit.alert_support import record, rule
 
 pytestmark = pytest.mark.unit

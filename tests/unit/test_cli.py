@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from infra.cli import main
+from infra.cli.main import main
 
 pytestmark = pytest.mark.unit
 

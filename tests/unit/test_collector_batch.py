@@ -8,9 +8,9 @@ import orjson
 import pytest
 import zstandard
 
-from api.batch import PayloadError, decode_json_batch
-from api.body import BadBody, BodyTooLarge, UnsupportedEncoding, decompress
-from api.envelope import EnvelopeEncoder
+from api.collector.batch import PayloadError, decode_json_batch
+from api.collector.body import BadBody, BodyTooLarge, UnsupportedEncoding, decompress
+from api.collector.encoder import EnvelopeEncoder
 from schemas.envelope import RawEnvelope
 
 pytestmark = pytest.mark.unit

@@ -7,9 +7,9 @@ import base64
 import orjson
 import pytest
 
+from api.collector.encoder import EnvelopeEncoder
+from api.collector.ratelimit import RateLimiter
 from api.deps import credential
-from api.envelope import EnvelopeEncoder
-from api.ratelimit import RateLimiter
 from api.routers.elastic import BulkFormatError, decode_bulk, service_of
 from api.routers.otlp import decode_otlp, protobuf_to_json, severity_level
 from connectors.postgres.tenants import hash_secret, new_key, split_key

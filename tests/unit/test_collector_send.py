@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from api.send import Batch, Spool, State, read_batches
+from infra.cli.send import Batch, Spool, State, read_batches
 
 pytestmark = pytest.mark.unit
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.collect_syslog import FrameDecoder, parse_listener
+from api.collector.syslog import FrameDecoder, parse_listener
 
 pytestmark = pytest.mark.unit
 
@@ -60,5 +59,5 @@ def test_listener_addresses_and_tenants():
     assert parse_listener("127.0.0.1:6514", "tcp", "dflt").tenant == "dflt"
     listener = parse_listener("[::1]:514=acme", "udp", "dflt")
     assert (listener.host, listener.port, listener.tenant, listener.transport) == ("::1", 514, "acme", "udp")
-    with pytest.raises(argparse.ArgumentTypeError):
+    with pytest.raises(ValueError, match="HOST:PORT"):
         parse_listener("nohost", "tcp", "x")

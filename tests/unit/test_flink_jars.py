@@ -9,6 +9,8 @@ import pytest
 
 from infra.settings import Settings
 from infra.stack import flink_jars
+from jobs import flink
+from jobs.flink import FlinkSetupError
 
 pytestmark = pytest.mark.unit
 
@@ -45,13 +47,25 @@ def test_warm_folder_is_returned_without_fetching(tmp_path: Path, monkeypatch: p
         raise AssertionError("a warm folder must not call Maven")
 
     monkeypatch.setattr(flink_jars, "fetch", no_fetch)
-    own = tmp_path / "strata-flink.jar"
-    monkeypatch.setattr(flink_jars, "strata_jar", lambda _settings: own)
-    urls = flink_jars.flink_jar_urls(settings)
+    assert flink_jars.ensure_flink_jars(settings) == [lib / "a.jar", lib / "b.jar"]
+
+
+def test_a_job_reads_the_jars_where_the_settings_put_them(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    lib = settings.flink_lib_dir
+    (lib / "plugins" / "s3-fs-hadoop").mkdir(parents=True)
+    for name in ("b.jar", "a.jar", "plugins/s3-fs-hadoop/flink-s3-fs-hadoop.jar"):
+        (lib / name).write_bytes(b"PK")
+    with pytest.raises(FlinkSetupError, match="strata stack up"):
+        flink.flink_jar_urls(settings)
+    own = tmp_path / flink.STRATA_JAR_SUBDIR / flink.STRATA_JAR_NAME.format(digest="0123")
+    own.parent.mkdir()
+    own.write_bytes(b"PK")
+    urls = flink.flink_jar_urls(settings)
     # Only top-level jars go on the classpath: a plugin there would defeat its own class loader.
     # Strata's own jar (compiled from connectors/*/java) comes last.
     assert urls == [(lib / "a.jar").resolve().as_uri(), (lib / "b.jar").resolve().as_uri(), own.as_uri()]
-    assert flink_jars.job_process_env(settings, {})["FLINK_PLUGINS_DIR"] == str((lib / "plugins").resolve())
+    assert flink.job_process_env(settings, {})["FLINK_PLUGINS_DIR"] == str((lib / "plugins").resolve())
 
 
 def _warm_lib(settings: Settings) -> None:

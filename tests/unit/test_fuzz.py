@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.records.pipeline import RecordPipeline
+from core.records.pipeline import RecordPipeline
 from schemas import Record, Rejected
 
 pytestmark = pytest.mark.unit

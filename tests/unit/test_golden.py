@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from jobs.records.pipeline import RecordPipeline
+from core.records.pipeline import RecordPipeline
 from schemas.rejection import Rejected
 
 pytestmark = pytest.mark.unit

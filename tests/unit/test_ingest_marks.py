@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.ingest.logic import archive_marks
+from core.ingest import archive_marks
 
 pytestmark = pytest.mark.unit
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.cli import main
+from infra.cli.main import main
 from infra.settings import Settings
 from jobs import cluster
 from jobs.cluster import ClusterError, FlinkRest, flink_run_command, package_zip
@@ -36,7 +36,7 @@ def test_package_holds_the_packages_at_its_root(tmp_path: Path) -> None:
     names = zipfile.ZipFile(package_zip(tmp_path / "strata.zip")).namelist()
     for module in (
         "jobs/ingest/main.py",
-        "jobs/records/pipeline.py",
+        "core/records/pipeline.py",
         "schemas/record.py",
         "infra/settings.py",
         "connectors/cassandra/flink_sink.py",
@@ -126,7 +126,7 @@ def test_cli_submit_passes_arguments_the_entry_module_reads(
     monkeypatch.setattr(cluster, "submit", fake_submit)
     monkeypatch.setenv("STRATA_INGEST_GROUP", "g7")
     # get_settings() is cached per process; another test may have read it already.
-    monkeypatch.setattr("jobs.cli.get_settings", Settings)
+    monkeypatch.setattr("infra.cli.job.get_settings", Settings)
     config = tmp_path / "records.yaml"
     config.write_text("services: {}\n")
     argv = ["job", "submit", "ingest", "--jobmanager", "jm:8081", "--from", "earliest", "--bounded"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.records.loghub import SYSTEMS, datasets_dir, evaluate, evaluate_all, markdown_table
+from tests.loghub import SYSTEMS, datasets_dir, evaluate, evaluate_all, markdown_table
 
 pytestmark = pytest.mark.unit
 

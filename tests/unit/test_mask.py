@@ -10,9 +10,9 @@ import orjson
 import pytest
 from faker import Faker
 
-from jobs.records.config import MaskRules, PipelineConfig
-from jobs.records.mask import Masker, MaskSettings, luhn_ok
-from jobs.records.pipeline import RecordPipeline
+from core.records.config import MaskRules, PipelineConfig
+from core.records.mask import Masker, MaskSettings, luhn_ok
+from core.records.pipeline import RecordPipeline
 from schemas import Record
 
 pytestmark = pytest.mark.unit

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jobs.records.normalize import normalize_level, parse_timestamp, parse_with_format, to_micros
+from core.records.normalize import normalize_level, parse_timestamp, parse_with_format, to_micros
 from schemas import Level
 
 pytestmark = pytest.mark.unit

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jobs.records.pipeline import RecordPipeline
+from core.records.pipeline import RecordPipeline
 from schemas import Record, Rejected
 
 pytestmark = pytest.mark.unit

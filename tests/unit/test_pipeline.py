@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from jobs.records.config import PipelineConfig
-from jobs.records.mining import Drain
-from jobs.records.pipeline import RecordPipeline
+from core.records.config import PipelineConfig
+from core.records.mining import Drain
+from core.records.pipeline import RecordPipeline
 from schemas import Level, RawEnvelope, Record, Rejected, RejectReason
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.query import (
+from core.query import (
     And,
     Exists,
     MatchAll,

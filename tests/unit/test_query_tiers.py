@@ -13,7 +13,7 @@ from api.search.engine import COLD, DAY_US, HOT, WARM, WARM_EDGE_US, route
 from api.search.params import Cursor, Filters, parse_time, resolve_range
 from connectors.opensearch.search import compile_query
 from connectors.s3.archive import compile_sql
-from schemas.query import Position, QueryError, parse
+from core.query import Position, QueryError, parse
 
 pytestmark = pytest.mark.unit
 
@@ -112,7 +112,7 @@ def test_filters_join_the_query_with_and() -> None:
 
 def test_the_archive_word_regex_splits_words_like_the_evaluator() -> None:
     from connectors.s3.archive import _word_regex
-    from schemas.query import words
+    from core.query import words
 
     rng = random.Random(1)
     alphabet = "ab1_.:,;' -x/"

@@ -89,7 +89,7 @@ def test_flink_row_has_exactly_the_fields() -> None:
 def test_record_logic_imports_without_pyflink() -> None:
     # A fresh interpreter, so modules other tests imported cannot hide a stray import.
     code = (
-        "import sys, schemas, schemas.projections, jobs.records.pipeline, jobs.records.cli; "
+        "import sys, schemas, schemas.projections, core.records.pipeline, infra.cli.parse; "
         "sys.exit(any(m.split('.')[0] == 'pyflink' for m in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False).returncode == 0

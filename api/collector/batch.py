@@ -1,0 +1,199 @@
+"""Turning a request body into Kafka messages, entry by entry (pure: no I/O, unit-tested).
+
+The API only refuses what cannot become a record at all: not JSON where JSON was promised, not an
+object or a line, over the size limit, empty. Parsing a line into a record is the ingest job's work.
+A refused entry is reported by its index and the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from api.collector.encoder import EnvelopeEncoder
+from schemas.rejection import RejectReason
+
+# Listed in the response; past this, only the counts grow (a client sending 100k bad lines does not
+# need a 10 MB answer to learn that).
+MAX_LISTED_ERRORS = 1000
+
+NOT_AN_OBJECT = "NOT_AN_OBJECT"
+
+
+class PayloadError(ValueError):
+    """The body as a whole is unreadable (400)."""
+
+
+@dataclass
+class Outcome:
+    """What one request produced: messages for Kafka and per-index refusals."""
+
+    max_record_bytes: int
+    received: int = 0
+    messages: list[tuple[bytes, bytes]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    # index of each message, so a caller (the _bulk route) can map acknowledgements back to items
+    indexes: list[int] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+    @property
+    def accepted(self) -> int:
+        return len(self.messages)
+
+    def reject(self, index: int, reason: str, detail: str) -> None:
+        self.rejected_by_reason[reason] += 1
+        if len(self.errors) < MAX_LISTED_ERRORS:
+            self.errors.append({"index": index, "reason": reason, "detail": detail})
+
+    def add(self, index: int, message: tuple[bytes, bytes]) -> bool:
+        size = len(message[1])
+        if size > self.max_record_bytes:
+            self.reject(
+                index,
+                str(RejectReason.TOO_LARGE),
+                f"the entry is {size} bytes once encoded; the limit is {self.max_record_bytes}",
+            )
+            return False
+        self.messages.append(message)
+        self.indexes.append(index)
+        return True
+
+    def response(self, batch_id: str) -> dict[str, Any]:
+        return {
+            "status": "accepted" if self.accepted else "rejected",
+            "received": self.received,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "errors": self.errors,
+            "errors_truncated": self.rejected > len(self.errors),
+            "batch_id": batch_id,
+        }
+
+
+def _str_field(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def add_item(
+    out: Outcome,
+    encoder: EnvelopeEncoder,
+    index: int,
+    item: Any,
+    *,
+    service: str | None,
+    host: str | None = None,
+) -> None:
+    """One entry of a JSON batch: an object (structured) or a string (a raw line to parse)."""
+    if isinstance(item, dict):
+        if not item:
+            out.reject(index, str(RejectReason.EMPTY), "the entry is an empty object")
+            return
+        own_service = _str_field(item.get("service")) or service
+        own_host = _str_field(item.get("host")) or host
+        out.add(index, encoder.entry(item, service=own_service, host=own_host))
+    elif isinstance(item, str):
+        if not item.strip():
+            out.reject(index, str(RejectReason.EMPTY), "the line is empty")
+            return
+        out.add(index, encoder.line(item, service=service, host=host))
+    else:
+        out.reject(
+            index, NOT_AN_OBJECT, f"an entry must be a JSON object or a string, not {type(item).__name__}"
+        )
+
+
+def decode_json_batch(
+    body: bytes,
+    encoder: EnvelopeEncoder,
+    *,
+    max_record_bytes: int,
+    default_service: str | None,
+    default_host: str | None = None,
+    content_type: str = "application/json",
+) -> Outcome:
+    """Decode ``/v1/logs/ingest`` bodies: ``{"service", "logs": [...]}``, a JSON array, one object,
+    NDJSON (one entry per line; the index is the line number) or ``text/plain`` raw lines.
+    """
+    out = Outcome(max_record_bytes=max_record_bytes)
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "text/plain":
+        decode_lines(body, out, encoder, service=default_service, host=default_host)
+        return out
+    if "ndjson" in kind or "jsonl" in kind or "json-seq" in kind:
+        decode_ndjson(body, out, encoder, service=default_service, host=default_host)
+        return out
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if body.count(b"\n") >= 1 and body.lstrip()[:1] == b"{":
+            # NDJSON sent as application/json (common with shell tools): accept it.
+            decode_ndjson(body, out, encoder, service=default_service, host=default_host)
+            return out
+        raise PayloadError(f"the body is not valid JSON: {exc}") from exc
+    if isinstance(doc, dict) and "logs" in doc:
+        logs = doc["logs"]
+        if not isinstance(logs, list):
+            raise PayloadError("'logs' must be an array of entries")
+        service = _str_field(doc.get("service")) or default_service
+        host = _str_field(doc.get("host")) or default_host
+        out.received = len(logs)
+        for index, item in enumerate(logs):
+            add_item(out, encoder, index, item, service=service, host=host)
+    elif isinstance(doc, list):
+        out.received = len(doc)
+        for index, item in enumerate(doc):
+            add_item(out, encoder, index, item, service=default_service, host=default_host)
+    elif isinstance(doc, dict):
+        out.received = 1
+        add_item(out, encoder, 0, doc, service=default_service, host=default_host)
+    else:
+        raise PayloadError('expected {"service": …, "logs": […]}, a JSON array of entries, or NDJSON')
+    return out
+
+
+def decode_ndjson(
+    body: bytes, out: Outcome, encoder: EnvelopeEncoder, *, service: str | None, host: str | None
+) -> None:
+    for index, line in enumerate(body.split(b"\n")):
+        if not line.strip():
+            continue
+        out.received += 1
+        # Checked before parsing, so a huge line is refused without building it in memory first.
+        if len(line) > out.max_record_bytes:
+            out.reject(
+                index,
+                str(RejectReason.TOO_LARGE),
+                f"the line is {len(line)} bytes; the limit is {out.max_record_bytes}",
+            )
+            continue
+        try:
+            item = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            out.reject(index, str(RejectReason.MALFORMED_JSON), f"line {index} is not JSON: {exc}")
+            continue
+        add_item(out, encoder, index, item, service=service, host=host)
+
+
+def decode_lines(
+    body: bytes, out: Outcome, encoder: EnvelopeEncoder, *, service: str | None, host: str | None
+) -> None:
+    for index, line in enumerate(body.split(b"\n")):
+        line = line.rstrip(b"\r")
+        if not line.strip():
+            continue
+        out.received += 1
+        if len(line) > out.max_record_bytes:
+            out.reject(
+                index,
+                str(RejectReason.TOO_LARGE),
+                f"the line is {len(line)} bytes; the limit is {out.max_record_bytes}",
+            )
+            continue
+        out.add(index, encoder.line(line, service=service, host=host))

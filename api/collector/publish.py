@@ -1,0 +1,64 @@
+"""The step every ingest route ends with: hand the messages to Kafka and wait for its acks."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import HTTPException, Request, status
+
+from api import metrics
+from api.collector.batch import Outcome
+from api.collector.body import BadBody, BodyTooLarge, UnsupportedEncoding, decompress, read_body
+from api.deps import CollectorState
+from connectors.kafka.producer import KafkaUnavailable
+
+log = logging.getLogger(__name__)
+
+# Long enough for a broker restart or a leader election, short enough for agents to keep retrying.
+RETRY_AFTER_KAFKA_S = 5
+
+
+async def load_body(request: Request, state: CollectorState, route: str) -> bytes:
+    """The decompressed body, or the 400/413/415 a client can act on."""
+    limit = state.settings.ingest_max_body_bytes
+    try:
+        raw = await read_body(request, limit)
+        metrics.BYTES.labels(route).inc(len(raw))
+        return decompress(raw, request.headers.get("content-encoding"), limit)
+    except BodyTooLarge as exc:
+        metrics.REQUESTS_REFUSED.labels(route, "413").inc()
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc)) from exc
+    except UnsupportedEncoding as exc:
+        metrics.REQUESTS_REFUSED.labels(route, "415").inc()
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, detail=str(exc)) from exc
+    except BadBody as exc:
+        metrics.REQUESTS_REFUSED.labels(route, "400").inc()
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
+
+
+async def publish(state: CollectorState, route: str, outcome: Outcome) -> None:
+    """Return once Kafka has every message of ``outcome``; otherwise raise 503 with Retry-After.
+
+    Records are counted as accepted only here, after the acks, so the metrics and the answer agree.
+    """
+    for reason, count in outcome.rejected_by_reason.items():
+        metrics.REJECTED.labels(route, reason).inc(count)
+    if not outcome.messages:
+        return
+    try:
+        await state.producer.send(
+            state.settings.raw_topic, outcome.messages, timeout=state.settings.kafka_ack_timeout_s
+        )
+    except KafkaUnavailable as exc:
+        metrics.KAFKA_ERRORS.labels("batch_not_acknowledged").inc()
+        metrics.REQUESTS_REFUSED.labels(route, "503").inc()
+        log.warning("Kafka did not acknowledge a batch of %d: %s", len(outcome.messages), exc)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=(
+                "Kafka did not acknowledge the batch in time, so none of it is reported as accepted; "
+                f"retry the whole batch later ({exc})"
+            ),
+            headers={"Retry-After": str(RETRY_AFTER_KAFKA_S)},
+        ) from exc
+    metrics.ACCEPTED.labels(route).inc(len(outcome.messages))

@@ -1,0 +1,311 @@
+"""A syslog receiver (RFC 5424 and RFC 3164, UDP and TCP) writing to
+Kafka ``raw_logs``.
+
+Each listener belongs to one tenant (``--tcp 0.0.0.0:6514=acme``; without ``=TENANT`` the
+``--tenant`` default). Syslog has no acknowledgements, so nothing is lost on our side in two ways:
+the Kafka producer retries without a deadline while the broker is away, and when its local queue
+fills up the TCP listeners stop reading, so senders (rsyslog, syslog-ng) queue on their side
+instead. UDP cannot push back: datagrams that arrive while the queue is full are counted as dropped.
+
+TCP framing follows RFC 6587: octet counting (``123 <34>1 …``) when a frame starts with a digit,
+otherwise one message per line (LF, optional CR; a NUL also ends a message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.collector.encoder import EnvelopeEncoder
+from connectors.kafka.producer import Producer, producer_config
+from core.records.parsers import parse_syslog
+from infra.settings import Settings
+
+log = logging.getLogger("strata.syslog")
+
+# Stop reading TCP when this many messages wait for Kafka; resume below the low mark.
+HIGH_WATER = 200_000
+LOW_WATER = 50_000
+
+
+class FramingError(ValueError):
+    pass
+
+
+_OCTET_COUNT = re.compile(rb"(\d{1,10}) ")
+_DIGITS = re.compile(rb"\d{1,10}")
+_SEPARATORS = b"\r\n\0 "
+
+
+class FrameDecoder:
+    """Splits a TCP byte stream into syslog messages (RFC 6587 octet counting or LF/NUL framing).
+
+    Memory stays bounded: an oversized frame or line is skipped as it streams in and counted.
+    """
+
+    def __init__(self, max_message: int) -> None:
+        self._buf = bytearray()
+        self._max = max_message
+        self._skip = 0  # bytes still to discard of an oversized octet-counted frame
+        self._discarding_line = False
+        self.oversized = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        out: list[bytes] = []
+        buf = self._buf
+        while buf:
+            if self._skip:
+                dropped = min(self._skip, len(buf))
+                del buf[:dropped]
+                self._skip -= dropped
+                continue
+            if self._discarding_line:
+                end = _line_end(buf)
+                if end < 0:
+                    buf.clear()
+                    break
+                del buf[: end + 1]
+                self._discarding_line = False
+                continue
+            if buf[0] in _SEPARATORS:
+                del buf[:1]
+                continue
+            if buf[:1].isdigit():
+                match = _OCTET_COUNT.match(buf)
+                if match:
+                    length, start = int(match.group(1)), match.end()
+                    if length > self._max:
+                        self.oversized += 1
+                        del buf[:start]
+                        self._skip = length
+                        continue
+                    if len(buf) < start + length:
+                        break
+                    out.append(bytes(buf[start : start + length]).rstrip(b"\r\n"))
+                    del buf[: start + length]
+                    continue
+                if _DIGITS.fullmatch(buf):
+                    break  # the length field is not complete yet
+            end = _line_end(buf)
+            if end < 0:
+                if len(buf) > self._max:
+                    self.oversized += 1
+                    self._discarding_line = True
+                    buf.clear()
+                break
+            line = bytes(buf[:end]).rstrip(b"\r")
+            del buf[: end + 1]
+            if len(line) > self._max:
+                self.oversized += 1
+            elif line.strip():
+                out.append(line)
+        return out
+
+    def flush(self) -> list[bytes]:
+        """What is left when the connection closes: a last line without its newline."""
+        rest = b"" if self._skip or self._discarding_line else bytes(self._buf).strip(_SEPARATORS)
+        self._buf.clear()
+        return [rest] if rest and len(rest) <= self._max else []
+
+
+def _line_end(buf: bytearray) -> int:
+    newline, nul = buf.find(b"\n"), buf.find(b"\0")
+    if newline < 0:
+        return nul
+    return newline if nul < 0 else min(newline, nul)
+
+
+@dataclass
+class Listener:
+    transport: str  # tcp or udp
+    host: str
+    port: int
+    tenant: str
+
+
+def parse_listener(text: str, transport: str, default_tenant: str) -> Listener:
+    """``HOST:PORT`` or ``HOST:PORT=TENANT``."""
+    address, _, tenant = text.partition("=")
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT[=TENANT], got {text!r}")
+    return Listener(transport, host.strip("[]") or "0.0.0.0", int(port), tenant or default_tenant)
+
+
+@dataclass
+class Stats:
+    received: Counter[str] = field(default_factory=Counter)
+    delivered: int = 0
+    failed: int = 0
+    dropped: int = 0
+    oversized: int = 0
+
+
+class SyslogCollector:
+    """Turns syslog messages into envelopes on Kafka; shared by all listeners of one process."""
+
+    def __init__(self, settings: Settings, producer: Producer, service: str | None) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.service = service
+        self.stats = Stats()
+        self._encoders: dict[str, EnvelopeEncoder] = {}
+        self._paused: set[asyncio.Transport] = set()
+        self._tcp: set[asyncio.Transport] = set()
+
+    def _on_delivery(self, err: Any, _msg: Any) -> None:
+        if err is None:
+            self.stats.delivered += 1
+        else:
+            self.stats.failed += 1
+            log.error("Kafka refused a syslog message: %s", err)
+
+    def handle(self, message: bytes, tenant: str, transport: str, peer: str) -> bool:
+        """Queue one message; False when the producer's queue is full (the message was not taken)."""
+        text = message.decode("utf-8", "replace")
+        parsed = parse_syslog(text)
+        service = self.service or (parsed.service if parsed and parsed.service else None)
+        host = parsed.host if parsed else None
+        # The encoder's received_at is per message here: syslog lines arrive one by one.
+        encoder = EnvelopeEncoder(tenant, source="syslog", format="syslog")
+        key, value = encoder.line(
+            message, service=service, host=host, attributes={"peer": peer, "transport": transport}
+        )
+        if not self.producer.produce(self.settings.raw_topic, key, value, self._on_delivery):
+            return False
+        self.stats.received[tenant] += 1
+        return True
+
+    def register_tcp(self, transport: asyncio.Transport) -> None:
+        self._tcp.add(transport)
+        if self._paused:
+            transport.pause_reading()
+            self._paused.add(transport)
+
+    def unregister_tcp(self, transport: asyncio.Transport) -> None:
+        self._tcp.discard(transport)
+        self._paused.discard(transport)
+
+    def backpressure(self) -> None:
+        """Pause or resume every TCP connection by the depth of the producer's queue."""
+        queued = self.producer.queued()
+        if queued >= HIGH_WATER and not self._paused:
+            log.warning("Kafka is behind (%d queued): pausing TCP reads", queued)
+            for transport in self._tcp:
+                transport.pause_reading()
+                self._paused.add(transport)
+        elif queued <= LOW_WATER and self._paused:
+            log.info("Kafka caught up: resuming TCP reads")
+            for transport in list(self._paused):
+                if not transport.is_closing():
+                    transport.resume_reading()
+            self._paused.clear()
+
+
+class _TcpProtocol(asyncio.Protocol):
+    def __init__(self, collector: SyslogCollector, listener: Listener) -> None:
+        self.collector = collector
+        self.listener = listener
+        self.decoder = FrameDecoder(collector.settings.ingest_max_record_bytes)
+        self.peer = ""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if peer else ""
+        self.collector.register_tcp(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._deliver(self.decoder.feed(data))
+
+    def _deliver(self, messages: list[bytes]) -> None:
+        for message in messages:
+            while not self.collector.handle(message, self.listener.tenant, "tcp", self.peer):
+                # librdkafka's own queue is full: serve its callbacks until there is room. This
+                # blocks the loop briefly, which is the backpressure we want on every connection.
+                self.collector.producer.flush(0.1)
+        self.collector.stats.oversized += self.decoder.oversized
+        self.decoder.oversized = 0
+        self.collector.backpressure()
+
+    def eof_received(self) -> bool | None:
+        self._deliver(self.decoder.flush())
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.collector.unregister_tcp(self.transport)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, collector: SyslogCollector, listener: Listener) -> None:
+        self.collector = collector
+        self.listener = listener
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        message = data.rstrip(b"\r\n\0")
+        if not message:
+            return
+        if len(message) > self.collector.settings.ingest_max_record_bytes:
+            self.collector.stats.oversized += 1
+            return
+        if not self.collector.handle(message, self.listener.tenant, "udp", str(addr[0])):
+            self.collector.stats.dropped += 1
+
+
+async def serve(
+    settings: Settings, listeners: list[Listener], service: str | None, stop: asyncio.Event
+) -> Stats:
+    """Run the listeners until ``stop`` is set; then flush Kafka and return the counts."""
+    # No delivery deadline (0): a syslog line has nowhere to go back to, so it waits for Kafka.
+    producer = Producer(producer_config(settings, delivery_timeout_s=0, client_id="strata-syslog")).start()
+    collector = SyslogCollector(settings, producer, service)
+    loop = asyncio.get_running_loop()
+    servers: list[asyncio.AbstractServer] = []
+    transports: list[asyncio.BaseTransport] = []
+    try:
+        for listener in listeners:
+            if listener.transport == "tcp":
+                servers.append(
+                    await loop.create_server(
+                        lambda listener=listener: _TcpProtocol(collector, listener),  # type: ignore[misc]
+                        listener.host,
+                        listener.port,
+                        reuse_address=True,
+                    )
+                )
+            else:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda listener=listener: _UdpProtocol(collector, listener),  # type: ignore[misc]
+                    local_addr=(listener.host, listener.port),
+                )
+                transports.append(transport)
+            log.info(
+                "listening on %s %s:%d for tenant %s",
+                listener.transport,
+                listener.host,
+                listener.port,
+                listener.tenant,
+            )
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), 0.2)
+            except TimeoutError:
+                collector.backpressure()
+    finally:
+        for server in servers:
+            server.close()
+        for endpoint in transports:
+            endpoint.close()
+        left = await asyncio.to_thread(producer.close, 30.0)
+        if left:
+            log.error("%d syslog messages were not acknowledged by Kafka before exit", left)
+            collector.stats.failed += left
+    return collector.stats

@@ -1,0 +1,100 @@
+"""The ingest job's per-record decisions, in plain Python (no pyflink): what goes to which tier,
+and what a dead letter says. The Flink operators in :mod:`jobs.ingest.job` only call these."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import orjson
+
+from core.records.pipeline import RecordPipeline
+from schemas.record import Record, micros
+from schemas.rejection import Rejected
+
+DAY_US = 86_400_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TierPolicy:
+    """Tier admission by event time: hot and warm hold records younger than their window."""
+
+    hot_days: int
+    warm_days: int
+
+    def admit(self, ts_us: int, now_us: int) -> tuple[bool, bool, int]:
+        """(hot?, warm?, warm TTL in seconds) for an event at ``ts_us`` seen at ``now_us``.
+
+        The warm TTL is what is left of the warm window, so a 30-day-old line expires from
+        Cassandra 15 days from now with the default 45-day window, not 45.
+        """
+        age_us = now_us - ts_us
+        hot = age_us < self.hot_days * DAY_US
+        warm_left_us = self.warm_days * DAY_US - max(age_us, 0)
+        warm = warm_left_us > 0
+        return hot, warm, max(int(warm_left_us // 1_000_000), 1) if warm else 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A ``raw_logs`` message the job could not turn into a record, as written to ``raw_logs_dlq``."""
+
+    reason_code: str
+    detail: str
+    original: bytes
+    topic: str
+    partition: int
+    offset: int
+
+    def to_json(self) -> str:
+        return orjson.dumps(
+            {
+                "reason_code": self.reason_code,
+                "detail": self.detail,
+                "source": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
+                # Exact bytes for a replay, and a readable form for the person looking at it.
+                "original_b64": base64.b64encode(self.original).decode("ascii"),
+                "original": self.original[:4096].decode("utf-8", "replace"),
+                "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        ).decode()
+
+
+def ingest_one(
+    pipeline: RecordPipeline,
+    policy: TierPolicy,
+    value: bytes,
+    topic: str,
+    partition: int,
+    offset: int,
+    now_us: int,
+) -> tuple[Record, bool, bool, int] | DeadLetter:
+    """One ``raw_logs`` message → (record, hot?, warm?, warm TTL) or a dead letter."""
+    result = pipeline.process(value)
+    if isinstance(result, Rejected):
+        return DeadLetter(str(result.reason_code), result.detail, value, topic, partition, offset)
+    hot, warm, ttl = policy.admit(micros(result.timestamp), now_us)
+    return result, hot, warm, ttl
+
+
+def archive_marks(
+    committed: Mapping[int, int], bookmark: Mapping[int, int], ends: Mapping[int, int]
+) -> dict[int, int]:
+    """Per partition of ``raw_logs``, the offset below which the consumer group has already
+    archived (and published to ``logs`` and the DLQ) every message: the further of its committed
+    offsets and the bookmark an earlier start left, or 0 where that lies past the partition's end
+    (the topic was recreated, so its offsets start again).
+
+    >>> archive_marks({0: 500, 1: 10}, {0: 900}, {0: 1000, 1: 20, 2: 5})
+    {0: 900, 1: 10, 2: 0}
+    """
+    out = {}
+    for partition, end in ends.items():
+        mark = max(committed.get(partition, 0), bookmark.get(partition, 0), 0)
+        out[partition] = mark if mark <= end else 0
+    return out
+
+
+__all__ = ["DeadLetter", "TierPolicy", "archive_marks", "ingest_one"]

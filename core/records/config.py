@@ -1,0 +1,190 @@
+"""Every knob of the record pipeline, in one typed model loadable from YAML or JSON.
+
+A minimal file::
+
+    max_message_bytes: 65536
+    patterns:
+      billing:
+        regex: '(?P<timestamp>\\S+ \\S+) (?P<level>\\w+) (?P<message>.*)'
+    services:
+      billing-api: {patterns: [billing], metadata: {team: payments, environment: prod}}
+    hosts:
+      web-1: {metadata: {region: eu-west-1, cluster: blue}}
+    masking:
+      default: {ipv4: true}
+      tenants:
+        acme: {ipv4: false, custom: [{name: ORDER, regex: 'ORD-\\d{8}', marker: '[ORDER]'}]}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.records.mask import DEFAULT_SECRET_KEYS, CustomRule, MaskSettings
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _compiles(regex: str) -> str:
+    try:
+        re.compile(regex)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {regex!r}: {exc}") from exc
+    return regex
+
+
+class PatternConfig(_Model):
+    """A named-group regex teaching the pipeline a format without code."""
+
+    regex: str
+    time_format: str | None = Field(
+        default=None, description="strptime format of the timestamp group; auto if unset"
+    )
+    level_map: dict[str, str] = Field(default_factory=dict, description="raw level -> a level name")
+    kv_attributes: bool = Field(
+        default=False, description="also turn key=value pairs in the message into attributes"
+    )
+
+    @field_validator("regex")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        groups = re.compile(_compiles(value)).groupindex
+        if not {"message", "msg", "content"} & set(groups):
+            raise ValueError("a pattern needs a named group 'message', e.g. (?P<message>.*)")
+        return value
+
+
+class ServiceConfig(_Model):
+    patterns: list[str] = Field(default_factory=list, description="pattern names tried first, in order")
+    format: str | None = Field(
+        default=None, description="a fixed format for this service instead of auto-detection"
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="team, environment, region, cluster..."
+    )
+
+
+class HostConfig(_Model):
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class CustomMaskRule(_Model):
+    name: str
+    regex: str
+    marker: str
+
+    @field_validator("regex")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        return _compiles(value)
+
+
+class MaskRules(_Model):
+    email: bool = True
+    phone: bool = True
+    card: bool = True
+    ssn: bool = True
+    ipv4: bool = True
+    ipv6: bool = True
+    bearer: bool = True
+    aws_keys: bool = True
+    secrets: bool = True
+    secret_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_SECRET_KEYS))
+    custom: list[CustomMaskRule] = Field(default_factory=list)
+
+    def settings(self) -> MaskSettings:
+        return MaskSettings(
+            email=self.email,
+            phone=self.phone,
+            card=self.card,
+            ssn=self.ssn,
+            ipv4=self.ipv4,
+            ipv6=self.ipv6,
+            bearer=self.bearer,
+            aws_keys=self.aws_keys,
+            secrets=self.secrets,
+            secret_keys=tuple(self.secret_keys),
+            custom=tuple(CustomRule(r.name, r.regex, r.marker) for r in self.custom),
+        )
+
+
+class MaskingConfig(_Model):
+    enabled: bool = True
+    default: MaskRules = Field(default_factory=MaskRules)
+    tenants: dict[str, MaskRules] = Field(
+        default_factory=dict, description="per-tenant rules, replacing default"
+    )
+
+
+class MiningConfig(_Model):
+    """Drain's parameters; the defaults are the ones measured on Loghub (docs/records.md)."""
+
+    enabled: bool = True
+    depth: int = Field(default=4, ge=3)
+    similarity: float = Field(default=0.7, gt=0, le=1)
+    count_wildcards: bool = True
+    max_children: int = Field(default=100, ge=1)
+    max_clusters: int = Field(default=50_000, ge=1)
+
+
+class PipelineConfig(_Model):
+    default_tenant: str | None = Field(default=None, description="tenant for raw lines that carry none (CLI)")
+    default_service: str = "unknown"
+    default_host: str = "unknown"
+    default_format: str = "auto"
+    lowercase_service: bool = True
+    lowercase_host: bool = True
+
+    max_message_bytes: int = Field(default=64 * 1024, ge=256)
+    max_attribute_bytes: int = Field(
+        default=4096,
+        ge=64,
+        le=7680,
+        description="longer attribute values are cut: both stores index each value as one term "
+        "(OpenSearch refuses terms over 32 KiB, Cassandra's SAI over 8 KiB)",
+    )
+    max_line_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="raw inputs above this are rejected"
+    )
+    max_future_seconds: float = Field(default=900, ge=0, description="allowed clock skew into the future")
+    max_past_days: float = Field(default=365, ge=0, description="older event times are tagged old_timestamp")
+    future_policy: Literal["arrival", "keep"] = "arrival"
+    past_policy: Literal["keep", "arrival"] = "keep"
+    on_bad_timestamp: Literal["arrival", "reject"] = "arrival"
+
+    identity_key: str = Field(
+        default="", description="secret mixed into log_id so ids cannot confirm masked values"
+    )
+
+    patterns: dict[str, PatternConfig] = Field(default_factory=dict)
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
+    hosts: dict[str, HostConfig] = Field(default_factory=dict)
+    default_metadata: dict[str, str] = Field(default_factory=dict)
+    masking: MaskingConfig = Field(default_factory=MaskingConfig)
+    mining: MiningConfig = Field(default_factory=MiningConfig)
+
+    @field_validator("services", "hosts")
+    @classmethod
+    def _normalize_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Lookups happen after names are trimmed and lower-cased; keys written "Billing-API" must match.
+        return {k.strip().lower(): v for k, v in value.items()}
+
+    @classmethod
+    def load(cls, path: str | Path) -> PipelineConfig:
+        """Read a ``.json`` or ``.yaml``/``.yml`` file."""
+        path = Path(path)
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() in (".yaml", ".yml"):
+            from ruamel.yaml import YAML
+
+            data = YAML(typ="safe").load(text)
+        else:
+            data = json.loads(text)
+        return cls.model_validate(data or {})

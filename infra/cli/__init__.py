@@ -1,0 +1,1 @@
+"""The ``strata`` command line: :mod:`infra.cli.main` wires one module per subcommand."""
