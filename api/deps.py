@@ -23,6 +23,7 @@ from fastapi import Depends, HTTPException, Request, status
 from psycopg_pool import AsyncConnectionPool
 
 from api.collector.ratelimit import RateLimiter
+from api.search.engine import SearchEngine
 from connectors.kafka.producer import Producer
 from connectors.postgres import tenants
 from infra.settings import Settings
@@ -31,7 +32,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class CollectorState:
+class AppState:
+    """What every route of one API process shares, opened once at start (see api.main)."""
+
     settings: Settings
     pool: AsyncConnectionPool
     producer: Producer
@@ -51,12 +54,12 @@ class Principal:
     is_admin_token: bool = False
 
 
-def get_state(request: Request) -> CollectorState:
-    state: CollectorState = request.app.state.collector
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.strata
     return state
 
 
-StateDep = Annotated[CollectorState, Depends(get_state)]
+StateDep = Annotated[AppState, Depends(get_state)]
 
 
 def credential(request: Request) -> str | None:
@@ -91,7 +94,7 @@ def _unauthorized(detail: str) -> HTTPException:
     )
 
 
-async def _verify(state: CollectorState, key: str) -> tenants.KeyInfo | None:
+async def _verify(state: AppState, key: str) -> tenants.KeyInfo | None:
     now = time.monotonic()
     cached = state.auth_cache.get(key)
     if cached is not None and cached[1] > now:
@@ -158,7 +161,7 @@ RegisterKey = Annotated[Principal, Depends(require("register", admin_token_too=T
 AdminKey = Annotated[Principal, Depends(require("admin"))]
 
 
-def check_rate(state: CollectorState, principal: Principal, count: int, route: str) -> None:
+def check_rate(state: AppState, principal: Principal, count: int, route: str) -> None:
     """429 with ``Retry-After`` when the tenant is over its rate."""
     rate = state.settings.ingest_rate_per_s if principal.rate_per_s is None else principal.rate_per_s
     wait = state.limiter.take(principal.tenant_id, rate, count)
@@ -171,3 +174,24 @@ def check_rate(state: CollectorState, principal: Principal, count: int, route: s
             detail=f"tenant {principal.tenant_id!r} is over its rate of {rate:g} records/s; retry later",
             headers={"Retry-After": str(int(wait))},
         )
+
+
+def get_engine(request: Request, state: StateDep) -> SearchEngine:
+    engine: SearchEngine | None = getattr(request.app.state, "search", None)
+    if engine is None:
+        engine = SearchEngine(state.settings)
+        request.app.state.search = engine
+    return engine
+
+
+EngineDep = Annotated[SearchEngine, Depends(get_engine)]
+
+
+def close_search(app: Any) -> None:
+    """Closes the tier clients and the live-tail consumer this app opened (blocking)."""
+    engine: SearchEngine | None = getattr(app.state, "search", None)
+    if engine is not None:
+        engine.backends.close()
+    hub = getattr(app.state, "tail", None)
+    if hub is not None:
+        hub.stop()

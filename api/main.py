@@ -14,9 +14,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.collector.ratelimit import RateLimiter
-from api.deps import CollectorState
+from api.deps import AppState, close_search
 from api.routers import alerts, elastic, health, ingest, otlp, search, tail, tenants, upload
-from api.routers.search import close_search
 from connectors.kafka.producer import Producer, producer_config
 from connectors.postgres.migrate import migrate
 from connectors.postgres.pool import async_pool
@@ -46,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             producer_config(settings),
             on_error=lambda reason: metrics.KAFKA_ERRORS.labels(reason).inc(),
         ).start()
-        state = CollectorState(
+        state = AppState(
             settings=settings,
             pool=pool,
             producer=producer,
@@ -54,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             auth_cache={},
             background=set(),
         )
-        app.state.collector = state
+        app.state.strata = state
         try:
             yield
         finally:

@@ -13,8 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field, ValidationError
 
-from api.deps import AdminKey, Principal, StateDep
-from api.routers.search import EngineDep
+from api.deps import AdminKey, EngineDep, Principal, StateDep
 from api.search.engine import SearchEngine
 from connectors.postgres import alerts as store
 from core.alerts.rules import Rule, RuleSpec

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from api.deps import Principal, StateDep, require
+from api.deps import EngineDep, Principal, require
 from api.responses import JSONBytes
 from api.search.engine import SearchEngine, SearchResult, TierReport
 from api.search.params import Cursor, Filters, duration_s, resolve_range
@@ -41,27 +41,6 @@ _TOP_FIELDS = {
     "trace_id": "trace_id",
 }
 _CONTEXT_SPAN = timedelta(days=1)
-
-
-def get_engine(request: Request, state: StateDep) -> SearchEngine:
-    engine: SearchEngine | None = getattr(request.app.state, "search", None)
-    if engine is None:
-        engine = SearchEngine(state.settings)
-        request.app.state.search = engine
-    return engine
-
-
-EngineDep = Annotated[SearchEngine, Depends(get_engine)]
-
-
-def close_search(app: Any) -> None:
-    """Closes the tier clients and the live-tail consumer this app opened (blocking)."""
-    engine: SearchEngine | None = getattr(app.state, "search", None)
-    if engine is not None:
-        engine.backends.close()
-    hub = getattr(app.state, "tail", None)
-    if hub is not None:
-        hub.stop()
 
 
 def _bad(exc: QueryError) -> HTTPException:

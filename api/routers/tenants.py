@@ -14,7 +14,7 @@ import psycopg
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AdminKey, CollectorState, Principal, RegisterKey, StateDep
+from api.deps import AdminKey, AppState, Principal, RegisterKey, StateDep
 from connectors.postgres import tenants
 
 router = APIRouter(prefix="/v1", tags=["tenants"])
@@ -89,7 +89,7 @@ def _refused(exc: tenants.TenantError) -> HTTPException:
     return HTTPException(code, detail=text)
 
 
-def _forget_keys(state: CollectorState) -> None:
+def _forget_keys(state: AppState) -> None:
     # This worker stops trusting cached keys at once; others within auth_cache_s.
     state.auth_cache.clear()
 

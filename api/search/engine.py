@@ -21,39 +21,18 @@ from functools import partial
 from typing import Any, TypeVar
 
 from core.query import Node, Position, TierPage, TierQuery, order_key
+from core.tiers import COLD, DAY_US, HOT, WARM, TierPolicy
 from infra.settings import Settings
 from schemas.record import Record, format_ts, from_micros, micros
 
 log = logging.getLogger("strata.search")
 
-DAY_US = 86_400_000_000
-# Cassandra TTLs are whole seconds, cut down: a warm row may expire up to a second before the end
-# of the warm window, so the warm slice starts a little later and the archive answers for the rest.
-WARM_EDGE_US = 2_000_000
-HOT, WARM, COLD = "hot", "warm", "cold"
-TIERS = (HOT, WARM, COLD)
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 class TierUnavailable(Exception):
     """A tier's service cannot be reached."""
-
-
-def route(
-    start_us: int, end_us: int, now_us: int, hot_days: int, warm_days: int
-) -> list[tuple[str, int, int]]:
-    """``[(tier, start_us, end_us)]``, newest slice first, covering ``[start_us, end_us)``."""
-    hot_start = now_us - hot_days * DAY_US
-    warm_start = (
-        min(now_us - warm_days * DAY_US + WARM_EDGE_US, hot_start) if warm_days > hot_days else hot_start
-    )
-    out = []
-    for tier, lo, hi in ((HOT, hot_start, None), (WARM, warm_start, hot_start), (COLD, None, warm_start)):
-        s = start_us if lo is None else max(start_us, lo)
-        e = end_us if hi is None else min(end_us, hi)
-        if s < e:
-            out.append((tier, s, e))
-    return out
 
 
 @dataclass
@@ -183,7 +162,7 @@ class SearchEngine:
 
     def slices(self, start_us: int, end_us: int) -> list[tuple[str, int, int]]:
         s = self.settings
-        return route(start_us, end_us, micros_now(), s.hot_days, s.warm_days)
+        return TierPolicy(s.hot_days, s.warm_days).route(start_us, end_us, micros_now())
 
     async def _run(self, report: TierReport, call: Callable[[], T]) -> T | None:
         """Runs one tier's blocking call in a thread, timing it and recording how it failed."""
@@ -268,13 +247,26 @@ class SearchEngine:
     async def histogram(
         self, tenant: str, ast: Node, start_us: int, end_us: int, interval_us: int
     ) -> tuple[Counter[tuple[int, str]], bool, list[TierReport]]:
+        return await self._aggregate(
+            tenant, ast, start_us, end_us, lambda tier, tq: self._histogram(tier, tq, interval_us)
+        )
+
+    async def _aggregate(
+        self,
+        tenant: str,
+        ast: Node,
+        start_us: int,
+        end_us: int,
+        ask: Callable[[str, TierQuery], tuple[Counter[K], bool, list[str]]],
+    ) -> tuple[Counter[K], bool, list[TierReport]]:
+        """Counts summed over the tiers that hold ``[start_us, end_us)``, each asked in parallel;
+        exact only when every tier answered completely."""
         reports, calls = [], []
         for tier, s, e in self.slices(start_us, end_us):
             report = TierReport(tier, s, e)
             reports.append(report)
-            tq = TierQuery(tenant, ast, s, e)
-            calls.append(self._run(report, partial(self._histogram, tier, tq, interval_us)))
-        counts: Counter[tuple[int, str]] = Counter()
+            calls.append(self._run(report, partial(ask, tier, TierQuery(tenant, ast, s, e))))
+        counts: Counter[K] = Counter()
         exact = True
         for report, result in zip(reports, await asyncio.gather(*calls), strict=True):
             if result is None:
@@ -300,23 +292,9 @@ class SearchEngine:
     async def top(
         self, tenant: str, ast: Node, start_us: int, end_us: int, field_name: str, size: int
     ) -> tuple[list[tuple[str, int]], bool, list[TierReport]]:
-        reports, calls = [], []
-        for tier, s, e in self.slices(start_us, end_us):
-            report = TierReport(tier, s, e)
-            reports.append(report)
-            tq = TierQuery(tenant, ast, s, e)
-            calls.append(self._run(report, partial(self._top, tier, tq, field_name, size)))
-        counts: Counter[str] = Counter()
-        exact = True
-        for report, result in zip(reports, await asyncio.gather(*calls), strict=True):
-            if result is None:
-                exact = False
-                continue
-            part, complete, notes = result
-            counts.update(part)
-            report.hits = sum(part.values())
-            report.notes = notes
-            exact = exact and complete
+        counts, exact, reports = await self._aggregate(
+            tenant, ast, start_us, end_us, lambda tier, tq: self._top(tier, tq, field_name, size)
+        )
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:size]
         return ranked, exact, reports
 
@@ -366,4 +344,4 @@ def micros_now() -> int:
     return time.time_ns() // 1000
 
 
-__all__ = ["Backends", "SearchEngine", "SearchResult", "TierReport", "TierUnavailable", "route"]
+__all__ = ["Backends", "SearchEngine", "SearchResult", "TierReport", "TierUnavailable"]

@@ -30,8 +30,9 @@ from typing import Any
 import orjson
 
 from connectors.cassandra.flink_sink import batched_cassandra_sink
-from core.ingest import DeadLetter, TierPolicy, ingest_one
+from core.ingest import DeadLetter, ingest_one
 from core.records.config import PipelineConfig
+from core.tiers import TierPolicy
 from infra.settings import Settings
 from jobs.ingest import names
 from schemas.projections import (
