@@ -84,6 +84,13 @@ def _not_found(rule_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alert rule {rule_id!r} in this tenant")
 
 
+def _found(stored: store.StoredRule | None, rule_id: str) -> RuleOut:
+    """The rule as answered, or 404 when the tenant has none with that id."""
+    if stored is None:
+        raise _not_found(rule_id)
+    return _out(stored)
+
+
 @router.post("/rules", response_model=RuleOut, status_code=status.HTTP_201_CREATED)
 async def create_rule(
     body: RuleSpec, principal: AdminKey, state: StateDep, tenant: TenantQuery = None
@@ -108,9 +115,7 @@ async def get_rule(rule_id: str, principal: AdminKey, state: StateDep, tenant: T
     tenant_id = _tenant(principal, tenant)
     async with state.pool.connection() as conn:
         stored = await store.get_rule(conn, tenant_id, rule_id)
-    if stored is None:
-        raise _not_found(rule_id)
-    return _out(stored)
+    return _found(stored, rule_id)
 
 
 @router.put("/rules/{rule_id}", response_model=RuleOut)
@@ -121,9 +126,7 @@ async def replace_rule(
     tenant_id = _tenant(principal, tenant)
     async with state.pool.connection() as conn:
         stored = await store.update_rule(conn, tenant_id, rule_id, body)
-    if stored is None:
-        raise _not_found(rule_id)
-    return _out(stored)
+    return _found(stored, rule_id)
 
 
 @router.patch("/rules/{rule_id}", response_model=RuleOut)
@@ -168,9 +171,7 @@ async def _set_enabled(
     tenant_id = _tenant(principal, tenant)
     async with state.pool.connection() as conn:
         stored = await store.set_enabled(conn, tenant_id, rule_id, enabled)
-    if stored is None:
-        raise _not_found(rule_id)
-    return _out(stored)
+    return _found(stored, rule_id)
 
 
 @router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
