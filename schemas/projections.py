@@ -11,7 +11,7 @@ Choices that differ per tier are explained where they are made.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -147,17 +147,22 @@ def cql_insert(keyspace: str, table: str = "logs") -> str:
     )
 
 
-def to_cql_row(record: Record) -> tuple[Any, ...]:
+def field_values(record: Record, timestamp: Callable[[datetime], Any]) -> list[Any]:
+    """The record's values in field order, each timestamp as ``timestamp`` writes it and the
+    level as its name: the row shape every columnar projection starts from."""
     values: list[Any] = []
     for f in FIELDS:
         value = getattr(record, f.name)
         if f.kind is Kind.TIMESTAMP:
-            value = micros(value)
+            value = timestamp(value)
         elif f.name == "level":
             value = str(value)
         values.append(value)
-    values.append(cql_day(record.timestamp))
-    return tuple(values)
+    return values
+
+
+def to_cql_row(record: Record) -> tuple[Any, ...]:
+    return (*field_values(record, micros), cql_day(record.timestamp))
 
 
 def from_cql_row(row: Mapping[str, Any] | Sequence[Any]) -> Record:
@@ -410,15 +415,7 @@ def flink_row_type_info(extra: Sequence[tuple[str, str]] = ()) -> Any:
 
 def to_flink_row_values(record: Record) -> list[Any]:
     """Values in field order for :func:`flink_row_type_info`'s row."""
-    values: list[Any] = []
-    for f in FIELDS:
-        value = getattr(record, f.name)
-        if f.kind is Kind.TIMESTAMP:
-            value = flink_timestamp_text(value)
-        elif f.name == "level":
-            value = str(value)
-        values.append(value)
-    return values
+    return field_values(record, flink_timestamp_text)
 
 
 def from_flink_row_values(values: Sequence[Any]) -> Record:
@@ -465,6 +462,7 @@ __all__ = [
     "cql_create_table",
     "cql_insert",
     "cql_insert_service",
+    "field_values",
     "flink_row_fields",
     "flink_row_type_info",
     "flink_sql_ddl",

@@ -84,11 +84,11 @@ def _not_found(rule_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alert rule {rule_id!r} in this tenant")
 
 
-def _found(stored: store.StoredRule | None, rule_id: str) -> RuleOut:
-    """The rule as answered, or 404 when the tenant has none with that id."""
+def _existing(stored: store.StoredRule | None, rule_id: str) -> store.StoredRule:
+    """``stored``, or 404 when the tenant has no rule with that id."""
     if stored is None:
         raise _not_found(rule_id)
-    return _out(stored)
+    return stored
 
 
 @router.post("/rules", response_model=RuleOut, status_code=status.HTTP_201_CREATED)
@@ -115,7 +115,7 @@ async def get_rule(rule_id: str, principal: AdminKey, state: StateDep, tenant: T
     tenant_id = _tenant(principal, tenant)
     async with state.pool.connection() as conn:
         stored = await store.get_rule(conn, tenant_id, rule_id)
-    return _found(stored, rule_id)
+    return _out(_existing(stored, rule_id))
 
 
 @router.put("/rules/{rule_id}", response_model=RuleOut)
@@ -126,7 +126,7 @@ async def replace_rule(
     tenant_id = _tenant(principal, tenant)
     async with state.pool.connection() as conn:
         stored = await store.update_rule(conn, tenant_id, rule_id, body)
-    return _found(stored, rule_id)
+    return _out(_existing(stored, rule_id))
 
 
 @router.patch("/rules/{rule_id}", response_model=RuleOut)
@@ -171,7 +171,7 @@ async def _set_enabled(
     tenant_id = _tenant(principal, tenant)
     async with state.pool.connection() as conn:
         stored = await store.set_enabled(conn, tenant_id, rule_id, enabled)
-    return _found(stored, rule_id)
+    return _out(_existing(stored, rule_id))
 
 
 @router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -251,9 +251,7 @@ async def test_rule(
     """Evaluate a rule over a past range of stored logs: when would it have fired and resolved?"""
     tenant_id = _tenant(principal, tenant)
     async with state.pool.connection() as conn:
-        stored = await store.get_rule(conn, tenant_id, rule_id)
-    if stored is None:
-        raise _not_found(rule_id)
+        stored = _existing(await store.get_rule(conn, tenant_id, rule_id), rule_id)
     end = body.end or datetime.now(UTC)
     start = body.start if body.start.tzinfo else body.start.replace(tzinfo=UTC)
     end = end if end.tzinfo else end.replace(tzinfo=UTC)
