@@ -7,11 +7,14 @@ tenant's by naming it with ``?tenant=``.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, HTTPException, Query, status
+from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminKey, AppState, Principal, RegisterKey, StateDep
@@ -89,6 +92,17 @@ def _refused(exc: tenants.TenantError) -> HTTPException:
     return HTTPException(code, detail=text)
 
 
+@asynccontextmanager
+async def _connection(state: AppState) -> AsyncIterator[AsyncConnection[Any]]:
+    """A pooled connection whose TenantError (unknown tenant, bad scope…) answers as the request's
+    own error."""
+    try:
+        async with state.pool.connection() as conn:
+            yield conn
+    except tenants.TenantError as exc:
+        raise _refused(exc) from exc
+
+
 def _forget_keys(state: AppState) -> None:
     # This worker stops trusting cached keys at once; others within auth_cache_s.
     state.auth_cache.clear()
@@ -129,11 +143,8 @@ async def create_key(
 ) -> Any:
     """Create a key for the tenant."""
     tenant_id = _tenant_for(principal, tenant)
-    try:
-        async with state.pool.connection() as conn:
-            key_id, key = await tenants.create_key(conn, tenant_id, name=body.name, scopes=body.scopes)
-    except tenants.TenantError as exc:
-        raise _refused(exc) from exc
+    async with _connection(state) as conn:
+        key_id, key = await tenants.create_key(conn, tenant_id, name=body.name, scopes=body.scopes)
     return NewKey(tenant=tenant_id, key_id=key_id, key=key)
 
 
@@ -157,13 +168,10 @@ async def rotate_key(
 ) -> Any:
     """Replace a key by a new one with the same scopes; the old one expires after ``grace_s``."""
     tenant_id = _tenant_for(principal, tenant)
-    try:
-        async with state.pool.connection() as conn:
-            new_id, key = await tenants.rotate_key(
-                conn, tenant_id, key_id, grace_s=(body or RotateRequest()).grace_s
-            )
-    except tenants.TenantError as exc:
-        raise _refused(exc) from exc
+    async with _connection(state) as conn:
+        new_id, key = await tenants.rotate_key(
+            conn, tenant_id, key_id, grace_s=(body or RotateRequest()).grace_s
+        )
     _forget_keys(state)
     return NewKey(tenant=tenant_id, key_id=new_id, key=key, replaces=key_id)
 
@@ -174,11 +182,8 @@ async def revoke_key(
 ) -> None:
     """Revoke a key at once."""
     tenant_id = _tenant_for(principal, tenant)
-    try:
-        async with state.pool.connection() as conn:
-            await tenants.revoke_key(conn, tenant_id, key_id)
-    except tenants.TenantError as exc:
-        raise _refused(exc) from exc
+    async with _connection(state) as conn:
+        await tenants.revoke_key(conn, tenant_id, key_id)
     _forget_keys(state)
 
 
