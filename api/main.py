@@ -73,6 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Collect, parse, tier, alert on and search logs",
         lifespan=lifespan,
     )
+    from api.metrics import RequestMetrics
+
+    app.add_middleware(RequestMetrics)
     app.include_router(health.router)
     app.include_router(ingest.router)
     app.include_router(upload.router)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from api import metrics
 from core.query import Node, Position, TierPage, TierQuery, order_key
 from core.tiers import COLD, DAY_US, HOT, WARM, TierPolicy
 from infra.settings import Settings
@@ -177,7 +178,9 @@ class SearchEngine:
             report.error = f"{type(exc).__name__}: {exc}"[:500]
             log.warning("%s tier failed: %s", report.tier, report.error)
         finally:
-            report.took_ms = (time.perf_counter() - began) * 1000
+            elapsed = time.perf_counter() - began
+            report.took_ms = elapsed * 1000
+            metrics.SEARCH_TIER_SECONDS.labels(report.tier, report.status).observe(elapsed)
         return None
 
     def _search(self, tier: str, q: TierQuery) -> TierPage:
