@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from psycopg_pool import AsyncConnectionPool
 
 from api.collector.ratelimit import RateLimiter
 from api.search.engine import SearchEngine
 from connectors.kafka.producer import Producer
 from connectors.postgres import tenants
+from core.tiers import TierPolicy
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,18 @@ def require(scope: str, *, admin_token_too: bool = False) -> Any:
 IngestKey = Annotated[Principal, Depends(require("ingest"))]
 RegisterKey = Annotated[Principal, Depends(require("register", admin_token_too=True))]
 AdminKey = Annotated[Principal, Depends(require("admin"))]
+TenantQuery = Annotated[str | None, Query(description="the tenant, when calling with the admin token")]
+
+
+def acting_tenant(principal: Principal, tenant: str | None, what: str = "its own tenant") -> str:
+    """The tenant an admin call acts on: its own for a tenant key; the named one for the admin token."""
+    if principal.is_admin_token:
+        if not tenant:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="name the tenant with ?tenant=")
+        return tenant
+    if tenant and tenant != principal.tenant_id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"a tenant key manages only {what}")
+    return principal.tenant_id
 
 
 def check_rate(state: AppState, principal: Principal, count: int, route: str) -> None:
@@ -180,7 +193,7 @@ def check_rate(state: AppState, principal: Principal, count: int, route: str) ->
 def get_engine(request: Request, state: StateDep) -> SearchEngine:
     engine: SearchEngine | None = getattr(request.app.state, "search", None)
     if engine is None:
-        engine = SearchEngine(state.settings)
+        engine = SearchEngine(state.settings, retention=RetentionPolicies(state))
         request.app.state.search = engine
     return engine
 
@@ -196,3 +209,28 @@ def close_search(app: Any) -> None:
     hub = getattr(app.state, "tail", None)
     if hub is not None:
         hub.stop()
+
+
+class RetentionPolicies:
+    """Each tenant's tier policy from its retention in PostgreSQL, cached for a few seconds (a
+    change shows in searches within ``CACHE_S``)."""
+
+    CACHE_S = 5.0
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self._cache: dict[str, tuple[TierPolicy, float]] = {}
+
+    async def __call__(self, tenant: str) -> TierPolicy:
+        from connectors.retention import tenant_retention
+
+        hit = self._cache.get(tenant)
+        now = time.monotonic()
+        if hit is not None and now - hit[1] < self.CACHE_S:
+            return hit[0]
+        async with self.state.pool.connection() as conn:
+            policy = (await tenant_retention(conn, self.state.settings, tenant)).policy()
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[tenant] = (policy, now)
+        return policy

@@ -19,10 +19,12 @@ WARM_EDGE_US = 2_000_000
 
 @dataclass(frozen=True, slots=True)
 class TierPolicy:
-    """Hot and warm hold records younger than their window (in days); cold holds everything."""
+    """Hot and warm hold records younger than their window (in days); cold holds everything, or
+    the last ``archive_days`` when a retention says so."""
 
     hot_days: int
     warm_days: int
+    archive_days: int | None = None
 
     def admit(self, ts_us: int, now_us: int) -> tuple[bool, bool, int]:
         """(hot?, warm?, warm TTL in seconds) for an event at ``ts_us`` seen at ``now_us``.
@@ -37,7 +39,8 @@ class TierPolicy:
         return hot, warm, max(int(warm_left_us // 1_000_000), 1) if warm else 0
 
     def route(self, start_us: int, end_us: int, now_us: int) -> list[tuple[str, int, int]]:
-        """``[(tier, start_us, end_us)]``, newest slice first, covering ``[start_us, end_us)``."""
+        """``[(tier, start_us, end_us)]``, newest slice first, covering ``[start_us, end_us)``; the
+        archive's slice starts ``archive_days`` ago at the earliest (older is past its retention)."""
         hot_start = now_us - self.hot_days * DAY_US
         warm_start = (
             min(now_us - self.warm_days * DAY_US + WARM_EDGE_US, hot_start)
@@ -45,7 +48,12 @@ class TierPolicy:
             else hot_start
         )
         out = []
-        for tier, lo, hi in ((HOT, hot_start, None), (WARM, warm_start, hot_start), (COLD, None, warm_start)):
+        cold_start = None if self.archive_days is None else now_us - self.archive_days * DAY_US
+        for tier, lo, hi in (
+            (HOT, hot_start, None),
+            (WARM, warm_start, hot_start),
+            (COLD, cold_start, warm_start),
+        ):
             s = start_us if lo is None else max(start_us, lo)
             e = end_us if hi is None else min(end_us, hi)
             if s < e:

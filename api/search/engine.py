@@ -1,11 +1,12 @@
 """One search over three tiers: route a time range by the tier windows, ask each tier its slice in
 parallel, merge in order without duplicates, and say how each tier did.
 
-Routing matches the ingest job's admission (``core.ingest.TierPolicy``): a record is hot while
+Routing matches the ingest job's admission (``core.tiers.TierPolicy``): a record is hot while
 younger than ``hot_days``, warm while younger than ``warm_days``, and always cold. At query time the
 newest slice goes to OpenSearch, the next to Cassandra and the rest to the Parquet archive; every
 record of a slice is in that slice's tier, because a record only ages out of a tier after it has
-aged out of the tier's slice.
+aged out of the tier's slice. A tenant's retention (``core.retention``) shortens its slices, so a
+search never offers what is past its time, whether or not the sweep has deleted it yet.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -157,13 +158,26 @@ class SearchResult:
 
 
 class SearchEngine:
-    def __init__(self, settings: Settings, backends: Backends | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backends: Backends | None = None,
+        retention: Callable[[str], Awaitable[TierPolicy]] | None = None,
+    ) -> None:
+        """``retention`` gives a tenant's tier policy (its retention per tier); without it every
+        tenant has the tier windows of ``settings``."""
         self.settings = settings
         self.backends = backends or Backends(settings)
+        self.retention = retention
 
-    def slices(self, start_us: int, end_us: int) -> list[tuple[str, int, int]]:
-        s = self.settings
-        return TierPolicy(s.hot_days, s.warm_days).route(start_us, end_us, micros_now())
+    async def _policy(self, tenant: str) -> TierPolicy:
+        if self.retention is not None:
+            return await self.retention(tenant)
+        return TierPolicy(self.settings.hot_days, self.settings.warm_days)
+
+    async def slices(self, tenant: str, start_us: int, end_us: int) -> list[tuple[str, int, int]]:
+        """The tier slices of ``[start_us, end_us)`` the tenant's retention still offers."""
+        return (await self._policy(tenant)).route(start_us, end_us, micros_now())
 
     async def _run(self, report: TierReport, call: Callable[[], T]) -> T | None:
         """Runs one tier's blocking call in a thread, timing it and recording how it failed."""
@@ -206,7 +220,7 @@ class SearchEngine:
         began = time.perf_counter()
         reports: list[TierReport] = []
         calls = []
-        for tier, s, e in self.slices(start_us, end_us):
+        for tier, s, e in await self.slices(tenant, start_us, end_us):
             report = TierReport(tier, s, e)
             reports.append(report)
             tq = TierQuery(tenant, ast, s, e, order, limit, after)
@@ -265,7 +279,7 @@ class SearchEngine:
         """Counts summed over the tiers that hold ``[start_us, end_us)``, each asked in parallel;
         exact only when every tier answered completely."""
         reports, calls = [], []
-        for tier, s, e in self.slices(start_us, end_us):
+        for tier, s, e in await self.slices(tenant, start_us, end_us):
             report = TierReport(tier, s, e)
             reports.append(report)
             calls.append(self._run(report, partial(ask, tier, TierQuery(tenant, ast, s, e))))
@@ -321,25 +335,33 @@ class SearchEngine:
         """The record with ``log_id``: hot, then warm, then the archive (around ``at_us`` when
         given, else the whole retention the archive is asked for)."""
         now = micros_now()
+        policy = await self._policy(tenant)
         reports: list[TierReport] = []
-        hot = TierReport(HOT, now - self.settings.hot_days * DAY_US, now)
-        warm = TierReport(WARM, now - self.settings.warm_days * DAY_US, now)
+        hot = TierReport(HOT, now - policy.hot_days * DAY_US, now)
+        warm = TierReport(WARM, now - policy.warm_days * DAY_US, now)
         reports += [hot, warm]
         found = await asyncio.gather(
             self._run(hot, lambda: self._tier(HOT).get(tenant, [log_id])),
             self._run(warm, lambda: self._tier(WARM).get(tenant, log_id)),
         )
-        if found[0]:
+        # A record past the tenant's retention in a tier is not offered, swept yet or not.
+        if found[0] and micros(found[0][0].timestamp) >= hot.start_us:
             return found[0][0], reports
-        if found[1] is not None:
+        if found[1] is not None and micros(found[1].timestamp) >= warm.start_us:
             return found[1], reports
         if at_us is not None:
             start, end = at_us - 3600 * 10**6, at_us + 3600 * 10**6
         else:
             start, end = now - self.settings.search_cold_lookup_days * DAY_US, now + DAY_US
+        if policy.archive_days is not None:
+            start = max(start, now - policy.archive_days * DAY_US)
         cold = TierReport(COLD, start, end)
         reports.append(cold)
-        record = await self._run(cold, lambda: self._tier(COLD).get(tenant, log_id, start, end))
+        record = (
+            await self._run(cold, lambda: self._tier(COLD).get(tenant, log_id, start, end))
+            if start < end
+            else None
+        )
         return record, reports
 
 
