@@ -61,6 +61,7 @@ sys.path.insert(0, str(REPO))
 from infra.settings import Settings, get_settings  # noqa: E402
 from schemas.envelope import RawEnvelope  # noqa: E402
 from schemas.record import format_ts, micros, parse_ts  # noqa: E402
+from tests.support.stack import s3_client  # noqa: E402
 
 RESULTS = REPO / "bench-results" / "ingest.json"
 JOB_LOGS: list[Path] = []  # the jobs' output, kept only when something went wrong
@@ -288,18 +289,6 @@ def drop_index(settings: Settings, prefix: str) -> None:
     client = opensearch(settings)
     client.indices.delete(index=f"{prefix}-*", ignore=[404])
     client.indices.delete_index_template(name=prefix, ignore=[404])
-
-
-def s3_client(settings: Settings) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-    )
 
 
 def archive_objects(settings: Settings) -> list[tuple[str, int]]:

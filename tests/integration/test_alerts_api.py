@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from infra.settings import Settings
-from tests.integration.collector_support import ApiServer, require_stack, tenant_with_key
+from tests.integration.collector_support import ApiServer, tenant_with_key
 
 pytestmark = pytest.mark.integration
 
@@ -24,17 +24,6 @@ SEED_RULE: dict[str, Any] = {
     "severity": "critical",
     "channels": [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}],
 }
-
-
-@pytest.fixture(scope="module")
-def stack() -> Settings:
-    return require_stack()
-
-
-@pytest.fixture(scope="module")
-def api(stack: Settings) -> Iterator[ApiServer]:
-    with ApiServer(stack) as server:
-        yield server
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from jobs.cluster import FlinkRest, all_running, ended, flink_home
 from schemas.envelope import RawEnvelope
 from schemas.record import Record
 from tests.integration.ingest_support import cleanup_tiers
+from tests.support.stack import s3_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -394,15 +395,7 @@ def test_bounded_submission_runs_on_the_cluster_and_fills_the_tiers(
     assert {r.log_id for r in rows} == set(expected)
     cassandra.shutdown()
     # Cold: Parquet on S3, written through the cluster's own s3-fs-hadoop plugin.
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=s.s3_endpoint_url,
-        aws_access_key_id=s.s3_access_key,
-        aws_secret_access_key=s.s3_secret_key,
-        region_name=s.s3_region,
-    )
+    client = s3_client(s)
     listing = client.list_objects_v2(Bucket=s.s3_bucket, Prefix=s.archive_prefix + "/")
     keys = [o["Key"] for o in listing.get("Contents", [])]
     assert any(k.startswith(f"{s.archive_prefix}/tenant=acme/") and "/part-" in k for k in keys), keys

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.settings import Settings
+from tests.support.stack import cassandra_keyspace, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -89,25 +90,14 @@ def test_opensearch_index_refresh_search(settings: Settings, require, unique_nam
 
 def test_cassandra_insert_and_select(settings: Settings, require, unique_name) -> None:
     require("cassandra")
-    from cassandra.cluster import Cluster
-
     keyspace = unique_name("stack_rt")
-    cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
-    session = cluster.connect()
-    try:
-        session.execute(
-            f"CREATE KEYSPACE {keyspace} WITH replication = "
-            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-        )
+    with cassandra_keyspace(settings, keyspace) as session:
         session.execute(f"CREATE TABLE {keyspace}.t (k text, c int, v text, PRIMARY KEY (k, c))")
         insert = session.prepare(f"INSERT INTO {keyspace}.t (k, c, v) VALUES (?, ?, ?)")
         for i in range(5):
             session.execute(insert, ("svc", i, f"value {i}"))
         rows = session.execute(f"SELECT c, v FROM {keyspace}.t WHERE k = %s", ("svc",))
         assert [(r.c, r.v) for r in rows] == [(i, f"value {i}") for i in range(5)]
-    finally:
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
-        cluster.shutdown()
 
 
 def test_cassandra_keyspace_provisioned(settings: Settings, require) -> None:
@@ -121,25 +111,13 @@ def test_cassandra_keyspace_provisioned(settings: Settings, require) -> None:
         cluster.shutdown()
 
 
-def _s3_client(settings: Settings):  # type: ignore[no-untyped-def]
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-    )
-
-
 def test_s3_put_list_get_with_boto3_and_pyarrow(settings: Settings, require, unique_name) -> None:
     require("s3")
     import pyarrow as pa
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
-    client = _s3_client(settings)
+    client = s3_client(settings)
     prefix = unique_name("stack-roundtrip")
     bucket = settings.s3_bucket
     try:
