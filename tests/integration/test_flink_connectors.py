@@ -16,7 +16,7 @@ import pytest
 from infra.settings import Settings
 from infra.stack.flink_jars import ensure_flink_jars
 from jobs.flink import job_process_env
-from tests.support.stack import cassandra_keyspace, s3_client
+from tests.support.stack import cassandra_keyspace, kafka_topic, produce, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -27,22 +27,9 @@ JOB_TIMEOUT_S = 300
 @pytest.fixture
 def topic(settings: Settings, require, unique_name) -> Iterator[str]:
     require("kafka")
-    from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    name = unique_name("smoke")
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers)
-    admin.create_topics([NewTopic(name, 1, 1)])
-    try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all")
-        for doc in MESSAGES:
-            producer.send(name, value=json.dumps(doc).encode())
-        producer.flush()
-        producer.close()
+    with kafka_topic(settings, unique_name("smoke")) as name:
+        produce(settings, name, [json.dumps(doc).encode() for doc in MESSAGES])
         yield name
-    finally:
-        admin.delete_topics([name])
-        admin.close()
 
 
 @pytest.fixture

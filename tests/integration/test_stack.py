@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.settings import Settings
-from tests.support.stack import cassandra_keyspace, s3_client
+from tests.support.stack import cassandra_keyspace, kafka_topic, produce, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -30,19 +30,11 @@ def strata(
 
 def test_kafka_produce_and_consume(settings: Settings, require, unique_name) -> None:
     require("kafka")
-    from kafka import KafkaConsumer, KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka import KafkaConsumer
 
-    topic = unique_name("stack_roundtrip")
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers)
-    admin.create_topics([NewTopic(topic, 2, 1)])
-    try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all")
+    with kafka_topic(settings, unique_name("stack_roundtrip"), partitions=2) as topic:
         sent = [f"message {i}".encode() for i in range(20)]
-        for value in sent:
-            producer.send(topic, value=value, key=b"k")
-        producer.flush()
-        producer.close()
+        produce(settings, topic, sent, key=b"k")
         consumer = KafkaConsumer(
             topic,
             bootstrap_servers=settings.kafka_servers,
@@ -53,9 +45,6 @@ def test_kafka_produce_and_consume(settings: Settings, require, unique_name) -> 
         received = [m.value for m in consumer]
         consumer.close()
         assert received == sent  # one key: one partition, in order
-    finally:
-        admin.delete_topics([topic])
-        admin.close()
 
 
 def test_pipeline_topics_exist_with_partitions(settings: Settings, require) -> None:
