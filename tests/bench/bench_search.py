@@ -241,6 +241,7 @@ def api_with_key(settings: Settings, **env: str) -> Iterator[tuple[str, str]]:
     from connectors.postgres import tenants
     from connectors.postgres.migrate import migrate
     from tests.integration.collector_support import free_port
+    from tests.support.server import answers_health
 
     migrate(settings.postgres_dsn)
 
@@ -265,16 +266,8 @@ def api_with_key(settings: Settings, **env: str) -> Iterator[tuple[str, str]]:
     server = subprocess.Popen([*cmd, "--port", str(port), "--log-level", "warning"], env=environ)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("the API did not start")
-            time.sleep(0.3)
+        if not answers_health(url, server):
+            raise RuntimeError("the API did not start")
         yield url, key
     finally:
         server.terminate()
