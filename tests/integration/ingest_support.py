@@ -1,5 +1,6 @@
-"""Helpers for the ingest job's fault and replay tests: a realistic volume of raw messages, the job
-as a subprocess in its own process group, and what each tier holds as a user would count it."""
+"""Helpers for the ingest job's integration tests: topics, tiers and a consumer group of a run's own
+(:func:`isolated_run`), a realistic volume of raw messages, the job as a subprocess in its own
+process group, and what each tier holds as a user would count it."""
 
 from __future__ import annotations
 
