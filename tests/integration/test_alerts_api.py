@@ -9,32 +9,18 @@ import httpx
 import pytest
 
 from infra.settings import Settings
-from tests.integration.collector_support import ApiServer, require_stack, tenant_with_key
+from tests.integration.collector_support import ApiServer, tenant_with_key
+from tests.unit.alert_support import PAYMENT_ERRORS
 
 pytestmark = pytest.mark.integration
 
 SEED_RULE: dict[str, Any] = {
-    "name": "payment errors",
-    "filter": {"services": ["payment-service"], "levels": ["ERROR"]},
-    "window": "5m",
+    **PAYMENT_ERRORS,
     "slide": "30s",
-    "comparison": ">",
-    "threshold": 100,
     "group_by": ["host"],
     "severity": "critical",
     "channels": [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}],
 }
-
-
-@pytest.fixture(scope="module")
-def stack() -> Settings:
-    return require_stack()
-
-
-@pytest.fixture(scope="module")
-def api(stack: Settings) -> Iterator[ApiServer]:
-    with ApiServer(stack) as server:
-        yield server
 
 
 @pytest.fixture
