@@ -12,7 +12,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 from cassandra.cluster import Cluster
@@ -21,6 +20,7 @@ from opensearchpy import OpenSearch
 from api.deps import RetentionPolicies
 from tests.integration.collector_support import ApiServer, require_stack, tenant_with_key
 from tests.integration.search_support import loaded_tiers, make_records, now_utc
+from tests.support.stack import s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,7 @@ DAY = timedelta(days=1)
 
 
 def _archive_days(settings, tenant: str) -> set[str]:  # type: ignore[no-untyped-def]
-    client = boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-    )
+    client = s3_client(settings)
     prefix = f"{settings.archive_prefix}/tenant={tenant}/"
     found = set()
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket, Prefix=prefix):
