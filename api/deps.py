@@ -150,7 +150,8 @@ def require(scope: str, *, admin_token_too: bool = False) -> Any:
                 status.HTTP_403_FORBIDDEN,
                 detail=f"the API key lacks the {scope!r} scope (it has: {', '.join(sorted(info.scopes))})",
             )
-        request.state.tenant = info.tenant_id  # for the request metrics (api.metrics.RequestMetrics)
+        if isinstance(request, Request):  # for the request metrics (api.metrics.RequestMetrics)
+            request.state.tenant = info.tenant_id
         return Principal(
             tenant_id=info.tenant_id, key_id=info.key_id, scopes=info.scopes, rate_per_s=info.rate_per_s
         )
