@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     api_url: str = ""  # where `strata send` posts; empty: the local API
     api_key: str = ""  # the key `strata send` uses
 
+    # The record pipeline's configuration (YAML or JSON, docs/records.md), read by the ingest job,
+    # the alerts job and `strata parse` alike, so alerts see records as they are stored. Empty:
+    # the built-in defaults. A command's --config overrides it.
+    pipeline_config: str = ""
+
     # Tier windows, shared by the ingest job and the search API.
     hot_days: int = 14
     warm_days: int = 45

@@ -30,7 +30,9 @@ def _add_job_arguments(parser: argparse.ArgumentParser, start_help: str) -> None
     parser.add_argument(
         "--bounded", action="store_true", help="stop once the offsets that were latest at start are read"
     )
-    parser.add_argument("--config", help="record pipeline configuration (YAML or JSON)")
+    parser.add_argument(
+        "--config", help="record pipeline configuration, YAML or JSON (default: STRATA_PIPELINE_CONFIG)"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -141,8 +143,9 @@ def _submit(settings: Settings, args: argparse.Namespace) -> int:
     program_args = ["--start", args.start]
     if args.bounded:
         program_args.append("--bounded")
-    if args.config:
-        program_args += ["--pipeline-config", str(Path(args.config).resolve())]
+    config_path = args.config or settings.pipeline_config
+    if config_path:
+        program_args += ["--pipeline-config", str(Path(config_path).resolve())]
     options = IngestOptions.from_settings(settings)
     print(f"submitting {job_name(options.group_id)} to {jobmanager}", file=sys.stderr)
     # `flink run --detached` has uploaded the package by the time it returns.
@@ -206,9 +209,11 @@ def _manage(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _pipeline_config(args: argparse.Namespace) -> PipelineConfig | None:
+    """``--config``, else STRATA_PIPELINE_CONFIG: one configuration for both jobs."""
     from core.records.config import PipelineConfig
 
-    return PipelineConfig.load(args.config) if args.config else None
+    path = args.config or get_settings().pipeline_config
+    return PipelineConfig.load(path) if path else None
 
 
 def _run_ingest(settings: Settings, args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from core.records.config import PipelineConfig
 from core.records.pipeline import RecordPipeline
+from infra.settings import get_settings
 from schemas.rejection import Rejected
 
 FORMAT_HELP = "auto|json|logfmt|syslog|apache|nginx|plain|raw or a pattern name (built-in or from --config)"
@@ -34,10 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    path = args.config or get_settings().pipeline_config
     try:
-        config = PipelineConfig.load(args.config) if args.config else PipelineConfig()
+        config = PipelineConfig.load(path) if path else PipelineConfig()
     except (OSError, ValueError) as exc:
-        print(f"strata parse: cannot load config {args.config}: {exc}", file=sys.stderr)
+        print(f"strata parse: cannot load config {path}: {exc}", file=sys.stderr)
         return 2
     if args.no_mining:
         config.mining.enabled = False

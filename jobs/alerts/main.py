@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = parse_args(argv)
     settings = get_settings()
-    config = PipelineConfig.load(args.pipeline_config) if args.pipeline_config else None
+    path = args.pipeline_config or settings.pipeline_config
+    config = PipelineConfig.load(path) if path else None
     options = AlertsOptions.from_settings(settings, start=args.start, pipeline_config=config)
     ensure_alerts_topic(settings, options.alerts_topic)
     env = StreamExecutionEnvironment.get_execution_environment()
