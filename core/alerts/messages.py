@@ -163,11 +163,12 @@ def _group_text(event: AlertEvent) -> str:
 
 
 def _line(event: AlertEvent, window_s: int | None) -> str:
-    if event.state is State.RESOLVED and event.reason:
-        return f"{_group_text(event)}: {event.reason}"
+    if event.state is State.RESOLVED and event.reason and event.value is None:
+        return f"{_group_text(event)}: {event.reason}"  # the rule was retired: there is no value
     value = "no data" if event.value is None else f"{event.value:g}"
     over = f" in {window_s}s" if window_s else ""
-    return f"{_group_text(event)}: {value} {event.comparison} {event.threshold:g}{over}"
+    why = f" ({event.reason})" if event.reason else ""  # an anomaly's expected value and band
+    return f"{_group_text(event)}: {value} {event.comparison} {event.threshold:g}{over}{why}"
 
 
 def title(rule: Rule | None, events: list[AlertEvent]) -> str:
