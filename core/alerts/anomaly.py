@@ -36,7 +36,8 @@ DAY_MS = 86_400_000
 SEASON_DAYS = 7
 SEASON_SLOT_MIN_MS = 300_000
 MIN_RECENT, MAX_RECENT = 30, 240
-RECENT_WINDOWS = 12  # the recent baseline spans this many windows, within MIN_RECENT..MAX_RECENT
+RECENT_WINDOWS = 24  # the recent baseline spans this many windows, within MIN_RECENT..MAX_RECENT
+MEDIAN_VARIANCE = math.pi / 2  # the variance of a median of n normal values is this * sigma^2 / n
 MAD_TO_SIGMA = 1.4826  # the median absolute deviation of a normal distribution is 0.6745 sigma
 FORGET_AFTER_MS = (SEASON_DAYS + 1) * DAY_MS  # a group silent this long has no baseline worth keeping
 ADAPT_AFTER_MS = DAY_MS  # an anomaly lasting this long is the new normal
@@ -108,13 +109,14 @@ class History:
                 out.append(mean)
         return out
 
-    def band(self, end_ms: int, slide_ms: int, sensitivity: float) -> Band | None:
+    def band(self, end_ms: int, window_ms: int, slide_ms: int, sensitivity: float) -> Band | None:
         """The band of the window ending at ``end_ms``; None before any history."""
         if not self.recent:
             return None
         values = [v for v, _ in self.recent if v is not None]
         season = self._season(end_ms, slide_ms)
         seasonal: float | None = None
+        learnt_from = len(values)
         if season:
             seasonal = median(season)
             residuals = [v - s for v, s in self.recent if v is not None and s is not None]
@@ -122,6 +124,7 @@ class History:
                 level = median(residuals)
                 expected = seasonal + level
                 spread = MAD_TO_SIGMA * _mad(residuals, level)
+                learnt_from = len(residuals)
             else:
                 # Too few residuals to know today's noise yet: the recent spread, which includes the
                 # cycle itself, is wider, so the switch-over errs towards silence.
@@ -132,6 +135,10 @@ class History:
             spread = MAD_TO_SIGMA * _mad(values, expected)
         expected = max(expected, 0.0)
         spread = max(spread, math.sqrt(max(expected, 1.0)))
+        # The expected value is itself a median of a few independent windows (sliding windows
+        # overlap): widen the band by its error too, or a short history fires on plain noise.
+        independent = max(1.0, learnt_from * slide_ms / window_ms)
+        spread *= math.sqrt(1 + MEDIAN_VARIANCE / independent)
         return Band(
             expected=expected,
             spread=spread,

@@ -307,7 +307,7 @@ class GroupEvaluator:
             if sub.history is None:
                 sub.history = History()
             assert rule.sensitivity is not None
-            band = sub.history.band(end_ms, rule.slide_ms, rule.sensitivity)
+            band = sub.history.band(end_ms, rule.window_ms, rule.slide_ms, rule.sensitivity)
             if band is None or sub.history.evaluations < rule.min_history_evaluations:
                 return False, value, band
             up = value > band.upper and rule.direction in (Direction.UP, Direction.BOTH)

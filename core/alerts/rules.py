@@ -34,7 +34,7 @@ MAX_FOR_EVALUATIONS = 1_000
 MIN_HISTORY_EVALUATIONS = 10
 MAX_MIN_HISTORY_S = 30 * 86_400
 DEFAULT_MIN_HISTORY_WINDOWS = 12
-DEFAULT_SENSITIVITY = 4.0
+DEFAULT_SENSITIVITY = 5.0
 ATTRIBUTE_PREFIX = "attributes."
 
 # Fields a rule may group by or count distinct values of: the short keyword and id fields.
@@ -215,7 +215,7 @@ class RuleSpec(_Strict):
         default=None,
         ge=1,
         le=20,
-        description="anomaly: how many spreads from the expected value is unusual (default 4)",
+        description="anomaly: how many spreads from the expected value is unusual (default 5)",
     )
     min_history: Duration | None = Field(
         default=None,

@@ -213,7 +213,7 @@ def test_a_notification_says_what_was_expected() -> None:
 
 def test_an_anomaly_rule_gets_its_defaults() -> None:
     spec = RuleSpec.model_validate({"name": "error surge", "type": "anomaly", "window": "5m"})
-    assert (spec.direction, spec.sensitivity, spec.min_history) == ("up", 4.0, 3600)
+    assert (spec.direction, spec.sensitivity, spec.min_history) == ("up", 5.0, 3600)
     assert spec.monotone  # an upward count may fire on the record that crosses the band
     hourly = RuleSpec.model_validate({"name": "r", "type": "anomaly", "window": "1h", "slide": "1h"})
     assert hourly.min_history == 12 * 3600
