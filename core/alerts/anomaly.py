@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
+import orjson
+
 DAY_MS = 86_400_000
 SEASON_DAYS = 7
 SEASON_SLOT_MIN_MS = 300_000
@@ -69,6 +71,13 @@ class Band:
     days: int  # previous days the expected value comes from (0: recent windows)
     seasonal: float | None  # the same-time median before the level shift, kept with the value
 
+    def to_list(self) -> list[Any]:
+        return [self.expected, self.spread, self.lower, self.upper, self.days, self.seasonal]
+
+    @classmethod
+    def from_list(cls, data: list[Any]) -> Band:
+        return cls(*data)
+
     def describe(self) -> str:
         basis = (
             f"the same time on {self.days} previous day{'s' if self.days > 1 else ''}"
@@ -96,6 +105,13 @@ class History:
     @classmethod
     def from_list(cls, data: list[Any]) -> History:
         return cls(data[0], {int(d): row for d, row in data[1]}, data[2], data[3], data[4], data[5])
+
+    def to_json(self) -> str:
+        return orjson.dumps(self.to_list()).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> History:
+        return cls.from_list(orjson.loads(text))
 
     def _season(self, end_ms: int, slide_ms: int) -> list[float]:
         width = slot_ms(slide_ms)

@@ -196,21 +196,36 @@ class Sub:
     status: Status = field(default_factory=Status)
     last_eval_ms: int | None = None  # end of the last evaluated window
     samples: list[dict[str, Any]] = field(default_factory=list)
-    history: History | None = None  # anomaly rules: the series the band is learnt from
+    # Anomaly rules: the series the band is learnt from. The job loads and saves a key's state on
+    # every record, but the history changes once per evaluation, so it is kept as JSON text until
+    # an evaluation needs it, and the band of the open window is kept beside it.
+    history: History | None = None
+    history_json: str | None = None
+    band_at: list[Any] | None = None  # [window end, rule revision, ready, band as a list or None]
+
+    def learnt(self) -> History:
+        if self.history is None:
+            self.history = History() if self.history_json is None else History.from_json(self.history_json)
+            self.history_json = None
+        return self.history
+
+    def forget_history(self) -> None:
+        self.history, self.history_json, self.band_at = None, None, None
 
     def to_list(self) -> list[Any]:
         buckets = [
             [k, b[0], b[1], sorted(b[2]) if b[2] is not None else None] for k, b in self.buckets.items()
         ]
-        history = None if self.history is None else self.history.to_list()
-        return [buckets, self.status.to_list(), self.last_eval_ms, self.samples, history]
+        history = self.history_json if self.history is None else self.history.to_json()
+        return [buckets, self.status.to_list(), self.last_eval_ms, self.samples, history, self.band_at]
 
     @classmethod
     def from_list(cls, data: list[Any]) -> Sub:
         buckets = {b[0]: [b[1], b[2], set(b[3]) if b[3] is not None else None] for b in data[0]}
-        # state written before anomaly rules existed has four items
-        history = History.from_list(data[4]) if len(data) > 4 and data[4] is not None else None
-        return cls(buckets, Status.from_list(data[1]), data[2], data[3], history)
+        sub = cls(buckets, Status.from_list(data[1]), data[2], data[3])
+        if len(data) > 4:  # state written before anomaly rules existed has four items
+            sub.history_json, sub.band_at = data[4], data[5]
+        return sub
 
 
 class GroupEvaluator:
@@ -272,7 +287,7 @@ class GroupEvaluator:
             for sub in self.subs.values():
                 sub.buckets.clear()
                 sub.last_eval_ms = None
-                sub.history = None  # a series of other windows is no baseline for these
+                sub.forget_history()  # a series of other windows is no baseline for these
             self.window_ms, self.slide_ms = rule.window_ms, rule.slide_ms
         self.revision = rule.revision
 
@@ -304,11 +319,8 @@ class GroupEvaluator:
         value = self._value(rule, sub, end_ms)
         if rule.type is RuleType.ANOMALY:
             assert value is not None  # a count
-            if sub.history is None:
-                sub.history = History()
-            assert rule.sensitivity is not None
-            band = sub.history.band(end_ms, rule.window_ms, rule.slide_ms, rule.sensitivity)
-            if band is None or sub.history.evaluations < rule.min_history_evaluations:
+            band, ready = self._band(rule, sub, end_ms)
+            if band is None or not ready:
                 return False, value, band
             up = value > band.upper and rule.direction in (Direction.UP, Direction.BOTH)
             down = value < band.lower and rule.direction in (Direction.DOWN, Direction.BOTH)
@@ -327,6 +339,19 @@ class GroupEvaluator:
                 return False, value, None
         return rule.holds(value), value, None
 
+    @staticmethod
+    def _band(rule: Rule, sub: Sub, end_ms: int) -> tuple[Band | None, bool]:
+        """The band of the window ending at ``end_ms`` and whether the group may fire yet."""
+        cached = sub.band_at
+        if cached is not None and cached[0] == end_ms and cached[1] == rule.revision:
+            return (None if cached[3] is None else Band.from_list(cached[3])), cached[2]
+        history = sub.learnt()
+        assert rule.sensitivity is not None
+        band = history.band(end_ms, rule.window_ms, rule.slide_ms, rule.sensitivity)
+        ready = history.evaluations >= rule.min_history_evaluations
+        sub.band_at = [end_ms, rule.revision, ready, None if band is None else band.to_list()]
+        return band, ready
+
     def _evaluate(
         self,
         rule: Rule,
@@ -340,11 +365,12 @@ class GroupEvaluator:
         sub.last_eval_ms = end_ms
         comparison, threshold, reason = str(rule.comparison), rule.threshold, ""
         if rule.type is RuleType.ANOMALY:
-            assert sub.history is not None and value is not None
-            ready = sub.history.evaluations >= rule.min_history_evaluations
-            sub.history.record(
+            assert value is not None
+            _, ready = self._band(rule, sub, end_ms)
+            sub.learnt().record(
                 end_ms, value, band, ready=ready, window_ms=rule.window_ms, slide_ms=rule.slide_ms
             )
+            sub.band_at = None
             if band is not None:
                 # The edge of the band the value is (or would be) past: "42 > 17.3" reads like a threshold.
                 below = rule.direction is Direction.DOWN or (
@@ -494,7 +520,7 @@ class GroupEvaluator:
         """An empty window that satisfies the condition (``count < 5``) must keep being evaluated,
         and so must a group whose volume may drop to nothing (an anomaly rule), until it is forgotten."""
         if rule.type is RuleType.ANOMALY:
-            return sub.history is not None and not sub.history.forgotten(now_ms)
+            return not sub.learnt().forgotten(now_ms)
         if rule.type is RuleType.NEW_PATTERN or rule.aggregation is Aggregation.RATE:
             return False
         return rule.holds(0.0)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from core.alerts.engine import AlertEngine
 from core.alerts.evaluate import AlertEvent, GroupEvaluator, State
-from core.alerts.messages import slack_body
+from core.alerts.messages import slack_body, webhook_body
 from core.alerts.rules import Rule, RuleSpec
 from tests.unit.alert_support import ms, record, rule
 
@@ -178,8 +178,8 @@ def test_state_serialises_mid_stream_and_stays_bounded() -> None:
             if checkpoint:  # what a checkpoint and a restore do to every key's state
                 engine.groups = {k: GroupEvaluator.from_bytes(v.to_bytes()) for k, v in engine.groups.items()}
         (group,) = engine.groups.values()
-        history = group.subs[""].history
-        assert history is not None and len(history.days) <= 8 and len(history.recent) <= 240
+        history = group.subs[""].learnt()
+        assert len(history.days) <= 8 and len(history.recent) <= 240
         return [e.event_id for e in events], len(group.to_bytes())
 
     restored, size = run(True)
@@ -206,6 +206,9 @@ def test_a_notification_says_what_was_expected() -> None:
     (fired,) = feed(engine, 120, 1, lambda m: 200)
     (line,) = [t for t in slack_body(r, [fired], "http://x/search")["text"].splitlines() if t.startswith("•")]
     assert f"{fired.value:g} > {fired.threshold:g} in 300s (expected " in line
+    body = webhook_body(r, [fired], "http://x/search")
+    assert body["rule"]["type"] == "anomaly" and body["rule"]["direction"] == "up"
+    assert body["alerts"][0]["reason"].startswith("expected ")
 
 
 # -- the rule model ------------------------------------------------------------------------------
