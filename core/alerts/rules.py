@@ -294,7 +294,7 @@ class RuleSpec(_Strict):
         if self.comparison is not Comparison.GT or self.threshold != 0:
             raise ValueError(
                 "an anomaly rule has no comparison or threshold: its band comes from the series' own "
-                "history; set direction and sensitivity instead"
+                "history; leave them out (or at '>' and 0) and set direction and sensitivity instead"
             )
         assert self.slide is not None
         if self.direction is None:
