@@ -9,6 +9,11 @@ The job keeps one :class:`GroupEvaluator` per key in Flink keyed state and calls
 - :meth:`GroupEvaluator.advance` when the watermark passes a window end (an event-time timer):
   each window not decided early is evaluated with its final value, in order.
 
+An ``anomaly`` rule's group also keeps its series (:class:`core.alerts.anomaly.History`): every
+evaluated window's count, from which the band of the next window is computed, so its condition is
+"outside the band" instead of a comparison with a threshold. It evaluates every window, empty
+ones included, so a volume that drops to nothing is seen.
+
 Windows are event time: window ``[end - window, end)`` for every ``end`` that is a multiple of
 ``slide``. A record older than the oldest window still open is late and only counted as such.
 
