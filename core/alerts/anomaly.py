@@ -8,8 +8,9 @@ An anomaly rule's series is the count of matching records per window, one value 
   median of recent residuals (today's level against the same-time baseline, so steady growth is not
   an anomaly), and the spread is the median absolute deviation of those residuals. A daily cycle is
   then expected, and a value normal at noon can still be an anomaly at 3 a.m.
-- **Recent windows** otherwise (the first day): the median and the median absolute deviation of
-  the last evaluations.
+- **Recent windows** otherwise (the first day, and until half the recent values have a same-time
+  baseline to be compared with): the median and the median absolute deviation of the last
+  evaluations.
 
 Counts are at least Poisson-noisy, so the spread is never below ``sqrt(expected)``: a series that
 has been flat (a spread of 0) does not fire on one extra record. The band is
@@ -18,8 +19,9 @@ has been flat (a spread of 0) does not fire on one extra record. The band is
 The band learns only from values inside it. A window outside the band (on either side, whichever
 the rule's direction) stays out of the history, so an outage keeps firing until traffic returns
 instead of becoming the baseline it is judged against, and the return of traffic after an outage
-is no surge. A series that stays outside for :data:`ADAPT_AFTER_MS` has changed level: from then on
-it is learnt again, so a lasting change resolves within hours.
+is no surge. A series that stays outside for :data:`ADAPT_AFTER_MS` has changed level for good (a
+service retired, a new client): its history starts again from the new level, which resolves the
+alert and keeps the old days from firing it again at the times of day they remember.
 
 State per group: at most :data:`MAX_RECENT` recent values and 8 days of slot means (288 a day at
 most), a few tens of kilobytes of JSON at worst.
@@ -142,10 +144,10 @@ class History:
                 spread = MAD_TO_SIGMA * _mad(residuals, level)
                 learnt_from = len(residuals)
             else:
-                # Too few residuals to know today's noise yet: the recent spread, which includes the
-                # cycle itself, is wider, so the switch-over errs towards silence.
-                expected = seasonal
-                spread = MAD_TO_SIGMA * _mad(values, median(values))
+                # Too few residuals to know today's level and noise against the same-time baseline
+                # (one previous day alone is as noisy as one window): stay with recent windows.
+                expected = median(values)
+                spread = MAD_TO_SIGMA * _mad(values, expected)
         else:
             expected = median(values)
             spread = MAD_TO_SIGMA * _mad(values, expected)
@@ -176,6 +178,8 @@ class History:
                 self.outside_since_ms = end_ms
             if end_ms - self.outside_since_ms < ADAPT_AFTER_MS:
                 return
+            self.restart()
+            band = None
         else:
             self.outside_since_ms = None
         kept = round(value, 3)
@@ -195,6 +199,11 @@ class History:
         self.slot[3] += 1
         for old in [d for d in self.days if d < day - SEASON_DAYS]:
             del self.days[old]
+
+    def restart(self) -> None:
+        """Forget the series (not when it last had records): the next windows are learnt afresh."""
+        self.recent, self.days, self.slot = [], {}, None
+        self.evaluations, self.outside_since_ms = 0, None
 
     def _close_slot(self, width: int) -> None:
         assert self.slot is not None

@@ -372,17 +372,23 @@ class GroupEvaluator:
         if rule.type is RuleType.ANOMALY:
             assert value is not None
             _, ready = self._band(rule, sub, end_ms)
-            sub.learnt().record(
-                end_ms, value, band, ready=ready, window_ms=rule.window_ms, slide_ms=rule.slide_ms
-            )
-            sub.band_at = None
-            if band is not None:
+            if band is not None and ready:
                 # The edge of the band the value is (or would be) past: "42 > 17.3" reads like a threshold.
                 below = rule.direction is Direction.DOWN or (
                     rule.direction is Direction.BOTH and value < band.expected
                 )
                 comparison, threshold = ("<", round(band.lower, 3)) if below else (">", round(band.upper, 3))
                 reason = band.describe()
+            else:
+                # Only a group whose history started again (a level held for a day is the new
+                # normal) or whose min_history grew can change state here: it resolves.
+                seen = sub.learnt().evaluations
+                comparison = ""
+                reason = f"learning its level: {seen} of {rule.min_history_evaluations} evaluations seen"
+            sub.learnt().record(
+                end_ms, value, band, ready=ready, window_ms=rule.window_ms, slide_ms=rule.slide_ms
+            )
+            sub.band_at = None
         events = []
         for t in step(sub.status, holds, end_ms, rule.for_evaluations, rule.cooldown_ms):
             group_id = self.key + (("\x1f" + sub_key) if sub_key else "")

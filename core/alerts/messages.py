@@ -168,8 +168,9 @@ def _group_text(event: AlertEvent) -> str:
 
 
 def _line(event: AlertEvent, window_s: int | None) -> str:
-    if event.state is State.RESOLVED and event.reason and event.value is None:
-        return f"{_group_text(event)}: {event.reason}"  # the rule was retired: there is no value
+    if event.state is State.RESOLVED and event.reason and (event.value is None or not event.comparison):
+        # retired rule (no value), or an anomaly whose new level is being learnt (no band)
+        return f"{_group_text(event)}: {event.reason}"
     value = "no data" if event.value is None else f"{event.value:g}"
     over = f" in {window_s}s" if window_s else ""
     why = f" ({event.reason})" if event.reason else ""  # an anomaly's expected value and band

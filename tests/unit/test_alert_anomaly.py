@@ -137,6 +137,21 @@ def test_a_volume_that_drops_to_nothing_fires_down_until_it_returns() -> None:
     assert [(e.rule_id, str(e.state)) for e in back] == [("r1", "RESOLVED")]
 
 
+def test_a_level_held_for_a_day_becomes_the_new_normal_and_fires_no_more() -> None:
+    # A service retired for good: the alert fires, holds for a day, then the history starts again
+    # from the silence, and the days that remember its traffic do not fire it again.
+    engine = AlertEngine([anomaly(direction="down", window="1h", slide="1h")], lateness_ms=5_000)
+    rng = random.Random(6)
+    feed(engine, 0, 13 * HOUR_MIN, lambda m: noisy(3, rng), heartbeat_every=10)
+    events = feed(engine, 13 * HOUR_MIN, 9 * DAY_MIN, lambda m: 0, heartbeat_every=10)
+    assert [(str(e.state), (e.window_end_ms - ms(0)) // 3_600_000) for e in events] == [
+        ("FIRING", 14),
+        ("RESOLVED", 39),  # a day after it began, at the first evaluation of the new series
+    ]
+    assert events[1].reason == "learning its level: 1 of 12 evaluations seen"
+    assert not any(k.startswith("r1") for k in engine.groups)  # silent for 8 days: forgotten
+
+
 def test_no_firing_before_the_minimum_history() -> None:
     engine = AlertEngine([anomaly(min_history="2h")])
     rng = random.Random(5)
