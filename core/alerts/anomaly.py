@@ -71,7 +71,9 @@ class Band:
     lower: float
     upper: float
     days: int  # previous days the expected value comes from (0: recent windows)
-    seasonal: float | None  # the same-time median before the level shift, kept with the value
+    # the same-time median (before the level shift) whether or not the band used it: kept with the
+    # window's value, their difference is a residual of the same-time model
+    seasonal: float | None
 
     def to_list(self) -> list[Any]:
         return [self.expected, self.spread, self.lower, self.upper, self.days, self.seasonal]
@@ -135,6 +137,7 @@ class History:
         season = self._season(end_ms, slide_ms)
         seasonal: float | None = None
         learnt_from = len(values)
+        days = 0
         if season:
             seasonal = median(season)
             residuals = [v - s for v, s in self.recent if v is not None and s is not None]
@@ -143,6 +146,7 @@ class History:
                 expected = seasonal + level
                 spread = MAD_TO_SIGMA * _mad(residuals, level)
                 learnt_from = len(residuals)
+                days = len(season)
             else:
                 # Too few residuals to know today's level and noise against the same-time baseline
                 # (one previous day alone is as noisy as one window): stay with recent windows.
@@ -162,7 +166,7 @@ class History:
             spread=spread,
             lower=expected - sensitivity * spread,
             upper=expected + sensitivity * spread,
-            days=len(season),
+            days=days,
             seasonal=seasonal,
         )
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from core.alerts.anomaly import History
 from core.alerts.engine import AlertEngine
 from core.alerts.evaluate import AlertEvent, GroupEvaluator, State
 from core.alerts.messages import slack_body, webhook_body
@@ -266,3 +267,19 @@ def test_a_stored_anomaly_rule_reads_back_the_same() -> None:
     r = anomaly(direction="both", sensitivity=3.5, min_history="3h")
     again = Rule.from_stored(r.id, r.tenant, r.revision, r.enabled, r.spec_dict())
     assert again == r
+
+
+def test_the_same_time_baseline_is_used_once_half_the_recent_values_can_be_compared_with_it() -> None:
+    history = History()
+    hour = 3_600_000
+    for h in range(48):  # hourly values, 100 by day and 10 by night, over two days
+        end = ms(0) + (h + 1) * hour
+        band = history.band(end, hour, hour, 5.0)
+        assert band is None or band.days == (1 if h >= 24 + 15 else 0), h
+        history.record(
+            end, 100.0 if 6 <= (h + 1) % 24 < 18 else 10.0, band, ready=False, window_ms=hour, slide_ms=hour
+        )
+    band = history.band(ms(0) + 49 * hour, hour, hour, 5.0)  # T0 is noon: two days had this hour
+    assert band is not None and band.describe().startswith(
+        "expected 10 from the same time on 2 previous days"
+    )
