@@ -82,6 +82,65 @@ def test_an_invalid_patch_leaves_the_rule_as_it_was(client: httpx.Client) -> Non
     assert client.get(f"/v1/alerts/rules/{rid}").json()["revision"] == 1
 
 
+ANOMALY_RULE: dict[str, Any] = {
+    "name": "error surge",
+    "type": "anomaly",
+    "filter": {"levels": ["ERROR"]},
+    "group_by": ["service"],
+    "window": "5m",
+    "slide": "1m",
+}
+
+
+def test_an_anomaly_rule_is_stored_with_its_defaults_and_changed_like_any_rule(client: httpx.Client) -> None:
+    created = client.post("/v1/alerts/rules", json=ANOMALY_RULE)
+    assert created.status_code == 201, created.text
+    rule = created.json()
+    assert (rule["type"], rule["direction"], rule["sensitivity"], rule["min_history"]) == (
+        "anomaly",
+        "up",
+        5,
+        3600,
+    )
+    rid = rule["id"]
+
+    patched = client.patch(f"/v1/alerts/rules/{rid}", json={"direction": "both", "sensitivity": 3.5})
+    assert patched.status_code == 200, patched.text
+    again = client.get(f"/v1/alerts/rules/{rid}").json()
+    assert (again["direction"], again["sensitivity"], again["min_history"], again["revision"]) == (
+        "both",
+        3.5,
+        3600,
+        2,
+    )
+
+    refused = client.patch(f"/v1/alerts/rules/{rid}", json={"min_history": "5m"})
+    assert refused.status_code == 422 and "at least 600s" in refused.text
+    assert client.get(f"/v1/alerts/rules/{rid}").json()["revision"] == 2
+
+    # a threshold rule has no direction: the field is refused, not ignored
+    bad = client.post("/v1/alerts/rules", json={**SEED_RULE, "direction": "down"})
+    assert bad.status_code == 422 and "'direction' only applies to anomaly rules" in bad.text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"direction": "sideways"}, "'up', 'down' or 'both'"),
+        ({"sensitivity": 0}, "greater than or equal to 1"),
+        ({"threshold": 100}, "no comparison or threshold"),
+        ({"aggregation": "count_distinct", "field": "host"}, "aggregation must be count"),
+    ],
+)
+def test_an_invalid_anomaly_rule_is_refused_with_a_clear_message(
+    client: httpx.Client, change: dict[str, Any], message: str
+) -> None:
+    response = client.post("/v1/alerts/rules", json={**ANOMALY_RULE, **change})
+    assert response.status_code == 422
+    assert message in response.text
+    assert client.get("/v1/alerts/rules").json() == []
+
+
 def test_tenants_see_only_their_own_rules(stack: Settings, api: ApiServer, client: httpx.Client) -> None:
     rid = client.post("/v1/alerts/rules", json=SEED_RULE).json()["id"]
     with tenant_with_key(stack) as (_, other_key):
