@@ -19,3 +19,11 @@ def async_pool(dsn: str, *, min_size: int = 1, max_size: int = 8) -> AsyncConnec
         kwargs={"autocommit": True},
         name="strata",
     )
+
+
+def postgres_retriable(exc: BaseException) -> bool:
+    """True while PostgreSQL is starting: the connection is refused (no SQLSTATE) or the server
+    answers "the database system is starting up" (57P03). A wrong password is not retried."""
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError) and getattr(exc, "sqlstate", None) in (None, "57P03")
