@@ -87,12 +87,15 @@ _BULK_DOC: dict[str, Any] = {
 }
 
 
+# Elasticsearch takes both; elasticsearch-py's helpers.bulk sends PUT.
+@router.put("/_bulk", openapi_extra=_BULK_DOC)
 @router.post("/_bulk", openapi_extra=_BULK_DOC)
 async def bulk(request: Request, principal: IngestKey, state: StateDep) -> Response:
     """Elasticsearch bulk API (index and create actions); per-item status as Elasticsearch gives it."""
     return await _bulk(request, principal, state, None)
 
 
+@router.put("/{index}/_bulk", openapi_extra=_BULK_DOC)
 @router.post("/{index}/_bulk", openapi_extra=_BULK_DOC)
 async def bulk_index(
     request: Request, principal: IngestKey, state: StateDep, index: Annotated[str, Path()]
