@@ -5,7 +5,9 @@ the test set-up (PyPI into the cache, pinned) or from the system:
   types and the product check);
 - the OpenTelemetry Python SDK with its OTLP/HTTP (protobuf) log exporter at ``/v1/logs``;
 - Python's ``logging.handlers.SysLogHandler`` over UDP and TCP at ``strata collect syslog``;
-- util-linux ``logger`` (RFC 5424, octet counting, TCP).
+- util-linux ``logger`` (RFC 5424, octet counting, TCP);
+- winston-elasticsearch and pino-elasticsearch (npm, into the cache; Node.js from the system), whose
+  buffered action lines carry extra keys and whose stream refreshes the index when it ends.
 
 Each asserts that the client saw success, and that what it sent reached ``raw_logs`` in the key's
 or listener's tenant and becomes, through the ingest job's own logic, a record with the service,
@@ -24,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas.record import Level
-from tests.integration.client_support import as_records, pip_client, run_python
+from tests.integration.client_support import as_records, npm_client, pip_client, run_node, run_python
 from tests.integration.collector_support import (
     ApiServer,
     SyslogReceiver,
@@ -231,3 +233,82 @@ def test_logger_rfc5424_octet_counting_tcp(env):
     assert {r.service for r in records} == {"backup"}
     assert {r.host for r in records} == {socket.gethostname()}
     assert all(before - timedelta(seconds=1) <= r.timestamp <= after + timedelta(seconds=1) for r in records)
+
+
+NODE_CLIENTS = ["winston@3.19.0", "winston-elasticsearch@0.19.0", "pino@10.4.0", "pino-elasticsearch@9.0.0"]
+
+WINSTON_SCRIPT = """
+const winston = require('winston');
+const { ElasticsearchTransport } = require('winston-elasticsearch');
+const [url, key, marker] = process.argv.slice(1);
+const problems = [];
+const transport = new ElasticsearchTransport({
+  level: 'debug',
+  index: 'winston',
+  flushInterval: 200,
+  clientOpts: { node: url, auth: { username: 'elastic', password: key } },
+});
+transport.on('error', (e) => problems.push(String(e)));
+transport.on('warning', (e) => problems.push(String(e)));
+const logger = winston.createLogger({ level: 'debug', transports: [transport] });
+for (let i = 0; i < 10; i++) {
+  logger.log(i % 2 ? 'warn' : 'info', `${marker} cart ${i}`, { host: { name: 'node-host-1' }, cart: i });
+}
+setTimeout(async () => {
+  await transport.flush();
+  logger.end();
+  console.log(JSON.stringify({ problems }));
+}, 1500);
+"""
+
+PINO_SCRIPT = """
+const pino = require('pino');
+const pinoElastic = require('pino-elasticsearch');
+const [url, key, marker] = process.argv.slice(1);
+const problems = [];
+let inserted = 0;
+const stream = pinoElastic({
+  index: 'pino', node: url, esVersion: 8, flushBytes: 100,
+  auth: { username: 'elastic', password: key },
+});
+const report = () => console.log(JSON.stringify({ problems, inserted }));
+stream.on('insertError', (e) => problems.push('insertError ' + e));
+// The bulk helper settles after the stream ends and the closing refresh is answered.
+stream.on('error', (e) => { problems.push('error ' + e); report(); });
+stream.on('insert', (stats) => { inserted += stats.successful; report(); });
+const logger = pino({ level: 'debug', base: { hostname: 'node-host-2' } }, stream);
+for (let i = 0; i < 10; i++) {
+  (i % 2 ? logger.error : logger.info).call(logger, { order: i }, `${marker} order ${i}`);
+}
+stream.end();
+"""
+
+
+def test_winston_elasticsearch(env):
+    folder = npm_client(env["settings"].cache_dir, "elasticsearch-shippers", NODE_CLIENTS)
+    marker = f"winston-{uuid.uuid4().hex[:8]}"
+    before = datetime.now(UTC)
+    out = json.loads(run_node(folder, WINSTON_SCRIPT, env["api"].url, env["key"], marker).splitlines()[-1])
+    after = datetime.now(UTC)
+    assert out["problems"] == []
+    records = sorted(as_records(arrived(env, marker, 10)), key=lambda r: r.message)
+    assert [r.message for r in records] == [f"{marker} cart {i}" for i in range(10)]
+    assert [r.level for r in records] == [Level.WARN if i % 2 else Level.INFO for i in range(10)]
+    # winston names no service, so the index does; its metadata comes under "fields"
+    assert {(r.service, r.host) for r in records} == {("winston", "node-host-1")}
+    assert records[3].attributes["cart"] == "3"
+    assert all(before - timedelta(seconds=1) <= r.timestamp <= after for r in records)
+
+
+def test_pino_elasticsearch(env):
+    folder = npm_client(env["settings"].cache_dir, "elasticsearch-shippers", NODE_CLIENTS)
+    marker = f"pino-{uuid.uuid4().hex[:8]}"
+    before = datetime.now(UTC)
+    out = json.loads(run_node(folder, PINO_SCRIPT, env["api"].url, env["key"], marker).splitlines()[-1])
+    after = datetime.now(UTC)
+    assert out == {"problems": [], "inserted": 10}
+    records = sorted(as_records(arrived(env, marker, 10)), key=lambda r: r.message)
+    assert [r.message for r in records] == [f"{marker} order {i}" for i in range(10)]
+    assert [r.level for r in records] == [Level.ERROR if i % 2 else Level.INFO for i in range(10)]
+    assert {(r.service, r.host) for r in records} == {("pino", "node-host-2")}
+    assert all(before - timedelta(seconds=1) <= r.timestamp <= after for r in records)
