@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import psycopg
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -17,6 +18,9 @@ from opensearchpy import OpenSearch
 
 from connectors.cassandra.ready import connect_when_ready
 from connectors.opensearch.ready import wait_for_cluster
+from connectors.postgres.migrate import migrate
+from connectors.postgres.pool import postgres_retriable
+from connectors.retry import retry_until
 from jobs.ingest.marks import archived_through
 from tests.integration.collector_support import free_port, require_stack
 from tests.integration.kafka_support import throwaway_kafka
@@ -52,7 +56,7 @@ def test_the_archive_marks_of_a_just_started_broker_are_read_at_once(tmp_path):
             broker.kill()
 
 
-def test_the_opensearch_and_cassandra_waits_pass_a_ready_stack_and_bound_a_missing_one():
+def test_the_opensearch_cassandra_and_postgres_waits_pass_a_ready_stack_and_bound_a_missing_one():
     settings = require_stack()
     wait_for_cluster(OpenSearch(settings.opensearch_endpoint), wait_s=30)
     cluster, session = connect_when_ready(settings.cassandra_contact_points, settings.cassandra_port, 30)
@@ -67,4 +71,11 @@ def test_the_opensearch_and_cassandra_waits_pass_a_ready_stack_and_bound_a_missi
         wait_for_cluster(OpenSearch(nowhere), wait_s=2)
     with pytest.raises(TimeoutError, match="Cassandra: still not ready after 2 s"):
         connect_when_ready(["127.0.0.1"], free_port(), 2)
+    with pytest.raises(TimeoutError, match="PostgreSQL: still not ready after 2 s"):
+        no_postgres = f"host=127.0.0.1 port={free_port()} user=strata dbname=strata connect_timeout=1"
+        retry_until(lambda: migrate(no_postgres), what="PostgreSQL", retriable=postgres_retriable, wait_s=2)
+    # A wrong password is not "not ready yet": it fails at once.
+    wrong = settings.postgres_dsn.split(" password=")[0] + " password=wrong-password"
+    with pytest.raises(psycopg.OperationalError):
+        retry_until(lambda: migrate(wrong), what="PostgreSQL", retriable=postgres_retriable, wait_s=60)
     assert time.monotonic() - started < 20
