@@ -18,7 +18,8 @@ from api.deps import AppState, close_search
 from api.routers import alerts, elastic, health, ingest, otlp, retention, search, tail, tenants, upload
 from connectors.kafka.producer import Producer, producer_config
 from connectors.postgres.migrate import migrate
-from connectors.postgres.pool import async_pool
+from connectors.postgres.pool import async_pool, postgres_retriable
+from connectors.retry import retry_until
 from infra.settings import Settings, get_settings
 
 log = logging.getLogger("strata.api")
@@ -31,7 +32,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            applied = await asyncio.to_thread(migrate, settings.postgres_dsn)
+            # PostgreSQL may have started moments ago (a first run): wait for it, bounded.
+            applied = await asyncio.to_thread(
+                retry_until,
+                lambda: migrate(settings.postgres_dsn),
+                what="PostgreSQL",
+                retriable=postgres_retriable,
+                wait_s=settings.service_wait_s,
+            )
         except Exception as exc:
             where = settings.postgres_dsn.split(" password=")[0]
             raise RuntimeError(f"cannot prepare the PostgreSQL schema at {where}: {exc}") from exc

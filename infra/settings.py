@@ -160,6 +160,9 @@ class Settings(BaseSettings):
 
     # How long `strata stack up` waits for one service to become healthy.
     start_timeout_s: float = 240.0
+    # How long a job or the API, at its start, retries a service that answers "not ready yet"
+    # (a broker without a group coordinator, a cluster still recovering, a schema not agreed).
+    service_wait_s: float = 120.0
 
     @field_validator("topic_partitions", "cassandra_replication_factor", "archive_days")
     @classmethod

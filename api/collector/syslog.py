@@ -170,7 +170,9 @@ class SyslogCollector:
         text = message.decode("utf-8", "replace")
         parsed = parse_syslog(text)
         service = self.service or (parsed.service if parsed and parsed.service else None)
-        host = parsed.host if parsed else None
+        # A message without HOSTNAME (Python's SysLogHandler, "<11>app: msg") is from its sender's
+        # address, as rsyslog's fromhost-ip.
+        host = parsed.host if parsed and parsed.host else peer or None
         # The encoder's received_at is per message here: syslog lines arrive one by one.
         encoder = EnvelopeEncoder(tenant, source="syslog", format="syslog")
         key, value = encoder.line(

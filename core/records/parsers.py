@@ -299,6 +299,9 @@ _SYSLOG3164 = re.compile(
 _SYSLOG3164_NOTAG = re.compile(
     r"(?:<(\d{1,3})>)?([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?) (\S+) (.*)$", re.S
 )
+# What local loggers send with no TIMESTAMP and HOSTNAME (Python's SysLogHandler: "<11>app: msg");
+# RFC 3164 4.3.3 has the receiver supply both. Only with a PRI, so a plain line is never taken for it.
+_SYSLOG_BARE = re.compile(r"<(\d{1,3})>(?:([^\s:\[\]]+)(?:\[([^\]]*)\])?: ?)?(.*)$", re.S)
 _SYSLOG_SEVERITY = ("FATAL", "FATAL", "FATAL", "ERROR", "WARN", "INFO", "INFO", "DEBUG")
 
 
@@ -345,12 +348,20 @@ def parse_syslog3164(line: str) -> Parsed | None:
             p.attributes["pid"] = pid
     else:
         m = _SYSLOG3164_NOTAG.match(line)
-        if not m:
-            return None
-        pri, ts, host, msg = m.groups()
-        p = Parsed("syslog3164", msg)
-        p.timestamp = ts
-        p.host = host
+        if m:
+            pri, ts, host, msg = m.groups()
+            p = Parsed("syslog3164", msg)
+            p.timestamp = ts
+            p.host = host
+        else:
+            m = _SYSLOG_BARE.match(line)
+            if not m or not m.group(4).strip():
+                return None
+            pri, tag, pid, msg = m.groups()
+            p = Parsed("syslog3164", msg)  # no time (the arrival's) and no host (the sender's address)
+            p.service = tag
+            if pid:
+                p.attributes["pid"] = pid
     if pri:
         pri_n = int(pri)
         p.level = _SYSLOG_SEVERITY[pri_n & 7]

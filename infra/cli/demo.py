@@ -4,6 +4,10 @@ It starts the API, makes a ``demo`` tenant and key, sends a realistic mix (gener
 logs from now and from 20 days ago, plus the Loghub samples when ``../shared/datasets`` is there,
 whose old timestamps send them to the cold tier only), runs the ingest job over what is waiting in
 ``raw_logs``, and prints the counts per tier with the commands to look at them.
+
+The terminal shows one progress line per phase; the API's and the Flink job's own logs go to files
+under ``<STRATA_HOME>/logs/demo/``, whose paths it prints. The key it prints can both send and
+search, so the ``strata search`` line of the summary and the ``/ui`` page work as printed.
 """
 
 from __future__ import annotations
@@ -11,14 +15,17 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TextIO
 
 import orjson
 
@@ -41,13 +48,95 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "infra.cli", *args], capture_output=True, text=True)
 
 
-def _key() -> str:
-    created = _cli("tenant", "create", TENANT)
+# What the demo's key may do: send the logs, then search them (the summary's command and /ui).
+KEY_SCOPES = "ingest,search"
+
+
+def create_key(tenant: str = TENANT) -> str:
+    """A new key of ``tenant`` (created when missing) that can send and search."""
+    created = _cli("tenant", "create", tenant, "--scopes", KEY_SCOPES)
     if created.returncode != 0:
-        created = _cli("tenant", "key-create", TENANT, "--name", "demo")
+        created = _cli("tenant", "key-create", tenant, "--name", "demo", "--scopes", KEY_SCOPES)
     if created.returncode != 0:
-        raise SystemExit(f"strata demo: could not create a key for tenant {TENANT}: {created.stderr}")
+        raise SystemExit(f"strata demo: could not create a key for tenant {tenant}: {created.stderr}")
     return str(orjson.loads(created.stdout)["key"])
+
+
+def progress_line(
+    step: int,
+    steps: int,
+    title: str,
+    *,
+    done: int | None = None,
+    total: int | None = None,
+    unit: str = "",
+    elapsed_s: float = 0.0,
+    finished: bool = False,
+    width: int = 24,
+) -> str:
+    """One phase's line: its number, a bar when the total is known, and the time so far.
+
+    >>> progress_line(2, 4, "sending logs", done=1500, total=6000, unit="lines", elapsed_s=3.2)
+    '[2/4] sending logs            [######..................]  1,500/6,000 lines   3 s'
+    >>> progress_line(3, 4, "ingest job", elapsed_s=42, finished=True)
+    '[3/4] ingest job              done in 42 s'
+    """
+    head = f"[{step}/{steps}] {title:<22}"
+    if finished:
+        counted = f" ({done:,} {unit})" if done is not None and unit else ""
+        return f"{head}  done in {elapsed_s:.0f} s{counted}"
+    if done is not None and total:
+        filled = min(width, width * done // total)
+        bar = "#" * filled + "." * (width - filled)
+        return f"{head}  [{bar}]  {done:,}/{total:,} {unit}  {elapsed_s:>2.0f} s"
+    return f"{head}  {elapsed_s:>3.0f} s"
+
+
+class Progress:
+    """Prints the phases of the demo: on a terminal one line per phase redrawn in place, elsewhere
+    (a pipe, CI) only the finished line, so a log of the demo stays a handful of lines."""
+
+    def __init__(self, steps: int, out: TextIO | None = None) -> None:
+        self.steps = steps
+        self.step = 0
+        self.out = out or sys.stdout
+        self.live = self.out.isatty()
+
+    @contextmanager
+    def phase(self, title: str, unit: str = "") -> Iterator[Callable[[int, int | None], None]]:
+        """``with progress.phase("sending logs", "lines") as update: update(done, total)``."""
+        self.step += 1
+        started = time.monotonic()
+        last = {"done": None, "shown": 0.0}
+
+        def update(done: int, total: int | None = None) -> None:
+            last["done"] = done if total is not None else None
+            now = time.monotonic()
+            if self.live and now - float(last["shown"] or 0) >= 0.2:
+                last["shown"] = now
+                line = progress_line(
+                    self.step, self.steps, title, done=done if total else None, total=total,
+                    unit=unit, elapsed_s=now - started,
+                )  # fmt: skip
+                self.out.write("\r\x1b[K" + line)
+                self.out.flush()
+
+        if self.live:
+            self.out.write(progress_line(self.step, self.steps, title))
+            self.out.flush()
+        try:
+            yield update
+        except BaseException:
+            if self.live:
+                self.out.write("\n")  # keep the phase's line; the error follows below it
+            raise
+        done = last["done"]
+        line = progress_line(
+            self.step, self.steps, title, done=done if isinstance(done, int) else None, unit=unit,
+            elapsed_s=time.monotonic() - started, finished=True,
+        )  # fmt: skip
+        self.out.write(("\r\x1b[K" if self.live else "") + line + "\n")
+        self.out.flush()
 
 
 def _free_port() -> int:
@@ -114,31 +203,43 @@ def _post(client: object, url: str, key: str, service: str, fmt: str, lines: lis
     return int(resp.json()["accepted"])
 
 
-def send_all(url: str, key: str, lines: int, datasets: Path | None) -> dict[str, int]:
+def planned_batches(lines: int, datasets: Path | None) -> list[tuple[str, str, list[str]]]:
+    """Every (service, format, lines) request the demo sends, at most 500 lines each."""
+    by_source: list[tuple[str, str, list[str]]] = []
+    generated: dict[str, list[str]] = {}
+    for service, line in generated_lines(lines, datetime.now(UTC)):
+        generated.setdefault(service, []).append(line)
+    by_source += [(service, "auto", svc_lines) for service, svc_lines in generated.items()]
+    if datasets is not None and datasets.is_dir():
+        for system, fmt in LOGHUB_FORMATS.items():
+            path = datasets / system / f"{system}_2k.log"
+            if path.exists():
+                by_source.append((system.lower(), fmt, path.read_text(errors="replace").splitlines()))
+    return [
+        (service, fmt, svc_lines[i : i + 500])
+        for service, fmt, svc_lines in by_source
+        for i in range(0, len(svc_lines), 500)
+    ]
+
+
+def send_all(
+    url: str,
+    key: str,
+    lines: int,
+    datasets: Path | None,
+    update: Callable[[int, int | None], None] = lambda done, total: None,
+) -> dict[str, int]:
     import httpx
 
     sent: dict[str, int] = {}
-    now = datetime.now(UTC)
+    batches = planned_batches(lines, datasets)
+    total = sum(len(b) for _, _, b in batches)
+    done = 0
     with httpx.Client(timeout=60) as client:
-        batch: dict[str, list[str]] = {}
-        for service, line in generated_lines(lines, now):
-            batch.setdefault(service, []).append(line)
-        for service, svc_lines in batch.items():
-            for i in range(0, len(svc_lines), 500):
-                sent[service] = sent.get(service, 0) + _post(
-                    client, url, key, service, "auto", svc_lines[i : i + 500]
-                )
-        if datasets is not None and datasets.is_dir():
-            for system, fmt in LOGHUB_FORMATS.items():
-                path = datasets / system / f"{system}_2k.log"
-                if not path.exists():
-                    continue
-                raw = path.read_text(errors="replace").splitlines()
-                service = system.lower()
-                for i in range(0, len(raw), 500):
-                    sent[service] = sent.get(service, 0) + _post(
-                        client, url, key, service, fmt, raw[i : i + 500]
-                    )
+        for service, fmt, batch in batches:
+            sent[service] = sent.get(service, 0) + _post(client, url, key, service, fmt, batch)
+            done += len(batch)
+            update(done, total)
     return sent
 
 
@@ -190,54 +291,100 @@ def tier_counts(settings: Settings) -> dict[str, int]:
     return counts
 
 
+def summary(settings: Settings, key: str, counts: dict[str, int], api_url: str, logs: dict[str, Path]) -> str:
+    """What the demo prints at the end: the counts, and commands that work when pasted as printed."""
+    os_url = f"{settings.opensearch_endpoint}/{settings.opensearch_index_prefix}-*"
+    archive = f"s3://{settings.s3_bucket}/{settings.archive_prefix}/tenant={TENANT}/"
+    search = shlex.join(
+        [".venv/bin/strata", "search", "payment", "--service", "payment-service", "--since", "2h",
+         "--url", api_url, "--api-key", key]
+    )  # fmt: skip
+    lines = [f"\nrecords of tenant {TENANT!r} per tier:"]
+    lines += [f"  {tier:<22} {n:>7}" for tier, n in counts.items()]
+    lines += [
+        "",
+        f"Hot holds the last {settings.hot_days} days, warm the last {settings.warm_days}, cold "
+        "everything (the Loghub samples are years old, so they are in cold only).",
+        "",
+        f"Your key (tenant {TENANT!r}, scopes {KEY_SCOPES}; shown once): {key}",
+        "",
+        "Look at them:",
+        "  .venv/bin/strata serve          # in a shell of its own, then:",
+        f"  {search}",
+        f"  {api_url}/ui                   # the search page: paste the key above",
+        f"  curl '{os_url}/_search?q=tenant:{TENANT}'",
+        f"  DuckDB or Athena over {archive} (Hive partitions)",
+        "  keep the job running on new logs: .venv/bin/strata job run ingest",
+        "",
+        "Logs of this run:",
+        *(f"  {name:<12} {path}" for name, path in logs.items()),
+    ]
+    return "\n".join(lines)
+
+
+def _wait_for_api(url: str, api: subprocess.Popen[bytes], log: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if api.poll() is not None:
+            raise SystemExit(f"strata demo: the API exited at start; see {log}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"strata demo: the API did not start within 60 s; see {log}")
+
+
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     datasets = args.datasets or (REPO_ROOT.parent / "shared" / "datasets" / "loghub-2k")
     port = args.port or _free_port()
     url = f"http://127.0.0.1:{port}"
-    key = _key()
-    api = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    log_dir = settings.log_dir / "demo"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    logs = {"API": log_dir / "api.log", "ingest job": log_dir / "ingest-job.log"}
+    for path in logs.values():
+        path.write_bytes(b"")
+    print(f"strata demo: logs of the API and the Flink job go to {log_dir}/")
+    progress = Progress(steps=4)
+    api: subprocess.Popen[bytes] | None = None
     try:
-        import httpx
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            raise SystemExit("strata demo: the API did not start within 60 s")
-        print(f"API up at {url}; sending logs as tenant {TENANT!r}")
-        sent = send_all(url, key, args.lines, datasets if datasets.is_dir() else None)
-        for service, n in sorted(sent.items()):
-            print(f"  {service:<16} {n:>6} lines accepted (acknowledged by Kafka)")
+        with progress.phase("starting the API"):
+            key = create_key()
+            with open(logs["API"], "ab") as api_log:
+                api = subprocess.Popen(
+                    [sys.executable, "-m", "infra.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                    stdout=api_log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            _wait_for_api(url, api, logs["API"])
+        with progress.phase(f"sending logs to {url}", "lines") as update:
+            sent = send_all(url, key, args.lines, datasets if datasets.is_dir() else None, update)
     finally:
-        os.killpg(api.pid, signal.SIGTERM)
-        api.wait(timeout=30)
-    print("running the ingest job over raw_logs (bounded: it stops once it has caught up)")
-    job = subprocess.run([sys.executable, "-m", "infra.cli", "job", "run", "ingest", "--bounded"])
+        if api is not None:
+            os.killpg(api.pid, signal.SIGTERM)
+            api.wait(timeout=30)
+    for service, n in sorted(sent.items()):
+        print(f"      {service:<16} {n:>6} lines accepted (acknowledged by Kafka)")
+    with progress.phase("ingest job (bounded)") as update, open(logs["ingest job"], "ab") as job_log:
+        job = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "job", "run", "ingest", "--bounded"],
+            stdout=job_log,
+            stderr=subprocess.STDOUT,
+        )
+        while job.poll() is None:
+            update(0, None)
+            time.sleep(0.5)
     if job.returncode != 0:
-        print("strata demo: the ingest job failed; see .strata/logs/flink/", file=sys.stderr)
+        tail = logs["ingest job"].read_text(errors="replace").splitlines()[-15:]
+        print("\n".join(["strata demo: the ingest job failed; its last lines:", *tail]), file=sys.stderr)
+        print(f"the whole log: {logs['ingest job']}", file=sys.stderr)
         return job.returncode
-    print(f"\nrecords of tenant {TENANT!r} per tier:")
-    for tier, n in tier_counts(settings).items():
-        print(f"  {tier:<22} {n:>7}")
-    os_url = f"{settings.opensearch_endpoint}/{settings.opensearch_index_prefix}-*"
-    archive = f"s3://{settings.s3_bucket}/{settings.archive_prefix}/tenant={TENANT}/"
-    print(
-        f"\nHot holds the last {settings.hot_days} days, warm the last {settings.warm_days}, cold "
-        "everything (the Loghub samples are years old, so they are in cold only). Look at them:\n"
-        "  .venv/bin/strata serve   # then, in another shell:\n"
-        f"  .venv/bin/strata search 'payment' --service payment-service --since 2h --api-key {key}\n"
-        f"  curl '{os_url}/_search?q=tenant:{TENANT}'\n"
-        f"  DuckDB or Athena over {archive} (Hive partitions)\n"
-        "  keep the job running on new logs: .venv/bin/strata job run ingest"
-    )
+    with progress.phase("counting each tier"):
+        counts = tier_counts(settings)
+    print(summary(settings, key, counts, f"http://127.0.0.1:{settings.api_port}", logs))
     return 0

@@ -474,9 +474,16 @@ def build(env: Any, t_env: Any, settings: Settings, options: IngestOptions) -> A
 
 
 def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
-    """Create what the sinks expect before the job starts: the index template and the table."""
+    """Create what the sinks expect before the job starts: the index template and the table.
+
+    OpenSearch and Cassandra may have started moments ago: each step waits, up to
+    ``service_wait_s``, for a service that is not ready yet.
+    """
     from opensearchpy import OpenSearch
 
+    from connectors.cassandra.ready import connect_when_ready, execute_schema
+    from connectors.opensearch.ready import opensearch_retriable, wait_for_cluster
+    from connectors.retry import retry_until
     from schemas.projections import (
         cql_create_sai_indexes,
         cql_create_services_table,
@@ -484,28 +491,29 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
         opensearch_index_template,
     )
 
+    wait_s = settings.service_wait_s
     client = OpenSearch(settings.opensearch_endpoint, timeout=30)
-    client.indices.put_index_template(
-        name=options.index_prefix, body=opensearch_index_template(options.index_prefix)
+    wait_for_cluster(client, wait_s)
+    retry_until(
+        lambda: client.indices.put_index_template(
+            name=options.index_prefix, body=opensearch_index_template(options.index_prefix)
+        ),
+        what="OpenSearch index template",
+        retriable=opensearch_retriable,
+        wait_s=wait_s,
     )
-    from cassandra.cluster import Cluster
-
-    cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
+    cluster, session = connect_when_ready(settings.cassandra_contact_points, settings.cassandra_port, wait_s)
     try:
-        session = cluster.connect()
-        session.execute(
-            f"CREATE KEYSPACE IF NOT EXISTS {options.keyspace} WITH replication = "
-            f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.cassandra_replication_factor}}}"
-        )
         ttl = settings.warm_days * 86400
-        session.execute(
-            cql_create_table(options.keyspace, options.table, default_ttl_seconds=ttl), timeout=60
-        )
-        session.execute(
-            cql_create_services_table(options.keyspace, options.table, default_ttl_seconds=ttl), timeout=60
-        )
-        for statement in cql_create_sai_indexes(options.keyspace, options.table):
-            session.execute(statement, timeout=120)
+        statements = [
+            f"CREATE KEYSPACE IF NOT EXISTS {options.keyspace} WITH replication = "
+            f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.cassandra_replication_factor}}}",
+            cql_create_table(options.keyspace, options.table, default_ttl_seconds=ttl),
+            cql_create_services_table(options.keyspace, options.table, default_ttl_seconds=ttl),
+            *cql_create_sai_indexes(options.keyspace, options.table),
+        ]
+        for statement in statements:
+            execute_schema(session, statement, wait_s)
     finally:
         cluster.shutdown()
 

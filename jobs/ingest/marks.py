@@ -10,14 +10,23 @@ The mark is the furthest of the group's committed offsets and a bookmark, the co
 the group ``<group>.archived``, which this module moves forward at each start. The bookmark is
 needed because a replay commits its own, lower, offsets to the group as it goes: without it, a replay
 stopped halfway and started again would archive the rest a second time.
+
+This runs first when the job starts, often right after the broker did: every request retries the
+errors of a broker still electing its group coordinator (:mod:`connectors.kafka.ready`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
 
+from connectors.kafka.ready import kafka_retriable, ready_topic
+from connectors.retry import retry_until
 from core.ingest import archive_marks
 from infra.settings import Settings
+
+T = TypeVar("T")
 
 
 def bookmark_group(group_id: str) -> str:
@@ -34,20 +43,45 @@ def archived_through(settings: Settings, topic: str, group_id: str) -> dict[int,
             {"bootstrap.servers": settings.kafka_servers, "group.id": group, "enable.auto.commit": False}
         )
 
+    def patiently(what: str, call: Callable[[], T]) -> T:
+        return retry_until(call, what=what, retriable=kafka_retriable, wait_s=settings.service_wait_s)
+
     group = consumer(group_id)
     bookmark = consumer(bookmark_group(group_id))
     try:
-        meta = group.list_topics(topic, timeout=30).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
+        meta = patiently(
+            f"Kafka metadata of {topic}", lambda: ready_topic(group.list_topics(topic, timeout=10), topic)
+        )
+        if meta is None or not meta.partitions:
             return {}
         partitions = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
-        committed = {tp.partition: tp.offset for tp in group.committed(partitions, timeout=30)}
-        saved = {tp.partition: tp.offset for tp in bookmark.committed(partitions, timeout=30)}
-        ends = {tp.partition: group.get_watermark_offsets(tp, timeout=30)[1] for tp in partitions}
+        committed = {
+            tp.partition: tp.offset
+            for tp in patiently(
+                f"committed offsets of group {group_id}", lambda: group.committed(partitions, timeout=10)
+            )
+        }
+        saved = {
+            tp.partition: tp.offset
+            for tp in patiently(
+                f"committed offsets of group {bookmark_group(group_id)}",
+                lambda: bookmark.committed(partitions, timeout=10),
+            )
+        }
+        ends: dict[int, int] = {}
+        for tp in partitions:
+            low_high = patiently(
+                f"end offset of {topic}[{tp.partition}]",
+                partial(group.get_watermark_offsets, tp, timeout=10),
+            )
+            ends[tp.partition] = low_high[1]
         marks = archive_marks(committed, saved, ends)
         if marks != {p: max(o, 0) for p, o in saved.items()}:
-            bookmark.commit(
-                offsets=[TopicPartition(topic, p, o) for p, o in marks.items()], asynchronous=False
+            patiently(
+                f"commit of group {bookmark_group(group_id)}",
+                lambda: bookmark.commit(
+                    offsets=[TopicPartition(topic, p, o) for p, o in marks.items()], asynchronous=False
+                ),
             )
         return marks
     finally:

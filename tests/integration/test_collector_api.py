@@ -292,6 +292,41 @@ def test_elasticsearch_bulk_shape_and_probes(stack, tenant):
     assert delete["delete"]["status"] == 400
 
 
+def test_bulk_as_node_shippers_and_beats_send_it(topic_api):
+    """winston-elasticsearch's action lines, pino-elasticsearch's closing refresh, and agents' index
+    names, which become a service that survives an agent upgrade or a new day."""
+    settings, server = topic_api
+    body = (
+        b'{"index":{"_index":"winston","pipeline":null},"attempts":0}\n'
+        b'{"@timestamp":"2026-11-28T10:00:00Z","message":"from winston","severity":"info"}\n'
+        b'{"create":{"_index":"filebeat-8.1.3-2026.11.28"}}\n'
+        b'{"@timestamp":"2026-11-28T10:00:01Z","message":"from filebeat","host":{"name":"web-1"}}\n'
+        b'{"create":{"_index":".ds-logs-app-default-2026.11.28-000001"}}\n'
+        b'{"@timestamp":"2026-11-28T10:00:02Z","message":"from a data stream"}\n'
+    )
+    with tenant_with_key(settings) as (tenant_id, key), client(server, key) as http:
+        answer = http.post("/_bulk", content=body, headers={"Content-Type": "application/x-ndjson"})
+        refreshes = [
+            http.get("/pino-logs/_refresh"),
+            http.post("/pino-logs/_refresh"),
+            http.post("/_refresh"),
+        ]
+        found = read_topic(settings, settings.raw_topic, 3)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["errors"] is False
+    assert [item[next(iter(item))]["status"] for item in answer.json()["items"]] == [201, 201, 201]
+    for refresh in refreshes:
+        assert refresh.status_code == 200 and refresh.json()["_shards"]["failed"] == 0
+        assert refresh.headers["x-elastic-product"] == "Elasticsearch"
+    by_message = {env.entry["message"]: env for _, env in found if env.entry}
+    assert {m: (e.tenant, e.service) for m, e in by_message.items()} == {
+        "from winston": (tenant_id, "winston"),
+        "from filebeat": (tenant_id, "filebeat"),
+        "from a data stream": (tenant_id, "app"),
+    }
+    assert by_message["from filebeat"].host == "web-1"
+
+
 def test_otlp_json_and_protobuf(stack, tenant):
     from google.protobuf.json_format import ParseDict
     from opentelemetry.proto.collector.logs.v1 import logs_service_pb2

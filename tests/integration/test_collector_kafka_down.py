@@ -8,20 +8,14 @@ folder) and kills it in the middle of a request.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
-from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from infra.stack.services.kafka import Kafka
 from tests.integration.collector_support import (
     ApiServer,
     collect_until,
@@ -29,6 +23,7 @@ from tests.integration.collector_support import (
     require_stack,
     tenant_with_key,
 )
+from tests.integration.kafka_support import throwaway_kafka
 
 pytestmark = pytest.mark.integration
 
@@ -61,60 +56,10 @@ def test_no_broker_means_503_with_retry_after_in_bounded_time():
     assert 'strata_kafka_errors_total{reason="batch_not_acknowledged"}' in metrics
 
 
-class ThrowawayKafka(Kafka):
-    """The stack's broker definition, on other ports and in a folder of its own."""
-
-    def __init__(self, home: Path, shared_lib: Path) -> None:
-        base = require_stack()
-        super().__init__(
-            base.model_copy(
-                update={
-                    "home": home,
-                    "kafka_port": free_port(),
-                    "kafka_controller_port": free_port(),
-                    "kafka_heap": "256m",
-                    "kafka_bootstrap": "",
-                }
-            )
-        )
-        self._shared_lib = shared_lib
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def lib_dir(self) -> Path:
-        return self._shared_lib
-
-    def start(self) -> None:
-        launch = self.prepare()
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
-            self.process = subprocess.Popen(launch.cmd, stdout=log, stderr=subprocess.STDOUT)
-        admin = AdminClient({"bootstrap.servers": self.endpoint})
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                admin.list_topics(timeout=2)
-                return
-            except KafkaException:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"the throwaway broker did not start: {self.log_file.read_text()[-3000:]}"
-                    ) from None
-                time.sleep(0.5)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-
 @pytest.mark.slow
 def test_broker_killed_mid_request_then_back_nothing_lost(tmp_path):
     settings = require_stack()
-    shared_lib = settings.cache_dir / f"kafka-{settings.kafka_version}"
-    if not shared_lib.exists():
-        pytest.fail(f"the stack's Kafka jars are missing in {shared_lib}; run `strata stack up`")
-    broker = ThrowawayKafka(tmp_path / "kafka", shared_lib)
+    broker = throwaway_kafka(tmp_path / "kafka")
     broker.start()
     try:
         topic = f"test-raw-{uuid.uuid4().hex[:10]}"

@@ -7,10 +7,10 @@ import base64
 import orjson
 import pytest
 
+from api.collector.bulk import BulkFormatError, decode_bulk, service_of
 from api.collector.encoder import EnvelopeEncoder
 from api.collector.ratelimit import RateLimiter
 from api.deps import credential
-from api.routers.elastic import BulkFormatError, decode_bulk, service_of
 from api.routers.otlp import decode_otlp, protobuf_to_json, severity_level
 from connectors.postgres.tenants import hash_secret, new_key, split_key
 from schemas.envelope import RawEnvelope
@@ -196,3 +196,64 @@ def test_rate_limiter_lets_a_burst_through_then_says_when_to_retry():
     now[0] += wait
     assert limiter.take("a", 100, 1) == 0
     assert limiter.take("a", 0, 10**9) == 0  # 0 = unlimited
+
+
+def test_bulk_action_lines_with_extra_keys_are_read_as_elasticsearch_reads_them():
+    # winston-elasticsearch's buffered requests; Elasticsearch ignores the unknown keys.
+    body = (
+        b'{"index":{"_index":"winston","pipeline":null},"attempts":0}\n{"message":"a","severity":"info"}\n'
+        b'{"create":{"_index":null,"_id":null}}\n{"message":"b"}\n'
+        b'{"index":null}\n{"message":"c"}\n'
+    )
+    out, items = bulk(body, index="fallback")
+    assert out.accepted == 3 and out.rejected == 0
+    assert [next(iter(i)) for i in items] == ["index", "create", "index"]
+    services = [RawEnvelope.decode(v).service for _, v in out.messages]
+    assert services == ["winston", "fallback", "fallback"]
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (b'{"attempts":0}', r"unknown action \[attempts\] at line \[1\]"),
+        (b'{"index":"winston"}', r"malformed action/metadata line \[1\]: \[index\] must be an object"),
+        (b"[1]", r"malformed action/metadata line \[1\]: expected an object"),
+    ],
+)
+def test_bulk_action_lines_elasticsearch_refuses_are_refused_with_the_line(line, message):
+    with pytest.raises(BulkFormatError, match=message):
+        bulk(line + b'\n{"message":"a"}\n')
+
+
+@pytest.mark.parametrize(
+    "index, service",
+    [
+        ("filebeat-8.1.3", "filebeat"),
+        ("filebeat-8.1.3-2026.11.28", "filebeat"),
+        ("filebeat-7.17.0-000001", "filebeat"),
+        ("logs-2026.11.28", "logs"),
+        ("logstash-2026.11.28", "logstash"),
+        ("app-logs-2026-11-28", "app-logs"),
+        ("fluentbit_20261128", "fluentbit"),
+        ("web-2026.11", "web"),
+        (".ds-logs-app-default-2026.11.28-000001", "app"),
+        ("logs-nginx.access-production", "nginx.access"),
+        ("logs-generic-default", "logs"),
+        ("Checkout", "checkout"),
+        ("payments", "payments"),
+    ],
+)
+def test_an_agents_index_name_maps_to_a_stable_service(index, service):
+    assert service_of({"message": "x"}, index) == service
+
+
+def test_the_documents_own_service_comes_before_its_dataset_and_the_index():
+    index = "filebeat-8.1.3-2026.11.28"
+    assert service_of({"service": {"name": "checkout"}, "event": {"dataset": "nginx.access"}}, index) == (
+        "checkout"
+    )
+    assert service_of({"service.name": "checkout", "data_stream.dataset": "x"}, index) == "checkout"
+    assert service_of({"data_stream": {"dataset": "nginx.error"}, "app": "web"}, index) == "nginx.error"
+    assert service_of({"event": {"dataset": "system.auth"}}, index) == "system.auth"
+    assert service_of({"data_stream": {"dataset": "generic"}, "app": "web"}, index) == "web"
+    assert service_of({"service": {"name": " "}}, index) == "filebeat"

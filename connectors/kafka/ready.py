@@ -1,0 +1,62 @@
+"""Which Kafka errors mean "not ready yet, ask again" rather than "wrong".
+
+A just-started broker answers group requests with NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS
+until it has loaded ``__consumer_offsets``, and a just-created topic has no leader for a moment;
+librdkafka's own request timeouts and "all brokers down" are the same story one level lower.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+
+from connectors.retry import NotReady
+
+RETRIABLE_CODES = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.NOT_CONTROLLER,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._WAIT_COORD,
+    }
+)
+
+
+def kafka_retriable(exc: BaseException) -> bool:
+    """True for a :class:`KafkaException` whose error clears by itself on a starting broker."""
+    if not isinstance(exc, KafkaException) or not exc.args:
+        return False
+    error = exc.args[0]
+    if not isinstance(error, KafkaError):
+        return False
+    return error.code() in RETRIABLE_CODES or bool(error.retriable())
+
+
+def ready_topic(metadata: Any, topic: str) -> Any | None:
+    """The topic's metadata from a ``list_topics`` answer, ``None`` when the topic does not exist.
+
+    Raises :class:`NotReady` while the topic or one of its partitions reports a retriable error or
+    has no leader yet, as a topic does in the moments after it is created.
+    """
+    meta = metadata.topics.get(topic)
+    if meta is None:
+        return None
+    if meta.error is not None:
+        if meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return None
+        if meta.error.code() in RETRIABLE_CODES or meta.error.retriable():
+            raise NotReady(f"topic {topic}: {meta.error.str()}")
+        raise KafkaException(meta.error)
+    for partition in meta.partitions.values():
+        if partition.error is not None or partition.leader < 0:
+            raise NotReady(f"topic {topic} partition {partition.id} has no leader yet")
+    return meta
