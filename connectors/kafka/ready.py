@@ -11,7 +11,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from connectors.retry import NotReady
+from connectors.retry import NotReady, retry_until
+from infra.settings import Settings
 
 RETRIABLE_CODES = frozenset(
     {
@@ -60,3 +61,25 @@ def ready_topic(metadata: Any, topic: str) -> Any | None:
         if partition.error is not None or partition.leader < 0:
             raise NotReady(f"topic {topic} partition {partition.id} has no leader yet")
     return meta
+
+
+def ensure_alerts_topic(settings: Settings, topic: str) -> None:
+    """One partition on purpose: alert events are few, and one partition keeps every group's
+    events in the order the job emitted them. Waits for a broker that has just started."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_servers})
+
+    def ensure() -> None:
+        if ready_topic(admin.list_topics(topic, timeout=10), topic) is not None:
+            return
+        for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+            try:
+                future.result(timeout=30)
+            except Exception as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+
+    retry_until(
+        ensure, what=f"Kafka topic {topic}", retriable=kafka_retriable, wait_s=settings.service_wait_s
+    )

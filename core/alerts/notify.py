@@ -385,7 +385,7 @@ class Notifier:
     def _intake(self) -> None:
         from confluent_kafka import Consumer
 
-        from jobs.alerts.job import ensure_alerts_topic
+        from connectors.kafka.ready import ensure_alerts_topic
 
         ensure_alerts_topic(self.settings, self.topic)  # the notifier may start before the job
         consumer = Consumer(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from connectors.kafka.ready import ensure_alerts_topic
 from core.records.config import PipelineConfig
 from infra.settings import Settings
 from jobs.alerts import names
@@ -221,31 +222,6 @@ def build(
 
 
 # -- running it ---------------------------------------------------------------------------------
-
-
-def ensure_alerts_topic(settings: Settings, topic: str) -> None:
-    """One partition on purpose: alert events are few, and one partition keeps every group's
-    events in the order the job emitted them. Waits for a broker that has just started."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    from connectors.kafka.ready import kafka_retriable, ready_topic
-    from connectors.retry import retry_until
-
-    admin = AdminClient({"bootstrap.servers": settings.kafka_servers})
-
-    def ensure() -> None:
-        if ready_topic(admin.list_topics(topic, timeout=10), topic) is not None:
-            return
-        for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
-            try:
-                future.result(timeout=30)
-            except Exception as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise
-
-    retry_until(
-        ensure, what=f"Kafka topic {topic}", retriable=kafka_retriable, wait_s=settings.service_wait_s
-    )
 
 
 def checkpoint_dir(settings: Settings) -> Path:

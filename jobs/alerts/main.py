@@ -33,9 +33,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     from pyflink.common import WatermarkStrategy
     from pyflink.datastream import StreamExecutionEnvironment
 
+    from connectors.kafka.ready import ensure_alerts_topic
     from core.records.config import PipelineConfig
     from jobs.alerts import names
-    from jobs.alerts.job import AlertsOptions, build, ensure_alerts_topic, kafka_sink, kafka_source
+    from jobs.alerts.job import AlertsOptions, build, kafka_sink, kafka_source
     from jobs.alerts.rulesource import PostgresRules
     from jobs.flink import flink_jar_urls
 
