@@ -27,15 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.collector_support import (
-    ApiServer,
-    SyslogReceiver,
-    collect_until,
-    free_port,
-    kafka_topic,
-    require_stack,
-    tenant_with_key,
-)
+from tests.integration import collector_support as cs
 
 pytestmark = pytest.mark.integration
 
@@ -44,17 +36,17 @@ LINES = 50
 
 @pytest.fixture()
 def setup(tmp_path):
-    settings = require_stack()
+    settings = cs.require_stack()
     with (
-        kafka_topic(settings) as topic,
-        tenant_with_key(settings) as (tenant_a, key_a),
-        tenant_with_key(settings) as (tenant_b, _),
+        cs.kafka_topic(settings) as topic,
+        cs.tenant_with_key(settings) as (tenant_a, key_a),
+        cs.tenant_with_key(settings) as (tenant_b, _),
     ):
         settings = settings.model_copy(update={"raw_topic": topic})
-        tcp_port, udp_port = free_port(), free_port()
+        tcp_port, udp_port = cs.free_port(), cs.free_port()
         with (
-            ApiServer(settings) as api,
-            SyslogReceiver(
+            cs.ApiServer(settings) as api,
+            cs.SyslogReceiver(
                 settings,
                 ["--tcp", f"127.0.0.1:{tcp_port}={tenant_a}", "--udp", f"127.0.0.1:{udp_port}={tenant_b}"],
             ) as receiver,
@@ -164,7 +156,7 @@ log {{
         return bulk >= LINES and syslog_tcp >= 2 * LINES and syslog_udp >= LINES
 
     with foreground(cmd, work / "syslog-ng.log"):
-        found = collect_until(settings, settings.raw_topic, complete, timeout=90)
+        found = cs.collect_until(settings, settings.raw_topic, complete, timeout=90)
     bulk = [e for _, e in found if e.source == "bulk"]
     tcp = [e for _, e in found if e.source == "syslog" and e.attributes["transport"] == "tcp"]
     udp = [e for _, e in found if e.source == "syslog" and e.attributes["transport"] == "udp"]
@@ -237,7 +229,7 @@ ruleset(name="fwd") {{
         return len(got) >= 2 * LINES
 
     with foreground(cmd, work / "rsyslog.log"):
-        found = collect_until(settings, settings.raw_topic, complete, timeout=90)
+        found = cs.collect_until(settings, settings.raw_topic, complete, timeout=90)
     envelopes = [e for _, e in found if e.line and marker in e.line]
     tcp = [e for e in envelopes if e.attributes["transport"] == "tcp"]
     udp = [e for e in envelopes if e.attributes["transport"] == "udp"]

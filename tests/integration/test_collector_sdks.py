@@ -26,16 +26,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas.record import Level
+from tests.integration import collector_support as cs
 from tests.integration.client_support import as_records, npm_client, pip_client, run_node, run_python
-from tests.integration.collector_support import (
-    ApiServer,
-    SyslogReceiver,
-    collect_until,
-    free_port,
-    kafka_topic,
-    require_stack,
-    tenant_with_key,
-)
 
 pytestmark = pytest.mark.integration
 
@@ -46,13 +38,13 @@ OTEL_PYTHON = ["opentelemetry-sdk==1.25.0", "opentelemetry-exporter-otlp-proto-h
 
 @pytest.fixture(scope="module")
 def env():
-    settings = require_stack()
-    with kafka_topic(settings) as topic, tenant_with_key(settings) as (tenant, key):
+    settings = cs.require_stack()
+    with cs.kafka_topic(settings) as topic, cs.tenant_with_key(settings) as (tenant, key):
         settings = settings.model_copy(update={"raw_topic": topic})
-        tcp, udp = free_port(), free_port()
+        tcp, udp = cs.free_port(), cs.free_port()
         with (
-            ApiServer(settings) as api,
-            SyslogReceiver(
+            cs.ApiServer(settings) as api,
+            cs.SyslogReceiver(
                 settings, ["--tcp", f"127.0.0.1:{tcp}={tenant}", "--udp", f"127.0.0.1:{udp}={tenant}"]
             ),
         ):
@@ -67,7 +59,7 @@ def arrived(env, marker: str, count: int):
         return marker in text
 
     settings = env["settings"]
-    found = collect_until(
+    found = cs.collect_until(
         settings, settings.raw_topic, lambda got: sum(carries(e) for _, e in got) >= count, timeout=60
     )
     envelopes = [e for _, e in found if carries(e)]

@@ -8,15 +8,7 @@ from collections import Counter
 
 import pytest
 
-from tests.integration.collector_support import (
-    REPO,
-    ApiServer,
-    collect_until,
-    free_port,
-    kafka_topic,
-    require_stack,
-    tenant_with_key,
-)
+from tests.integration import collector_support as cs
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +30,7 @@ def send(url: str, key: str, state_dir, *args: str) -> subprocess.CompletedProce
             "2",
             *args,
         ],
-        cwd=REPO,
+        cwd=cs.REPO,
         capture_output=True,
         text=True,
         timeout=120,
@@ -46,13 +38,13 @@ def send(url: str, key: str, state_dir, *args: str) -> subprocess.CompletedProce
 
 
 def test_resume_and_spool_never_lose_or_repeat_a_line(tmp_path):
-    settings = require_stack()
-    with kafka_topic(settings) as topic, tenant_with_key(settings) as (tenant_id, key):
+    settings = cs.require_stack()
+    with cs.kafka_topic(settings) as topic, cs.tenant_with_key(settings) as (tenant_id, key):
         settings = settings.model_copy(update={"raw_topic": topic})
         log = tmp_path / "orders.log"
         log.write_text("".join(f"2025-02-15 12:00:00 INFO order {i} placed\n" for i in range(2500)))
         state = tmp_path / "state"
-        with ApiServer(settings) as api:
+        with cs.ApiServer(settings) as api:
             first = send(api.url, key, state, str(log), "--service", "orders", "--batch-lines", "400")
             assert first.returncode == 0, first.stderr
             assert "100.0%" in first.stderr  # the progress line
@@ -64,16 +56,16 @@ def test_resume_and_spool_never_lose_or_repeat_a_line(tmp_path):
         # The API is gone: lines go to the spool, and the command says so.
         with log.open("a") as out:
             out.write("".join(f"2025-02-15 12:00:02 INFO order {i} placed\n" for i in range(2600, 3000)))
-        down = send(f"http://127.0.0.1:{free_port()}", key, state, str(log), "--service", "orders")
+        down = send(f"http://127.0.0.1:{cs.free_port()}", key, state, str(log), "--service", "orders")
         assert down.returncode == 3 and "unreachable" in down.stderr
         assert list((state / "spool").glob("*.batch"))
-        with ApiServer(settings) as api:
+        with cs.ApiServer(settings) as api:
             back = send(api.url, key, state, str(log), "--service", "orders")
             assert back.returncode == 0, back.stderr
             assert not list((state / "spool").glob("*.batch"))
-            found = collect_until(settings, topic, lambda got: len(got) >= 3000, timeout=60)
+            found = cs.collect_until(settings, topic, lambda got: len(got) >= 3000, timeout=60)
             # Wait a little more: a duplicate would show up now.
-            found = collect_until(settings, topic, lambda got: False, timeout=3)
+            found = cs.collect_until(settings, topic, lambda got: False, timeout=3)
     counts = Counter(env.line for _, env in found)
     assert len(counts) == 3000 and set(counts.values()) == {1}
     assert {env.tenant for _, env in found} == {tenant_id} and {env.service for _, env in found} == {"orders"}
