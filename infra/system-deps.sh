@@ -13,6 +13,8 @@ if [ "${1:-}" = "--test" ]; then
     command -v syslog-ng >/dev/null || [ -x /usr/sbin/syslog-ng ] || missing+=(syslog-ng-core)
     [ -d /usr/share/syslog-ng/include/scl/elasticsearch ] || missing+=(syslog-ng-mod-http syslog-ng-scl)
     command -v promtool >/dev/null || missing+=(prometheus)  # promtool checks what /metrics serves
+    # The libraries rsyslogd links, for the rsyslog test that unpacks Debian's rsyslog package.
+    dpkg -s libestr0 libfastjson4 liblognorm5 >/dev/null 2>&1 || missing+=(libestr0 libfastjson4 liblognorm5)
 fi
 java17=$(ls -d /usr/lib/jvm/*17* 2>/dev/null | head -n1 || true)
 [ -n "$java17" ] || missing+=(openjdk-17-jdk-headless)
