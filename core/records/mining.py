@@ -31,7 +31,9 @@ _VARIABLE = re.compile(
 )
 # ...and a whitespace token made only of variables and punctuation ("<*>,<*>", "<*>:<*>") is one
 # variable: a list of two addresses and a list of one are the same slot.
-_ONLY_VARIABLES = re.compile(r"(?<!\S)[^\w\s]*<\*>[^\w\s]*(?!\S)")
+# Possessive quantifiers keep it linear: "<*>,<*>,...,a" (a token that is almost all variables)
+# would otherwise be rescanned from every "<*>" in it, quadratic in the token's length.
+_ONLY_VARIABLES = re.compile(r"(?<!\S)(?:[^\w\s<]|<(?!\*>))*+<\*>[^\w\s]*+(?!\S)")
 
 
 def mask_variables(message: str) -> str:

@@ -1,0 +1,651 @@
+"""Reading the header of a line nobody described: its time, level, host, process and component.
+
+A line that no format parser claimed (``source_format: raw``) still almost always starts with a
+header a program wrote: a timestamp somewhere in the first few fields, maybe a level, a host, a
+``process[pid]:`` or a ``logger.Class:``. :func:`read_header` finds those and returns where the
+message proper starts, so pattern mining sees ``Connection closed`` rather than a line in which
+every timestamp, pid and host is a new variable.
+
+How it stays linear and cheap:
+
+- Timestamps are tried only at the starts of the first :data:`MAX_HEADER_TOKENS` whitespace
+  tokens (and within the first :data:`MAX_HEADER_CHARS` characters), each with ``re.match`` at that
+  position against short regexes whose quantifiers are bounded (``\\d{1,9}``), never nested, never
+  over free text. Every other field is read by looking at whole tokens.
+- :class:`HeaderReader` remembers, per source (tenant, service), which timestamp form was found at
+  which token, and tries that first on the next line, as Datadog's and Splunk's timestamp
+  recognition learn a source's format from its first lines. A line that does not fit the learned
+  shape gets the full search, and teaches its shape in turn.
+
+Times without a zone are read in the source's zone (UTC unless configured). A time without a year
+(syslog's ``Jun 14 15:16:01``) is placed in the year that puts it closest to its arrival but not
+more than a day after it; a time without a date takes the arrival's date, or the day before when
+that would put it in the future.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from core.records.normalize import MONTHS, infer_year_us
+from core.records.parsers import Parsed
+
+MAX_HEADER_TOKENS = 7
+MAX_HEADER_CHARS = 200
+_MAX_ROLE_TOKENS = 8
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_ONE_US = timedelta(microseconds=1)
+_HOUR_US = 3_600_000_000
+_DAY_US = 86_400_000_000
+_Y2000_US = 946_684_800_000_000
+_YEAR_US = 366 * _DAY_US
+
+# Ranks: a full date and time beats an epoch field, which beats a date alone, which beats a time alone.
+FULL, EPOCH, DATE, TIME = 3, 2, 1, 0
+
+
+@dataclass
+class Header:
+    """What the header held. ``message_start`` is where the message begins in the line."""
+
+    timestamp_us: int | None = None
+    timestamp_text: str | None = None
+    kind: str | None = None
+    token_index: int = -1
+    message_start: int = 0
+    level: str | None = None
+    host: str | None = None
+    process: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+
+
+def zone(name: str | None) -> tzinfo:
+    """A time zone by IANA name (``Europe/Paris``), ``UTC`` for none; ValueError for an unknown one."""
+    if not name or name.upper() in ("UTC", "Z", "GMT"):
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+# -- timestamp forms -------------------------------------------------------------------------
+
+_FRAC = r"(?:[.,:](\d{1,9}))?"
+_ZONE = r"(?:\s?(Z|[+-]\d\d(?::?\d\d)?|UTC|GMT)(?![A-Za-z]))?"
+
+
+def _frac_us(frac: str | None) -> int:
+    return int((frac + "000000")[:6]) if frac else 0
+
+
+def _offset_us(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if text in ("Z", "UTC", "GMT"):
+        return 0
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    return sign * (int(digits[:2]) * 3600 + int(digits[2:4] or 0) * 60) * 1_000_000
+
+
+def _local_us(y: int, mo: int, d: int, h: int, mi: int, s: int, us: int, tz: tzinfo, off: int | None) -> int:
+    """UTC microseconds of a civil time, read with its own offset, else in ``tz``."""
+    naive = datetime(y, mo, d, h, mi, s)
+    t = (naive - _EPOCH_NAIVE) // _ONE_US + us
+    if off is not None:
+        return t - off
+    if tz is UTC:
+        return t
+    delta = tz.utcoffset(naive)
+    return t - (delta // _ONE_US if delta else 0)
+
+
+class _Ctx:
+    __slots__ = ("received_us", "tags", "tz")
+
+    def __init__(self, received_us: int, tz: tzinfo) -> None:
+        self.received_us = received_us
+        self.tz = tz
+        self.tags: list[str] = []
+
+
+Convert = Callable[["re.Match[str]", _Ctx], int]
+
+
+def _year_less(mo: int, d: int, h: int, mi: int, s: int, us: int, ctx: _Ctx) -> int:
+    local_arrival = ctx.received_us + _tz_shift(ctx)
+    t = infer_year_us(mo, d, h, mi, s, us, local_arrival)
+    if t is None:
+        raise ValueError("no year fits")
+    ctx.tags.append("year_inferred")
+    y = (_EPOCH_NAIVE + timedelta(microseconds=t)).year
+    return _local_us(y, mo, d, h, mi, s, us, ctx.tz, None)
+
+
+def _tz_shift(ctx: _Ctx) -> int:
+    if ctx.tz is UTC:
+        return 0
+    delta = ctx.tz.utcoffset(_EPOCH_NAIVE + timedelta(microseconds=ctx.received_us))
+    return delta // _ONE_US if delta else 0
+
+
+def _ymd_hms(m: re.Match[str], ctx: _Ctx) -> int:
+    g = m.groups()
+    return _local_us(
+        int(g[0]), int(g[1]), int(g[2]), int(g[3]), int(g[4]), int(g[5] or 0), _frac_us(g[6]), ctx.tz,
+        _offset_us(g[7]) if len(g) > 7 else None,
+    )  # fmt: skip
+
+
+def _yy(m: re.Match[str], ctx: _Ctx) -> int:
+    g = m.groups()
+    return _local_us(2000 + int(g[0]), int(g[1]), int(g[2]), int(g[3]), int(g[4]), int(g[5]), 0, ctx.tz, None)
+
+
+def _compact(m: re.Match[str], ctx: _Ctx) -> int:
+    g = m.groups()
+    us = int(g[6].ljust(3, "0")) * 1000 if g[6] else 0
+    return _local_us(int(g[0]), int(g[1]), int(g[2]), int(g[3]), int(g[4]), int(g[5]), us, ctx.tz, None)
+
+
+def _mdy(m: re.Match[str], ctx: _Ctx) -> int:
+    mo, d, y, h, mi, s, frac, ampm = m.groups()
+    hour = int(h)
+    if ampm:
+        if not 1 <= hour <= 12:
+            raise ValueError("12-hour clock")
+        hour = hour % 12 + (12 if ampm[0] in "pP" else 0)
+    return _local_us(int(y), int(mo), int(d), hour, int(mi), int(s), _frac_us(frac), ctx.tz, None)
+
+
+def _month(name: str) -> int:
+    n = MONTHS.get(name.lower())
+    if n is None:
+        raise ValueError("not a month")
+    return n
+
+
+def _apache(m: re.Match[str], ctx: _Ctx) -> int:
+    d, mon, y, h, mi, s, frac, off = m.groups()
+    return _local_us(
+        int(y), _month(mon), int(d), int(h), int(mi), int(s), _frac_us(frac), ctx.tz, _offset_us(off)
+    )
+
+
+def _dmy_text(m: re.Match[str], ctx: _Ctx) -> int:
+    d, mon, y, h, mi, s, frac = m.groups()
+    return _local_us(int(y), _month(mon), int(d), int(h), int(mi), int(s), _frac_us(frac), ctx.tz, None)
+
+
+def _syslog(m: re.Match[str], ctx: _Ctx) -> int:
+    mon, d, y1, h, mi, s, frac, off, y2 = m.groups()
+    month = _month(mon)
+    year = y1 or y2
+    if year is None:
+        return _year_less(month, int(d), int(h), int(mi), int(s), _frac_us(frac), ctx)
+    return _local_us(
+        int(year), month, int(d), int(h), int(mi), int(s), _frac_us(frac), ctx.tz, _offset_us(off)
+    )
+
+
+def _month_day(m: re.Match[str], ctx: _Ctx) -> int:
+    mo, d, h, mi, s, frac = m.groups()
+    return _year_less(int(mo), int(d), int(h), int(mi), int(s), _frac_us(frac), ctx)
+
+
+def _glog(m: re.Match[str], ctx: _Ctx) -> int:
+    _level, mo, d, h, mi, s, frac = m.groups()
+    return _year_less(int(mo), int(d), int(h), int(mi), int(s), _frac_us(frac), ctx)
+
+
+def _hdfs(m: re.Match[str], ctx: _Ctx) -> int:
+    yy, mo, d, h, mi, s = m.groups()
+    return _local_us(2000 + int(yy), int(mo), int(d), int(h), int(mi), int(s), 0, ctx.tz, None)
+
+
+def _epoch(m: re.Match[str], ctx: _Ctx) -> int:
+    digits, frac = m.groups()
+    n = int(digits)
+    scale = {10: 1_000_000, 13: 1_000, 16: 1}.get(len(digits))
+    t = n * scale + (_frac_us(frac) if scale == 1_000_000 else 0) if scale else n // 1000
+    # A leading number is a time only when it lands in this century and not past its arrival.
+    if not _Y2000_US <= t <= ctx.received_us + _DAY_US:
+        raise ValueError("not a plausible epoch")
+    return t
+
+
+def _date_only(m: re.Match[str], ctx: _Ctx) -> int:
+    y, mo, d = m.groups()
+    return _local_us(int(y), int(mo), int(d), 0, 0, 0, 0, ctx.tz, None)
+
+
+def _time_only(m: re.Match[str], ctx: _Ctx) -> int:
+    h, mi, s, frac = m.groups()
+    local_arrival = _EPOCH_NAIVE + timedelta(microseconds=ctx.received_us + _tz_shift(ctx))
+    day = local_arrival.date()
+    t = _local_us(day.year, day.month, day.day, int(h), int(mi), int(s), _frac_us(frac), ctx.tz, None)
+    if t > ctx.received_us + _HOUR_US:
+        t -= _DAY_US
+    ctx.tags.append("date_inferred")
+    return t
+
+
+@dataclass(frozen=True)
+class _Kind:
+    name: str
+    regex: re.Pattern[str]
+    rank: int
+    convert: Convert
+    first_token_only: bool = False
+
+
+# Order matters only among forms that can start at the same character: the longer form first.
+_DIGIT_KINDS: tuple[_Kind, ...] = (
+    _Kind(
+        "iso",
+        re.compile(r"(\d{4})-(\d\d)-(\d\d)(?:T|t| {1,2})(\d\d):(\d\d)(?::(\d\d))?" + _FRAC + _ZONE),
+        FULL,
+        _ymd_hms,
+    ),
+    _Kind(
+        "ymd_dotted_time", re.compile(r"(\d{4})-(\d\d)-(\d\d)-(\d\d)\.(\d\d)\.(\d\d)" + _FRAC), FULL, _ymd_hms
+    ),
+    _Kind(
+        "ymd_slash",
+        re.compile(r"(\d{4})/(\d\d)/(\d\d)[ T:](\d\d):(\d\d):(\d\d)" + _FRAC + _ZONE),
+        FULL,
+        _ymd_hms,
+    ),
+    _Kind(
+        "ymd_dot",
+        re.compile(r"(\d{4})\.(\d\d)\.(\d\d)[ T-](\d\d)[:.](\d\d)[:.](\d\d)" + _FRAC),
+        FULL,
+        _ymd_hms,
+    ),
+    _Kind(
+        "compact",
+        re.compile(r"(\d{4})(\d\d)(\d\d)[-T ](\d\d):?(\d\d):?(\d\d)(?:[.,:](\d{1,3}))?"),
+        FULL,
+        _compact,
+    ),
+    _Kind("yy_slash", re.compile(r"(\d\d)/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)"), FULL, _yy),
+    _Kind(
+        "mdy",
+        re.compile(r"(\d\d?)/(\d\d?)/(\d{4}),? (\d\d?):(\d\d):(\d\d)" + _FRAC + r"(?: ?([AaPp][Mm]))?"),
+        FULL,
+        _mdy,
+    ),
+    _Kind(
+        "apache",
+        re.compile(r"(\d\d?)/([A-Za-z]{3})/(\d{4}):(\d\d):(\d\d):(\d\d)" + _FRAC + r"(?: ([+-]\d{4}))?"),
+        FULL,
+        _apache,
+    ),
+    _Kind(
+        "dmy_text",
+        re.compile(r"(\d\d?)[ -]([A-Za-z]{3})[ -](\d{4})[ :](\d\d):(\d\d):(\d\d)" + _FRAC),
+        FULL,
+        _dmy_text,
+    ),
+    _Kind("month_day_dot", re.compile(r"(\d\d)\.(\d\d) (\d\d):(\d\d):(\d\d)" + _FRAC), FULL, _month_day),
+    _Kind("month_day_dash", re.compile(r"(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)" + _FRAC), FULL, _month_day),
+    _Kind("yymmdd_hhmmss", re.compile(r"(\d\d)(\d\d)(\d\d) (\d\d)(\d\d)(\d\d)"), FULL, _hdfs, True),
+    _Kind("epoch", re.compile(r"(\d{19}|\d{16}|\d{13}|\d{10})(?!\d)(?:\.(\d{1,9}))?"), EPOCH, _epoch),
+    _Kind("date", re.compile(r"(\d{4})[-/.](\d\d)[-/.](\d\d)"), DATE, _date_only),
+    _Kind("time", re.compile(r"(\d\d):(\d\d):(\d\d)" + _FRAC), TIME, _time_only),
+)
+_ALPHA_KINDS: tuple[_Kind, ...] = (
+    _Kind(
+        "syslog",
+        re.compile(
+            r"(?:[A-Z][a-z]{2}[a-z]{0,6},? )?([A-Za-z]{3}) {1,2}(\d\d?),? (?:(\d{4}) )?"
+            r"(\d\d):(\d\d):(\d\d)" + _FRAC + _ZONE + r"(?: (\d{4})(?!\d))?"
+        ),
+        FULL,
+        _syslog,
+    ),
+    _Kind("glog", re.compile(r"([IWEF])(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)" + _FRAC), FULL, _glog, True),
+)
+KINDS: dict[str, _Kind] = {k.name: k for k in (*_DIGIT_KINDS, *_ALPHA_KINDS)}
+_GLOG_LEVEL = {"I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL"}
+
+
+def _ok_end(line: str, end: int) -> bool:
+    """A timestamp ends at a field boundary, not inside a longer word or number."""
+    return end >= len(line) or not (line[end].isalnum() or line[end] in "_:")
+
+
+Candidate = tuple[_Kind, int, int, int, int, tuple[str, ...]]  # kind, pos, us, end, token index, tags
+
+
+def _try(kind: _Kind, line: str, pos: int, index: int, ctx: _Ctx) -> Candidate | None:
+    m = kind.regex.match(line, pos)
+    if m is None or not _ok_end(line, m.end()):
+        return None
+    ctx.tags = []
+    try:
+        us = kind.convert(m, ctx)
+    except (ValueError, OverflowError):  # 31 February, hour 25, an epoch out of range
+        return None
+    return kind, pos, us, m.end(), index, tuple(ctx.tags)
+
+
+# -- the other header fields -------------------------------------------------------------------
+
+_LEVEL_WORDS = {
+    w: lvl
+    for lvl, words in {
+        "TRACE": ("trace", "finest", "finer", "verbose", "trc"),
+        "DEBUG": ("debug", "dbg", "fine", "debu"),
+        "INFO": ("info", "information", "informational", "notice", "inf"),
+        "WARN": ("warn", "warning", "wrn"),
+        "ERROR": ("error", "err", "eror", "severe"),
+        "FATAL": ("fatal", "crit", "critical", "alert", "emerg", "emergency", "panic", "ftl"),
+    }.items()
+    for w in words
+}
+_SINGLE_LETTER = {"V": "TRACE", "D": "DEBUG", "I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL"}
+_SEVERITY = ("FATAL", "FATAL", "FATAL", "ERROR", "WARN", "INFO", "INFO", "DEBUG")
+_SEPARATORS = frozenset(("-", "|", ":", "--", "::", "—", ">", "-->", "=>", "·"))
+_PROCESS = re.compile(r"([^\s\[\]:]{1,128})\[(\d{1,10})\]:?")
+_COMPONENT = re.compile(r"[A-Za-z_][\w.$\-/()@#<>]{0,199}")
+_HOSTLIKE = re.compile(r"[A-Za-z0-9][\w.\-]{0,252}")
+_PRI = re.compile(r"<(\d{1,3})>")
+
+
+def _level_of(token: str) -> str | None:
+    word = token.strip("[]<>():,")
+    if not word or len(word) > 13:
+        return None
+    lvl = _LEVEL_WORDS.get(word.lower())
+    if lvl is None:
+        return None
+    if word.islower() or word.isupper() or word.istitle():
+        return lvl
+    return None
+
+
+def _is_component(name: str) -> bool:
+    """``org.apache.Foo``, ``dfs.DataNode$PacketResponder``, ``WindowManager``: a logger or class,
+    not a message word such as ``Error`` or ``Note``."""
+    if not _COMPONENT.fullmatch(name):
+        return False
+    if any(c in name for c in ".$/_(#@"):
+        return True
+    return any(c.isupper() for c in name[1:]) and any(c.islower() for c in name)
+
+
+def _bracket_end(line: str, pos: int) -> int:
+    """Index after the bracket group opening at ``pos`` (nesting counted), or -1 past a bound."""
+    depth = 0
+    limit = min(len(line), pos + 512)
+    for i in range(pos, limit):
+        c = line[i]
+        if c == "[":
+            depth += 1
+        elif c == "]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return -1
+
+
+def _skip_spaces(line: str, pos: int) -> int:
+    n = len(line)
+    while pos < n and line[pos] in " \t":
+        pos += 1
+    return pos
+
+
+def _token_end(line: str, pos: int) -> int:
+    end = line.find(" ", pos)
+    tab = line.find("\t", pos, end if end >= 0 else len(line))
+    if tab >= 0:
+        end = tab
+    return len(line) if end < 0 else end
+
+
+def _read_roles(line: str, pos: int, h: Header, after_syslog_time: bool) -> int:
+    """Level, pid, thread, host, process and component fields after the timestamp; returns where
+    the message starts. Stops at the first token that is none of them."""
+    attrs = h.attributes
+    brackets = 0
+    numbers = 0
+    level_token = False
+    for _ in range(_MAX_ROLE_TOKENS):
+        pos = _skip_spaces(line, pos)
+        if pos >= len(line):
+            break
+        if line[pos] == "[":
+            end = _bracket_end(line, pos)
+            if end < 0 or brackets >= 2:
+                break
+            inner = line[pos + 1 : end - 1]
+            lvl = _level_of(inner) if not level_token else None
+            if lvl is not None:
+                h.level = lvl
+                level_token = True
+            else:
+                attrs["thread" if brackets == 0 else "context"] = inner
+                brackets += 1
+            pos = end
+            if pos < len(line) and line[pos] == ":":
+                pos += 1
+            continue
+        end = _token_end(line, pos)
+        token = line[pos:end]
+        bare = token.rstrip(",")
+        if bare in _SEPARATORS:
+            pos = end
+            continue
+        if not level_token:
+            lvl = _level_of(bare)
+            if lvl is None and len(bare) == 1 and bare in _SINGLE_LETTER:
+                # "D" or "E" alone is a level only where a header puts one: after pids (logcat) or
+                # before a "Tag:" field, not as the first word of a sentence ("I think ...").
+                nxt = line[_skip_spaces(line, end) :][:200].split(" ", 1)[0]
+                if numbers or (nxt.endswith(":") and len(nxt) > 1):
+                    lvl = _SINGLE_LETTER[bare]
+            if lvl is not None:
+                h.level = lvl
+                level_token = True
+                pos = end
+                continue
+        if bare.isdigit() and len(bare) <= 10 and numbers < 2 and h.process is None:
+            attrs["pid" if numbers == 0 else "tid"] = bare
+            numbers += 1
+            pos = end
+            continue
+        m = _PROCESS.fullmatch(token)
+        if m:
+            h.process = m.group(1)
+            attrs["pid"] = m.group(2)
+            return _skip_spaces(line, end)
+        if token.endswith(":") and len(token) > 1:
+            name = token[:-1]
+            if _is_component(name):
+                attrs["component"] = name
+                return _skip_spaces(line, end)
+            break
+        nxt_pos = _skip_spaces(line, end)
+        nxt_end = _token_end(line, nxt_pos)
+        nxt = line[nxt_pos:nxt_end]
+        if (
+            h.host is None
+            and not level_token
+            and not numbers
+            and after_syslog_time
+            and _HOSTLIKE.fullmatch(token)
+            and (_PROCESS.fullmatch(nxt) or (nxt.endswith(":") and _COMPONENT.fullmatch(nxt[:-1])))
+        ):
+            h.host = token
+            pos = end
+            continue
+        if level_token and "." in token and _is_component(token) and (nxt in _SEPARATORS or nxt[:1] == "["):
+            attrs["component"] = token
+            pos = end
+            continue
+        break
+    return pos
+
+
+# -- reading a header --------------------------------------------------------------------------
+
+
+def _token_starts(line: str, start: int) -> list[int]:
+    starts: list[int] = []
+    pos = _skip_spaces(line, start)
+    limit = min(len(line), MAX_HEADER_CHARS)
+    while pos < limit and len(starts) < MAX_HEADER_TOKENS:
+        starts.append(pos)
+        end = _token_end(line, pos)
+        pos = _skip_spaces(line, end)
+    return starts
+
+
+def _candidate_at(line: str, pos: int, index: int, ctx: _Ctx) -> Candidate | None:
+    """The first timestamp form that matches at ``pos`` (after an opening bracket), if any."""
+    if line[pos : pos + 1] in ("[", "(", "<"):
+        pos += 1
+    c = line[pos : pos + 1]
+    if not c:
+        return None
+    kinds = _DIGIT_KINDS if c.isdigit() else _ALPHA_KINDS if c.isalpha() else ()
+    for kind in kinds:
+        if kind.first_token_only and index:
+            continue
+        r = _try(kind, line, pos, index, ctx)
+        if r is not None:
+            return r
+    return None
+
+
+def read_header(line: str, received_us: int, tz: tzinfo = UTC, hint: tuple[str, int] | None = None) -> Header:
+    """The header fields of ``line`` and where its message starts.
+
+    ``hint`` is a (timestamp form, token index) learned from earlier lines of the same source; it is
+    tried first and the full search runs only when the line does not fit it.
+
+    >>> h = read_header("2025-02-15 12:00:00,123 ERROR [main] com.acme.Pay: card declined", 0)
+    >>> h.level, h.attributes["component"], h.attributes["thread"], h.timestamp_us
+    ('ERROR', 'com.acme.Pay', 'main', 1739620800123000)
+    """
+    h = Header()
+    start = 0
+    pri = _PRI.match(line)
+    if pri is not None:
+        value = int(pri.group(1))
+        if value <= 191:
+            h.level = _SEVERITY[value & 7]
+            h.attributes["syslog.facility"] = str(value >> 3)
+            start = pri.end()
+    ctx = _Ctx(received_us, tz)
+    starts = _token_starts(line, start)
+    best: Candidate | None = None
+    if hint is not None:
+        kind = KINDS.get(hint[0])
+        index = hint[1]
+        if kind is not None and kind.rank >= EPOCH and index < len(starts):
+            pos = starts[index]
+            if line[pos : pos + 1] in ("[", "(", "<"):
+                pos += 1
+            best = _try(kind, line, pos, index, ctx)
+    if best is None:
+        found: list[Candidate] = []
+        after = -1
+        for index, pos in enumerate(starts):
+            if pos < after:
+                continue  # inside a timestamp already found ("Jun 14 15:16:01" spans three tokens)
+            c = _candidate_at(line, pos, index, ctx)
+            if c is not None:
+                found.append(c)
+                after = c[3]
+        if not found:
+            return h
+        best = _choose(found, line, h)
+    kind, pos, us, end, index, tags = best
+    h.timestamp_us, h.kind, h.token_index = us, kind.name, index
+    h.timestamp_text = line[pos:end]
+    h.tags.extend(tags)
+    if kind.name == "glog":
+        h.level = _GLOG_LEVEL[line[pos]]
+    prefix = line[start:pos].strip(" \t[(<")
+    if prefix:
+        h.attributes["header_prefix"] = prefix[:256]
+    if end < len(line) and line[end] in "])>,":
+        end += 1
+    h.message_start = _read_roles(line, end, h, kind.name in _HOST_FOLLOWS)
+    return h
+
+
+# Forms after which a bare word before "proc[pid]:" is a host name (syslog and its descendants).
+_HOST_FOLLOWS = frozenset(("syslog", "iso", "month_day_dot", "ymd_slash"))
+
+
+def _choose(found: list[Candidate], line: str, h: Header) -> Candidate:
+    """The most complete candidate (leftmost among equals); a date and a time in neighbouring
+    fields are one timestamp; two full timestamps that disagree are both kept and the record
+    tagged."""
+    best = max(found, key=lambda c: (c[0].rank, -c[1]))
+    rank = best[0].rank
+    if rank == DATE:
+        for c in found:
+            if c[0].rank == TIME and 0 < c[4] - best[4] <= 2:
+                m = KINDS["time"].regex.match(line, c[1])
+                assert m is not None
+                hh, mi, ss, frac = m.groups()
+                t = best[2] + ((int(hh) * 60 + int(mi)) * 60 + int(ss)) * 1_000_000 + _frac_us(frac)
+                return (best[0], best[1], t, c[3], c[4], ())
+    if rank == FULL:
+        for c in found:
+            if c is not best and c[0].rank == FULL and abs(c[2] - best[2]) > _DAY_US:
+                h.tags.append("ambiguous_timestamp")
+                h.attributes["timestamp_alternative"] = line[c[1] : c[3]]
+                break
+    return best
+
+
+class HeaderReader:
+    """:func:`read_header` with each source's learned shape remembered (bounded, per source)."""
+
+    def __init__(self, max_sources: int = 10_000) -> None:
+        self._shapes: dict[tuple[str, str | None], tuple[str, int]] = {}
+        self._max_sources = max_sources
+
+    def read(self, line: str, source: tuple[str, str | None], received_us: int, tz: tzinfo = UTC) -> Header:
+        hint = self._shapes.get(source)
+        h = read_header(line, received_us, tz, hint)
+        if h.kind is not None and (hint is None or hint != (h.kind, h.token_index)):
+            if len(self._shapes) >= self._max_sources:
+                self._shapes.clear()
+            self._shapes[source] = (h.kind, h.token_index)
+        return h
+
+
+def iso_text(us: int) -> str:
+    """The ISO 8601 text of UTC microseconds (what a parser hands on to normalization)."""
+    return (_EPOCH_NAIVE + timedelta(microseconds=us)).isoformat() + "+00:00"
+
+
+def with_header(line: str, h: Header, raw: Parsed) -> Parsed:
+    """``raw`` (the whole line as message) replaced by the line's header fields and its message;
+    ``raw`` itself when no timestamp was found (no header to trust)."""
+    if h.timestamp_us is None:
+        return raw
+    message = line[h.message_start :].strip() or line
+    p = Parsed("text", message)
+    p.timestamp = iso_text(h.timestamp_us)
+    p.level = h.level or raw.level
+    p.host = h.host
+    p.service = h.process
+    attrs = h.attributes
+    for k, v in raw.attributes.items():
+        attrs.setdefault(k, v)
+    p.attributes = attrs
+    return p
