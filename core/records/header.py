@@ -355,7 +355,7 @@ _SEVERITY = ("FATAL", "FATAL", "FATAL", "ERROR", "WARN", "INFO", "INFO", "DEBUG"
 _SEPARATORS = frozenset(("-", "|", ":", "--", "::", "—", ">", "-->", "=>", "·"))
 _PROCESS = re.compile(r"([^\s\[\]:]{1,128})\[(\d{1,10})\]:?")
 _COMPONENT = re.compile(r"[A-Za-z_][\w.$\-/()@#<>]{0,199}")
-_HOSTLIKE = re.compile(r"[A-Za-z0-9][\w.\-]{0,252}")
+_HOSTLIKE = re.compile(r"[A-Za-z0-9][\w.\-/]{0,252}")  # "host/relay" from syslog relays
 _PRI = re.compile(r"<(\d{1,3})>")
 
 
@@ -422,6 +422,8 @@ def _read_roles(line: str, pos: int, h: Header, after_syslog_time: bool) -> int:
         pos = _skip_spaces(line, pos)
         if pos >= len(line):
             break
+        if line[pos] == "|":
+            return _pipe_fields(line, pos, h)
         if line[pos] == "[":
             end = _bracket_end(line, pos)
             if end < 0 or brackets >= 2:
@@ -491,8 +493,64 @@ def _read_roles(line: str, pos: int, h: Header, after_syslog_time: bool) -> int:
             attrs["component"] = token
             pos = end
             continue
+        if nxt == "-" and "component" not in attrs and _COMPONENT.fullmatch(token):
+            # "chrome.exe - open through proxy", "worker - started": a program or logger name.
+            attrs["component"] = token
+            pos = nxt_end
+            continue
+        if not level_token:
+            found = _level_ahead(line, pos)
+            if found is not None:
+                attrs["header_fields"], h.level, pos = found
+                level_token = True
+                continue
         break
     return pos
+
+
+def _level_ahead(line: str, pos: int) -> tuple[str, str, int] | None:
+    """A level in capitals a few short fields further on ("R02-M1 RAS KERNEL INFO ..."): the
+    fields before it are header too. Returns (those fields, level, end of the level)."""
+    start = pos
+    for _ in range(4):
+        end = _token_end(line, pos)
+        token = line[pos:end]
+        if not token or len(token) > 48 or token.endswith(":"):
+            return None
+        word = token.strip("[]<>")
+        if word.isupper() and len(word) > 1:
+            lvl = _LEVEL_WORDS.get(word.lower())
+            if lvl is not None and pos > start:
+                return line[start:pos].rstrip(), lvl, end
+        pos = _skip_spaces(line, end)
+    return None
+
+
+def _pipe_fields(line: str, pos: int, h: Header) -> int:
+    """``TIME|Component|1234|message`` or ``TIME | INFO | module | message``: short fields
+    between bars are the level, a pid and a component; the message is the first field that is
+    not one of them."""
+    attrs = h.attributes
+    for _ in range(_MAX_ROLE_TOKENS):
+        if line[pos : pos + 1] != "|":
+            break
+        nxt = line.find("|", pos + 1, pos + 130)
+        if nxt < 0:
+            return _skip_spaces(line, pos + 1)
+        field = line[pos + 1 : nxt].strip()
+        lvl = _level_of(field) if h.level is None else None
+        if lvl is not None:
+            h.level = lvl
+        elif field.isdigit() and len(field) <= 10 and "pid" not in attrs:
+            attrs["pid"] = field
+        elif "component" not in attrs and _COMPONENT.fullmatch(field):
+            attrs["component"] = field
+        elif not field:
+            pass
+        else:
+            return _skip_spaces(line, pos + 1)
+        pos = nxt
+    return _skip_spaces(line, pos + 1) if line[pos : pos + 1] == "|" else pos
 
 
 # -- reading a header --------------------------------------------------------------------------
@@ -568,7 +626,7 @@ def read_header(line: str, received_us: int, tz: tzinfo = UTC, hint: tuple[str, 
                 after = c[3]
         if not found:
             return h
-        best = _choose(found, line, h)
+        best = _choose(found, line, h, tz)
     kind, pos, us, end, index, tags = best
     h.timestamp_us, h.kind, h.token_index = us, kind.name, index
     h.timestamp_text = line[pos:end]
@@ -588,7 +646,7 @@ def read_header(line: str, received_us: int, tz: tzinfo = UTC, hint: tuple[str, 
 _HOST_FOLLOWS = frozenset(("syslog", "iso", "month_day_dot", "ymd_slash"))
 
 
-def _choose(found: list[Candidate], line: str, h: Header) -> Candidate:
+def _choose(found: list[Candidate], line: str, h: Header, tz: tzinfo) -> Candidate:
     """The most complete candidate (leftmost among equals); a date and a time in neighbouring
     fields are one timestamp; two full timestamps that disagree are both kept and the record
     tagged."""
@@ -602,9 +660,18 @@ def _choose(found: list[Candidate], line: str, h: Header) -> Candidate:
                 hh, mi, ss, frac = m.groups()
                 t = best[2] + ((int(hh) * 60 + int(mi)) * 60 + int(ss)) * 1_000_000 + _frac_us(frac)
                 return (best[0], best[1], t, c[3], c[4], ())
+    if "year_inferred" in best[5]:
+        # "- 1131566461 2005.11.09 dn228 Nov 9 12:01:01 ...": the year is in the header already.
+        for c in found:
+            if c[0].rank in (EPOCH, DATE):
+                ctx = _Ctx(c[2] + _DAY_US, tz)
+                again = _try(best[0], line, best[1], best[4], ctx)
+                if again is not None:
+                    best = (*again[:5], tuple(t for t in again[5] if t != "year_inferred"))
+                break
     if rank == FULL:
         for c in found:
-            if c is not best and c[0].rank == FULL and abs(c[2] - best[2]) > _DAY_US:
+            if c[1] != best[1] and c[0].rank == FULL and abs(c[2] - best[2]) > _DAY_US:
                 h.tags.append("ambiguous_timestamp")
                 h.attributes["timestamp_alternative"] = line[c[1] : c[3]]
                 break
@@ -628,19 +695,25 @@ class HeaderReader:
         return h
 
 
-def iso_text(us: int) -> str:
-    """The ISO 8601 text of UTC microseconds (what a parser hands on to normalization)."""
-    return (_EPOCH_NAIVE + timedelta(microseconds=us)).isoformat() + "+00:00"
-
-
 def with_header(line: str, h: Header, raw: Parsed) -> Parsed:
-    """``raw`` (the whole line as message) replaced by the line's header fields and its message;
-    ``raw`` itself when no timestamp was found (no header to trust)."""
+    """``raw`` (a ``raw`` parse: the whole line as message) replaced by the line's header fields and
+    its message; a ``plain`` parse keeps its fields and loses the rest of the header from its
+    message; either is returned as it was when no timestamp was found (no header to trust)."""
     if h.timestamp_us is None:
         return raw
     message = line[h.message_start :].strip() or line
+    if raw.fmt == "plain":
+        # The plaintext parser read the time, the level and a bracketed service; what follows them
+        # (a logger, a thread, pids) still comes off the message, and the time takes the zone.
+        raw.message = message
+        raw.timestamp_us = h.timestamp_us
+        for k, v in h.attributes.items():
+            if not (k == "thread" and v == raw.service):
+                raw.attributes.setdefault(k, v)
+        return raw
     p = Parsed("text", message)
-    p.timestamp = iso_text(h.timestamp_us)
+    p.timestamp = h.timestamp_text
+    p.timestamp_us = h.timestamp_us
     p.level = h.level or raw.level
     p.host = h.host
     p.service = h.process

@@ -21,13 +21,16 @@ import orjson
 
 WILDCARD = "<*>"
 # A variable is a run between punctuation that holds a digit ("index:17" keeps "index:"), a long
-# hex run, or a PII marker (masking already decided "[IP]" varies). Working below the whitespace
-# token keeps "cancelNotification,index:<*>" apart from "ready=true,policy=<*>", which a
-# whole-token rule would both turn into one "<*>".
+# hex run, a PII marker (masking already decided "[IP]" varies), the value of a key=value pair
+# ("ready=<*>") or a path of two or more segments (one template per file is no template).
+# Working below the whitespace token keeps "cancelNotification,index:<*>" apart from
+# "ready=<*>,policy=<*>", which a whole-token rule would both turn into one "<*>".
 _VARIABLE = re.compile(
     r"(?<![^\s=,:;()\[\]{}\"'<>])[^\s=,:;()\[\]{}\"'<>]*\d[^\s=,:;()\[\]{}\"'<>]*"
     r"|\[[A-Z_]+\]"
     r"|(?<![^\s=,:;(\[{\"])[0-9a-fA-F]{8,}(?![^\s=,:;)\]}\"])"
+    r"|(?<==)[^\s=,;()\[\]{}\"'<>]+"
+    r"|(?<![^\s=:(\[\"'])/[^\s,;()\[\]{}\"'<>/]+/[^\s,;()\[\]{}\"'<>]*"
 )
 # ...and a whitespace token made only of variables and punctuation ("<*>,<*>", "<*>:<*>") is one
 # variable: a list of two addresses and a list of one are the same slot.

@@ -239,7 +239,7 @@ class RecordPipeline:
         parsed = self._parse(text, fmt, service)
         if isinstance(parsed, Rejected):
             return parsed
-        if parsed.fmt == "raw" and self._headers is not None and fmt != "raw":
+        if parsed.fmt in ("raw", "plain") and self._headers is not None and fmt != "raw":
             # No format claimed the line: read its header so the message mined is the message.
             key = service.strip().lower() if service else None
             h = self._headers.read(text, (tenant, key), received_us, self._zones.get(key or "", self._zone))
@@ -316,7 +316,9 @@ class RecordPipeline:
             tags.append("no_timestamp")
         else:
             parsed_us = (
-                parse_with_format(ts_raw, p.time_format, received_us)
+                p.timestamp_us
+                if p.timestamp_us is not None
+                else parse_with_format(ts_raw, p.time_format, received_us)
                 if p.time_format and isinstance(ts_raw, str)
                 else parse_timestamp(ts_raw, received_us)
             )
