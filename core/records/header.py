@@ -28,7 +28,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import lru_cache
+from itertools import islice
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.records.normalize import MONTHS, infer_year_us
@@ -38,6 +40,7 @@ MAX_HEADER_TOKENS = 7
 MAX_HEADER_CHARS = 200
 _MAX_ROLE_TOKENS = 8
 _EPOCH_NAIVE = datetime(1970, 1, 1)
+_EPOCH_ORDINAL = _EPOCH_NAIVE.toordinal()
 _ONE_US = timedelta(microseconds=1)
 _HOUR_US = 3_600_000_000
 _DAY_US = 86_400_000_000
@@ -62,6 +65,7 @@ class Header:
     process: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
+    steps: tuple[str, ...] | None = None  # the fields read token by token (None: by a layout)
 
 
 def zone(name: str | None) -> tzinfo:
@@ -94,15 +98,21 @@ def _offset_us(text: str | None) -> int | None:
     return sign * (int(digits[:2]) * 3600 + int(digits[2:4] or 0) * 60) * 1_000_000
 
 
+@lru_cache(maxsize=4096)
+def _day_us(y: int, mo: int, d: int) -> int:
+    return (date(y, mo, d).toordinal() - _EPOCH_ORDINAL) * _DAY_US  # ValueError for 31 February
+
+
 def _local_us(y: int, mo: int, d: int, h: int, mi: int, s: int, us: int, tz: tzinfo, off: int | None) -> int:
     """UTC microseconds of a civil time, read with its own offset, else in ``tz``."""
-    naive = datetime(y, mo, d, h, mi, s)
-    t = (naive - _EPOCH_NAIVE) // _ONE_US + us
+    if h > 23 or mi > 59 or s > 60:
+        raise ValueError("not a time of day")
+    t = _day_us(y, mo, d) + ((h * 60 + mi) * 60 + s) * 1_000_000 + us
     if off is not None:
         return t - off
     if tz is UTC:
         return t
-    delta = tz.utcoffset(naive)
+    delta = tz.utcoffset(datetime(y, mo, d, h, mi, min(s, 59)))
     return t - (delta // _ONE_US if delta else 0)
 
 
@@ -396,22 +406,21 @@ def _bracket_end(line: str, pos: int) -> int:
     return -1
 
 
+_SPACES = re.compile(r"[ \t]*")
+_NEXT_TOKEN = re.compile(r"[ \t]*([^ \t]+)")
+_TOKEN = re.compile(r"[^ \t]+")
+
+
 def _skip_spaces(line: str, pos: int) -> int:
-    n = len(line)
-    while pos < n and line[pos] in " \t":
-        pos += 1
-    return pos
+    return _SPACES.match(line, pos).end()  # type: ignore[union-attr]  # "*" always matches
 
 
 def _token_end(line: str, pos: int) -> int:
-    end = line.find(" ", pos)
-    tab = line.find("\t", pos, end if end >= 0 else len(line))
-    if tab >= 0:
-        end = tab
-    return len(line) if end < 0 else end
+    m = _TOKEN.match(line, pos)
+    return m.end() if m else pos
 
 
-def _read_roles(line: str, pos: int, h: Header, after_syslog_time: bool) -> int:
+def _read_roles(line: str, pos: int, h: Header, after_syslog_time: bool, steps: list[str]) -> int:
     """Level, pid, thread, host, process and component fields after the timestamp; returns where
     the message starts. Stops at the first token that is none of them."""
     attrs = h.attributes
@@ -419,13 +428,18 @@ def _read_roles(line: str, pos: int, h: Header, after_syslog_time: bool) -> int:
     numbers = 0
     level_token = False
     for _ in range(_MAX_ROLE_TOKENS):
-        pos = _skip_spaces(line, pos)
-        if pos >= len(line):
+        m = _NEXT_TOKEN.match(line, pos)
+        if m is None:
             break
-        if line[pos] == "|":
+        pos, end = m.span(1)
+        token = m.group(1)
+        c = token[0]
+        if c == "|":
+            steps.append("pipe")
             return _pipe_fields(line, pos, h)
-        if line[pos] == "[":
-            end = _bracket_end(line, pos)
+        if c == "[":
+            close = line.find("]", pos, pos + 512)
+            end = close + 1 if close > 0 and "[" not in line[pos + 1 : close] else _bracket_end(line, pos)
             if end < 0 or brackets >= 2:
                 break
             inner = line[pos + 1 : end - 1]
@@ -433,17 +447,18 @@ def _read_roles(line: str, pos: int, h: Header, after_syslog_time: bool) -> int:
             if lvl is not None:
                 h.level = lvl
                 level_token = True
+                steps.append("level")
             else:
                 attrs["thread" if brackets == 0 else "context"] = inner
                 brackets += 1
+                steps.append("bracket")
             pos = end
             if pos < len(line) and line[pos] == ":":
                 pos += 1
             continue
-        end = _token_end(line, pos)
-        token = line[pos:end]
         bare = token.rstrip(",")
         if bare in _SEPARATORS:
+            steps.append("sep")
             pos = end
             continue
         if not level_token:
@@ -457,22 +472,26 @@ def _read_roles(line: str, pos: int, h: Header, after_syslog_time: bool) -> int:
             if lvl is not None:
                 h.level = lvl
                 level_token = True
+                steps.append("level")
                 pos = end
                 continue
         if bare.isdigit() and len(bare) <= 10 and numbers < 2 and h.process is None:
             attrs["pid" if numbers == 0 else "tid"] = bare
             numbers += 1
+            steps.append("pid")
             pos = end
             continue
         m = _PROCESS.fullmatch(token)
         if m:
             h.process = m.group(1)
             attrs["pid"] = m.group(2)
+            steps.append("process")
             return _skip_spaces(line, end)
         if token.endswith(":") and len(token) > 1:
             name = token[:-1]
             if _is_component(name):
                 attrs["component"] = name
+                steps.append("component:")
                 return _skip_spaces(line, end)
             break
         nxt_pos = _skip_spaces(line, end)
@@ -487,15 +506,19 @@ def _read_roles(line: str, pos: int, h: Header, after_syslog_time: bool) -> int:
             and (_PROCESS.fullmatch(nxt) or (nxt.endswith(":") and _COMPONENT.fullmatch(nxt[:-1])))
         ):
             h.host = token
+            steps.append("host")
             pos = end
             continue
         if level_token and "." in token and _is_component(token) and (nxt in _SEPARATORS or nxt[:1] == "["):
             attrs["component"] = token
+            steps.append("component")
             pos = end
             continue
         if nxt == "-" and "component" not in attrs and _COMPONENT.fullmatch(token):
             # "chrome.exe - open through proxy", "worker - started": a program or logger name.
             attrs["component"] = token
+            steps.append("component")
+            steps.append("sep")
             pos = nxt_end
             continue
         if not level_token:
@@ -503,6 +526,7 @@ def _read_roles(line: str, pos: int, h: Header, after_syslog_time: bool) -> int:
             if found is not None:
                 attrs["header_fields"], h.level, pos = found
                 level_token = True
+                steps.append("ahead")
                 continue
         break
     return pos
@@ -553,18 +577,98 @@ def _pipe_fields(line: str, pos: int, h: Header) -> int:
     return _skip_spaces(line, pos + 1) if line[pos : pos + 1] == "|" else pos
 
 
+# A source's role fields as one regex, built from the steps the token-by-token reading took on an
+# earlier line: the next line of that source is then read with one match. Every part is bounded.
+_STEP_REGEX = {
+    "sep": (r"[ \t]*(?:-->|=>|--|::|[-|:>\u2014\u00b7]),?(?=[ \t]|$)", ()),
+    "level": (r"[ \t]*[\[<(]?([A-Za-z]{1,13})[\]>)]?:?,?(?=[ \t]|$)", ("level",)),
+    "bracket": (r"[ \t]*\[([^\[\]]{0,510})\]:?", ("bracket",)),
+    "pid": (r"[ \t]*(\d{1,10}),?(?=[ \t]|$)", ("pid",)),
+    "process": (r"[ \t]*([^\s\[\]:]{1,128})\[(\d{1,10})\]:?(?=[ \t]|$)", ("process", "pid")),
+    "component:": (r"[ \t]*([A-Za-z_][\w.$\-/()@#<>]{0,199}):(?=[ \t]|$)", ("component",)),
+    "component": (r"[ \t]*([A-Za-z_][\w.$\-/()@#<>]{0,199})(?=[ \t]|$)", ("component",)),
+    "host": (r"[ \t]*([A-Za-z0-9][\w.\-/]{0,252})(?=[ \t]|$)", ("host",)),
+    "ahead": (
+        r"[ \t]*((?:[^ \t]{1,48}[ \t]+){1,3}?)("
+        + "|".join(sorted((w.upper() for w in _LEVEL_WORDS), key=len, reverse=True))
+        + r")(?=[ \t]|$)",
+        ("header_fields", "level"),
+    ),
+}
+
+
+class _Layout:
+    __slots__ = ("final", "has_level", "regex", "roles")
+
+    def __init__(self, steps: tuple[str, ...]) -> None:
+        self.regex = re.compile("".join(_STEP_REGEX[s][0] for s in steps) + r"[ \t]*")
+        self.roles = tuple(r for s in steps for r in _STEP_REGEX[s][1])
+        self.has_level = "level" in self.roles
+        # The token-by-token reading stops after a process[pid]: or a Logger: field.
+        self.final = steps[-1] in ("process", "component:")
+
+    def read(self, line: str, pos: int, h: Header) -> bool:
+        """Fill ``h`` from the line at ``pos``; False (``h`` untouched) when the line does not fit."""
+        m = self.regex.match(line, pos)
+        if m is None:
+            return False
+        rest = line[m.end() : m.end() + 140] if not self.final else ""
+        word = rest.split(" ", 1)[0]
+        if not self.final and (
+            rest[:1] in ("[", "|")
+            or word in _SEPARATORS
+            or word.endswith(":")
+            or (not self.has_level and _level_of(word))
+            or (word.isdigit() and len(word) <= 10)
+            or (word.endswith("]") and _PROCESS.fullmatch(line, m.end(), m.end() + len(word)))
+        ):
+            return False  # more header than this layout holds: read it field by field
+        found: dict[str, str] = {}
+        level = host = process = None
+        brackets = pids = 0
+        for role, value in zip(self.roles, m.groups(), strict=True):
+            if role == "level":
+                level = _level_of(value) if len(value) > 1 else _SINGLE_LETTER.get(value)
+                if level is None:
+                    return False
+            elif role == "bracket":
+                found["thread" if brackets == 0 else "context"] = value
+                brackets += 1
+            elif role == "pid":
+                found["pid" if pids == 0 else "tid"] = value
+                pids += 1
+            elif role == "process":
+                process = value
+            elif role == "host":
+                host = value
+            elif role == "header_fields":
+                found[role] = value.rstrip()
+            else:
+                found[role] = value
+        h.attributes.update(found)
+        h.level = level or h.level
+        h.host, h.process = host, process
+        h.message_start = m.end()
+        return True
+
+
+_LAYOUTS: dict[tuple[str, ...], _Layout | None] = {}
+
+
+def _layout(steps: tuple[str, ...]) -> _Layout | None:
+    layout = _LAYOUTS.get(steps, False)
+    if layout is False:
+        layout = None if not steps or "pipe" in steps or len(_LAYOUTS) > 1000 else _Layout(steps)
+        _LAYOUTS[steps] = layout
+    return layout  # type: ignore[return-value]
+
+
 # -- reading a header --------------------------------------------------------------------------
 
 
-def _token_starts(line: str, start: int) -> list[int]:
-    starts: list[int] = []
-    pos = _skip_spaces(line, start)
-    limit = min(len(line), MAX_HEADER_CHARS)
-    while pos < limit and len(starts) < MAX_HEADER_TOKENS:
-        starts.append(pos)
-        end = _token_end(line, pos)
-        pos = _skip_spaces(line, end)
-    return starts
+def _token_starts(line: str, start: int, count: int = MAX_HEADER_TOKENS) -> list[int]:
+    """Where the first ``count`` tokens start (within :data:`MAX_HEADER_CHARS`)."""
+    return [m.start() for m in islice(_TOKEN.finditer(line, start, MAX_HEADER_CHARS), count)]
 
 
 def _candidate_at(line: str, pos: int, index: int, ctx: _Ctx) -> Candidate | None:
@@ -584,7 +688,13 @@ def _candidate_at(line: str, pos: int, index: int, ctx: _Ctx) -> Candidate | Non
     return None
 
 
-def read_header(line: str, received_us: int, tz: tzinfo = UTC, hint: tuple[str, int] | None = None) -> Header:
+def read_header(
+    line: str,
+    received_us: int,
+    tz: tzinfo = UTC,
+    hint: tuple[str, int] | None = None,
+    layout: _Layout | None = None,
+) -> Header:
     """The header fields of ``line`` and where its message starts.
 
     ``hint`` is a (timestamp form, token index) learned from earlier lines of the same source; it is
@@ -604,17 +714,19 @@ def read_header(line: str, received_us: int, tz: tzinfo = UTC, hint: tuple[str, 
             h.attributes["syslog.facility"] = str(value >> 3)
             start = pri.end()
     ctx = _Ctx(received_us, tz)
-    starts = _token_starts(line, start)
     best: Candidate | None = None
     if hint is not None:
         kind = KINDS.get(hint[0])
         index = hint[1]
-        if kind is not None and kind.rank >= EPOCH and index < len(starts):
-            pos = starts[index]
-            if line[pos : pos + 1] in ("[", "(", "<"):
-                pos += 1
-            best = _try(kind, line, pos, index, ctx)
+        if kind is not None and kind.rank >= EPOCH:
+            starts = _token_starts(line, start, index + 1) if index else [start]
+            if index < len(starts):
+                pos = starts[index]
+                if line[pos : pos + 1] in ("[", "(", "<"):
+                    pos += 1
+                best = _try(kind, line, pos, index, ctx)
     if best is None:
+        starts = _token_starts(line, start)
         found: list[Candidate] = []
         after = -1
         for index, pos in enumerate(starts):
@@ -638,7 +750,10 @@ def read_header(line: str, received_us: int, tz: tzinfo = UTC, hint: tuple[str, 
         h.attributes["header_prefix"] = prefix[:256]
     if end < len(line) and line[end] in "])>,":
         end += 1
-    h.message_start = _read_roles(line, end, h, kind.name in _HOST_FOLLOWS)
+    if layout is None or not layout.read(line, end, h):
+        steps: list[str] = []
+        h.message_start = _read_roles(line, end, h, kind.name in _HOST_FOLLOWS, steps)
+        h.steps = tuple(steps)
     return h
 
 
@@ -679,19 +794,27 @@ def _choose(found: list[Candidate], line: str, h: Header, tz: tzinfo) -> Candida
 
 
 class HeaderReader:
-    """:func:`read_header` with each source's learned shape remembered (bounded, per source)."""
+    """:func:`read_header` with each source's learned shape remembered (bounded, per source): the
+    timestamp's form and token, and the layout of the fields after it as one regex."""
 
     def __init__(self, max_sources: int = 10_000) -> None:
-        self._shapes: dict[tuple[str, str | None], tuple[str, int]] = {}
+        self._shapes: dict[tuple[str, str | None], tuple[str, int, _Layout | None]] = {}
         self._max_sources = max_sources
 
     def read(self, line: str, source: tuple[str, str | None], received_us: int, tz: tzinfo = UTC) -> Header:
-        hint = self._shapes.get(source)
-        h = read_header(line, received_us, tz, hint)
-        if h.kind is not None and (hint is None or hint != (h.kind, h.token_index)):
+        shape = self._shapes.get(source)
+        if shape is None:
+            h = read_header(line, received_us, tz)
+        else:
+            h = read_header(line, received_us, tz, (shape[0], shape[1]), shape[2])
+        if h.kind is not None and (
+            shape is None or h.steps is not None or shape[0] != h.kind or shape[1] != h.token_index
+        ):
             if len(self._shapes) >= self._max_sources:
                 self._shapes.clear()
-            self._shapes[source] = (h.kind, h.token_index)
+            steps = h.steps
+            layout = _layout(steps) if steps is not None else shape[2] if shape else None
+            self._shapes[source] = (h.kind, h.token_index, layout)
         return h
 
 

@@ -29,9 +29,11 @@ _VARIABLE = re.compile(
     r"(?<![^\s=,:;()\[\]{}\"'<>])[^\s=,:;()\[\]{}\"'<>]*\d[^\s=,:;()\[\]{}\"'<>]*"
     r"|\[[A-Z_]+\]"
     r"|(?<![^\s=,:;(\[{\"])[0-9a-fA-F]{8,}(?![^\s=,:;)\]}\"])"
-    r"|(?<==)[^\s=,;()\[\]{}\"'<>]+"
-    r"|(?<![^\s=:(\[\"'])/[^\s,;()\[\]{}\"'<>/]+/[^\s,;()\[\]{}\"'<>]*"
 )
+# Separate passes that start at a literal "=" or "/" and run only when the message has one: as
+# alternatives above they would be tried at every position of every message.
+_KV_VALUE = re.compile(r"=[^\s=,;()\[\]{}\"'<>]+")
+_PATH = re.compile(r"(^|[\s=:(\[\"'])/[^\s,;()\[\]{}\"'<>/]+/[^\s,;()\[\]{}\"'<>]*")
 # ...and a whitespace token made only of variables and punctuation ("<*>,<*>", "<*>:<*>") is one
 # variable: a list of two addresses and a list of one are the same slot.
 # Possessive quantifiers keep it linear: "<*>,<*>,...,a" (a token that is almost all variables)
@@ -40,7 +42,17 @@ _ONLY_VARIABLES = re.compile(r"(?<!\S)(?:[^\w\s<]|<(?!\*>))*+<\*>[^\w\s]*+(?!\S)
 
 
 def mask_variables(message: str) -> str:
-    return _ONLY_VARIABLES.sub(WILDCARD, _VARIABLE.sub(WILDCARD, message))
+    """The message with its variable parts replaced by ``<*>`` (what the tree is searched with).
+
+    >>> mask_variables("open /var/log/app.log took 35ms ready=true")
+    'open <*> took <*> ready=<*>'
+    """
+    if "/" in message:
+        message = _PATH.sub(r"\1" + WILDCARD, message)
+    masked = _VARIABLE.sub(WILDCARD, message)
+    if "=" in masked:
+        masked = _KV_VALUE.sub("=" + WILDCARD, masked)
+    return _ONLY_VARIABLES.sub(WILDCARD, masked)
 
 
 def pattern_id_of(template: str) -> str:
@@ -107,7 +119,7 @@ class Drain:
 
     def add(self, message: str) -> Cluster:
         """The cluster of ``message`` after learning from it (a new one if nothing is similar)."""
-        masked = _ONLY_VARIABLES.sub(WILDCARD, _VARIABLE.sub(WILDCARD, message))
+        masked = mask_variables(message)
         cached = self._cache.get(masked)
         if cached is not None:
             cached.size += 1
@@ -138,7 +150,7 @@ class Drain:
 
     def match(self, message: str) -> Cluster | None:
         """The cluster ``message`` would join, without learning (for evaluation and read paths)."""
-        masked = _ONLY_VARIABLES.sub(WILDCARD, _VARIABLE.sub(WILDCARD, message))
+        masked = mask_variables(message)
         cached = self._cache.get(masked)
         if cached is not None:
             return cached

@@ -197,3 +197,56 @@ def test_pipeline_time_zone_per_service() -> None:
 def test_explicit_raw_format_keeps_the_whole_line() -> None:
     r = RecordPipeline().process_line("250215 120000 x happened", tenant="t", fmt="raw", received_at=ARRIVAL)
     assert isinstance(r, Record) and r.message == "250215 120000 x happened" and "no_timestamp" in r.tags
+
+
+def test_pipe_separated_header_fields() -> None:
+    line = "20250215-12:00:00:123|Step_LSC|30002312|onStandStepChanged 3579"
+    h = read_header(line, ARRIVAL_US)
+    assert (h.attributes["component"], h.attributes["pid"]) == ("Step_LSC", "30002312")
+    assert line[h.message_start :] == "onStandStepChanged 3579"
+    line = "2025-02-15 12:00:00 | WARNING | billing.jobs | retry 3 of 5"
+    h = read_header(line, ARRIVAL_US)
+    assert (h.level, h.attributes["component"], line[h.message_start :]) == (
+        "WARN",
+        "billing.jobs",
+        "retry 3 of 5",
+    )
+
+
+def test_program_before_a_dash_and_fields_before_a_level() -> None:
+    line = "[02.15 12:00:00] chrome.exe - proxy.example.com:5070 open through proxy"
+    h = read_header(line, ARRIVAL_US)
+    assert h.attributes["component"] == "chrome.exe"
+    assert line[h.message_start :] == "proxy.example.com:5070 open through proxy"
+    line = "2005-06-03-15.42.50.675872 R02-M1-N0 RAS KERNEL FATAL data storage interrupt"
+    h = read_header(line, ARRIVAL_US)
+    assert (h.level, h.attributes["header_fields"]) == ("FATAL", "R02-M1-N0 RAS KERNEL")
+    assert line[h.message_start :] == "data storage interrupt"
+
+
+def test_a_year_less_time_takes_the_year_of_a_date_in_the_same_header() -> None:
+    line = "- 1131566461 2005.11.09 dn228 Nov 9 12:01:01 dn228/dn228 crond(pam_unix)[2915]: session closed"
+    h = read_header(line, ARRIVAL_US)
+    assert _iso(h.timestamp_us) == "2005-11-09T12:01:01.000000+00:00" and "year_inferred" not in h.tags
+    assert (h.host, h.process, h.attributes["pid"]) == ("dn228/dn228", "crond(pam_unix)", "2915")
+    assert line[h.message_start :] == "session closed"
+
+
+def test_a_learned_layout_reads_the_same_fields_as_the_token_by_token_reading() -> None:
+    reader = HeaderReader()
+    lines = [
+        "2025-02-15 12:00:00,001 INFO [main] com.acme.Api: started on 8080",
+        "2025-02-15 12:00:01,002 WARN [pool-2] com.acme.Db: slow query 35ms",
+        "2025-02-15 12:00:02,003 ERROR [main] [req 7] com.acme.Api: failed",  # one more field
+        "2025-02-15 12:00:03,004 nonsense without the fields",
+        "2025-02-15 12:00:04,005 DEBUG [main] com.acme.Api: back to the usual shape",
+    ]
+    for line in lines:
+        learned = reader.read(line, ("t", "api"), ARRIVAL_US)
+        fresh = read_header(line, ARRIVAL_US)
+        assert (learned.level, learned.attributes, learned.message_start) == (
+            fresh.level,
+            fresh.attributes,
+            fresh.message_start,
+        ), line
+        assert learned.timestamp_us == fresh.timestamp_us
