@@ -406,9 +406,10 @@ def _bracket_end(line: str, pos: int) -> int:
     return -1
 
 
-_SPACES = re.compile(r"[ \t]*")
-_NEXT_TOKEN = re.compile(r"[ \t]*([^ \t]+)")
-_TOKEN = re.compile(r"[^ \t]+")
+# Tokens end at a newline too: a joined multi-line event's header is on its first line.
+_SPACES = re.compile(r"[ \t\r\n]*")
+_NEXT_TOKEN = re.compile(r"[ \t\r\n]*([^ \t\r\n]+)")
+_TOKEN = re.compile(r"[^ \t\r\n]+")
 
 
 def _skip_spaces(line: str, pos: int) -> int:

@@ -412,14 +412,17 @@ class RecordPipeline:
         # pattern
         pattern_id = pattern = None
         if self._mine_enabled:
+            # A multi-line event (a stack trace) is grouped by its first line, its headline.
+            newline = message.find("\n")
+            headline = message if newline < 0 else message[:newline]
             # A budget per record: mining time grows with the message, so a huge one is not mined.
-            if len(message) > self._mine_max_chars or (
-                len(message) > self._mine_max_tokens and len(message.split()) > self._mine_max_tokens
+            if len(headline) > self._mine_max_chars or (
+                len(headline) > self._mine_max_tokens and len(headline.split()) > self._mine_max_tokens
             ):
                 tags.append("mining_skipped")
             else:
                 miner = self._miners.get(tenant) or self.miner(tenant)
-                cluster = miner.add(message)
+                cluster = miner.add(headline)
                 pattern_id, pattern = cluster.pattern_id, cluster.template
 
         # Positional, in FIELDS order (checked at import by schemas.record): keywords cost more here.
