@@ -707,7 +707,7 @@ def read_header(
     """
     h = Header()
     start = 0
-    pri = _PRI.match(line)
+    pri = _PRI.match(line) if line[:1] == "<" else None
     if pri is not None:
         value = int(pri.group(1))
         if value <= 191:
@@ -846,3 +846,20 @@ def with_header(line: str, h: Header, raw: Parsed) -> Parsed:
         attrs.setdefault(k, v)
     p.attributes = attrs
     return p
+
+
+def plain_has_more_header(p: Parsed) -> bool:
+    """Whether a ``plain`` parse (time, level, [service]) left header fields at the start of its
+    message: a logger, a thread, pids, a separator. Most plain lines have none, and skip reading
+    the header again."""
+    if p.level is None:
+        return True
+    message = p.message
+    c = message[:1]
+    if c in ("[", "|", "-", "(", "<") or c.isdigit():
+        return True
+    first, _, rest = message.partition(" ")
+    if first.endswith(":") or first.endswith("]") or first.rstrip(",") in _SEPARATORS:
+        return True
+    second = rest.lstrip(" ").partition(" ")[0]
+    return second in _SEPARATORS or second[:1] == "["

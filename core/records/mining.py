@@ -33,12 +33,12 @@ _VARIABLE = re.compile(
 # Separate passes that start at a literal "=" or "/" and run only when the message has one: as
 # alternatives above they would be tried at every position of every message.
 _KV_VALUE = re.compile(r"=[^\s=,;()\[\]{}\"'<>]+")
-_PATH = re.compile(r"(^|[\s=:(\[\"'])/[^\s,;()\[\]{}\"'<>/]+/[^\s,;()\[\]{}\"'<>]*")
+_PATH = re.compile(r"(?:(?<=[\s=:(\[\"'])|^)/[^\s,;()\[\]{}\"'<>/]+/[^\s,;()\[\]{}\"'<>]*")
 # ...and a whitespace token made only of variables and punctuation ("<*>,<*>", "<*>:<*>") is one
 # variable: a list of two addresses and a list of one are the same slot.
 # Possessive quantifiers keep it linear: "<*>,<*>,...,a" (a token that is almost all variables)
 # would otherwise be rescanned from every "<*>" in it, quadratic in the token's length.
-_ONLY_VARIABLES = re.compile(r"(?<!\S)(?:[^\w\s<]|<(?!\*>))*+<\*>[^\w\s]*+(?!\S)")
+_ONLY_VARIABLES = re.compile(r"(?<!\S)[^\w\s<]*+(?:<(?!\*>)[^\w\s<]*+)*+<\*>[^\w\s]*+(?!\S)")
 
 
 def mask_variables(message: str) -> str:
@@ -48,7 +48,7 @@ def mask_variables(message: str) -> str:
     'open <*> took <*> ready=<*>'
     """
     if "/" in message:
-        message = _PATH.sub(r"\1" + WILDCARD, message)
+        message = _PATH.sub(WILDCARD, message)
     masked = _VARIABLE.sub(WILDCARD, message)
     if "=" in masked:
         masked = _KV_VALUE.sub("=" + WILDCARD, masked)

@@ -19,14 +19,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from core.records.builtin_patterns import BUILTIN_PATTERNS
 from core.records.config import PipelineConfig
-from core.records.header import HeaderReader, with_header, zone
+from core.records.header import HeaderReader, plain_has_more_header, with_header, zone
 from core.records.mask import Masker
 from core.records.mining import Drain
 from core.records.normalize import normalize_level, parse_timestamp, parse_with_format
@@ -242,9 +242,11 @@ class RecordPipeline:
         if parsed.fmt in ("raw", "plain") and self._headers is not None and fmt != "raw":
             # No format claimed the line: read its header so the message mined is the message.
             key = service.strip().lower() if service else None
-            h = self._headers.read(text, (tenant, key), received_us, self._zones.get(key or "", self._zone))
-            parsed = with_header(text, h, parsed)
-            tags.extend(h.tags)
+            tz = self._zones.get(key or "", self._zone)
+            if parsed.fmt == "raw" or tz is not UTC or plain_has_more_header(parsed):
+                h = self._headers.read(text, (tenant, key), received_us, tz)
+                parsed = with_header(text, h, parsed)
+                tags.extend(h.tags)
         return self._build(parsed, tenant, service, host, received_us, tags, extra, source)
 
     def _parse(self, line: str, fmt: str | None, service: str | None) -> Parsed | Rejected:

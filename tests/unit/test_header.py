@@ -250,3 +250,14 @@ def test_a_learned_layout_reads_the_same_fields_as_the_token_by_token_reading() 
             fresh.message_start,
         ), line
         assert learned.timestamp_us == fresh.timestamp_us
+
+
+def test_plain_lines_lose_their_logger_from_the_message_and_keep_their_fields() -> None:
+    pipeline = RecordPipeline()
+    r = pipeline.process_line(
+        "2025-02-15 12:00:00,001 INFO [main] com.acme.Api: started on 8080", tenant="t", received_at=ARRIVAL
+    )
+    assert isinstance(r, Record) and r.source_format == "plain"
+    assert (r.message, r.service, r.attributes["component"]) == ("started on 8080", "main", "com.acme.Api")
+    r = pipeline.process_line("2025-02-15 12:00:00 WARN disk at 91%", tenant="t", received_at=ARRIVAL)
+    assert isinstance(r, Record) and r.message == "disk at 91%" and r.attributes == {}
