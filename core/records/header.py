@@ -353,7 +353,7 @@ _LEVEL_WORDS = {
     for lvl, words in {
         "TRACE": ("trace", "finest", "finer", "verbose", "trc"),
         "DEBUG": ("debug", "dbg", "fine", "debu"),
-        "INFO": ("info", "information", "informational", "notice", "inf"),
+        "INFO": ("info", "information", "informational", "notice", "inf", "note"),
         "WARN": ("warn", "warning", "wrn"),
         "ERROR": ("error", "err", "eror", "severe"),
         "FATAL": ("fatal", "crit", "critical", "alert", "emerg", "emergency", "panic", "ftl"),
@@ -367,10 +367,16 @@ _PROCESS = re.compile(r"([^\s\[\]:]{1,128})\[(\d{1,10})\]:?")
 _COMPONENT = re.compile(r"[A-Za-z_][\w.$\-/()@#<>]{0,199}")
 _HOSTLIKE = re.compile(r"[A-Za-z0-9][\w.\-/]{0,252}")  # "host/relay" from syslog relays
 _PRI = re.compile(r"<(\d{1,3})>")
+# A source file (by its language's extension, so "proxy.example.com:5070" is not one) and line.
+_SOURCE_EXT = (
+    r"(?:java|kt|scala|groovy|go|py|rb|php|js|mjs|ts|cs|vb|fs|c|cc|cpp|cxx|h|hh|hpp|m|mm|swift|rs"
+    r"|erl|ex|exs|lua|pl|sh)"
+)
+_SOURCE_LOCATION = re.compile(r"[\w.\-/$]{1,200}\." + _SOURCE_EXT + r":\d{1,7}[\]:]?")
 
 
 def _level_of(token: str) -> str | None:
-    word = token.strip("[]<>():,")
+    word = token.strip("[]<>():, ")
     if not word or len(word) > 13:
         return None
     lvl = _LEVEL_WORDS.get(word.lower())
@@ -450,7 +456,7 @@ def _read_roles(line: str, pos: int, h: Header, after_syslog_time: bool, steps: 
                 level_token = True
                 steps.append("level")
             else:
-                attrs["thread" if brackets == 0 else "context"] = inner
+                attrs["thread" if brackets == 0 else "context"] = inner.strip()
                 brackets += 1
                 steps.append("bracket")
             pos = end
@@ -488,6 +494,12 @@ def _read_roles(line: str, pos: int, h: Header, after_syslog_time: bool, steps: 
             attrs["pid"] = m.group(2)
             steps.append("process")
             return _skip_spaces(line, end)
+        if _SOURCE_LOCATION.fullmatch(token):
+            # "controller.go:123]" (glog), "CassandraDaemon.java:123": where in the code, not what.
+            attrs["source_location"] = token.rstrip("]:")
+            steps.append("source")
+            pos = end
+            continue
         if token.endswith(":") and len(token) > 1:
             name = token[:-1]
             if _is_component(name):
@@ -589,6 +601,10 @@ _STEP_REGEX = {
     "component:": (r"[ \t]*([A-Za-z_][\w.$\-/()@#<>]{0,199}):(?=[ \t]|$)", ("component",)),
     "component": (r"[ \t]*([A-Za-z_][\w.$\-/()@#<>]{0,199})(?=[ \t]|$)", ("component",)),
     "host": (r"[ \t]*([A-Za-z0-9][\w.\-/]{0,252})(?=[ \t]|$)", ("host",)),
+    "source": (
+        r"[ \t]*([\w.\-/$]{1,200}\." + _SOURCE_EXT + r":\d{1,7})[\]:]?(?=[ \t]|$)",
+        ("source_location",),
+    ),
     "ahead": (
         r"[ \t]*((?:[^ \t]{1,48}[ \t]+){1,3}?)("
         + "|".join(sorted((w.upper() for w in _LEVEL_WORDS), key=len, reverse=True))
@@ -633,7 +649,7 @@ class _Layout:
                 if level is None:
                     return False
             elif role == "bracket":
-                found["thread" if brackets == 0 else "context"] = value
+                found["thread" if brackets == 0 else "context"] = value.strip()
                 brackets += 1
             elif role == "pid":
                 found["pid" if pids == 0 else "tid"] = value
@@ -749,6 +765,13 @@ def read_header(
     prefix = line[start:pos].strip(" \t[(<")
     if prefix:
         h.attributes["header_prefix"] = prefix[:256]
+        if h.level is None:
+            # "INFO  [main] 2024-01-02 ...": a level written before the time.
+            for word in prefix.split(None, 3)[:3]:
+                lvl = _level_of(word)
+                if lvl is not None and word.strip("[]<>():, ").isupper():
+                    h.level = lvl
+                    break
     if end < len(line) and line[end] in "])>,":
         end += 1
     if layout is None or not layout.read(line, end, h):

@@ -261,3 +261,24 @@ def test_plain_lines_lose_their_logger_from_the_message_and_keep_their_fields() 
     assert (r.message, r.service, r.attributes["component"]) == ("started on 8080", "main", "com.acme.Api")
     r = pipeline.process_line("2025-02-15 12:00:00 WARN disk at 91%", tenant="t", received_at=ARRIVAL)
     assert isinstance(r, Record) and r.message == "disk at 91%" and r.attributes == {}
+
+
+@pytest.mark.parametrize(
+    ("line", "level", "fields", "message"),
+    [
+        ("I0215 12:00:00.123456    1 controller.go:123] Starting", "INFO",
+         {"pid": "1", "source_location": "controller.go:123"}, "Starting"),
+        ("WARN  [main] 2025-02-15 12:00:00,123 Daemon.java:42 - Startup slow", "WARN",
+         {"header_prefix": "WARN  [main]", "source_location": "Daemon.java:42"}, "Startup slow"),
+        ("[2025-02-15T12:00:00,123][INFO ][o.e.n.Node      ] [node-1] started", "INFO",
+         {"thread": "o.e.n.Node", "context": "node-1"}, "started"),
+        ("2025-02-15T12:00:00.123456Z 0 [Note] [MY-010311] [Server] socket created", "INFO",
+         {"pid": "0", "thread": "MY-010311", "context": "Server"}, "socket created"),
+        ("2025-02-15 12:00:00,123 - app.jobs - ERROR - retry failed", "ERROR",
+         {"component": "app.jobs"}, "retry failed"),
+    ],
+)  # fmt: skip
+def test_common_server_headers(line: str, level: str, fields: dict[str, str], message: str) -> None:
+    h = read_header(line, ARRIVAL_US)
+    assert _iso(h.timestamp_us).startswith("2025-02-15T12:00:00")
+    assert (h.level, h.attributes, line[h.message_start :]) == (level, fields, message)
