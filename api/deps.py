@@ -19,19 +19,23 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from psycopg_pool import AsyncConnectionPool
 
 from api.collector.ratelimit import RateLimiter
+from api.search.engine import SearchEngine
 from connectors.kafka.producer import Producer
 from connectors.postgres import tenants
+from core.tiers import TierPolicy
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class CollectorState:
+class AppState:
+    """What every route of one API process shares, opened once at start (see api.main)."""
+
     settings: Settings
     pool: AsyncConnectionPool
     producer: Producer
@@ -51,12 +55,12 @@ class Principal:
     is_admin_token: bool = False
 
 
-def get_state(request: Request) -> CollectorState:
-    state: CollectorState = request.app.state.collector
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.strata
     return state
 
 
-StateDep = Annotated[CollectorState, Depends(get_state)]
+StateDep = Annotated[AppState, Depends(get_state)]
 
 
 def credential(request: Request) -> str | None:
@@ -91,7 +95,7 @@ def _unauthorized(detail: str) -> HTTPException:
     )
 
 
-async def _verify(state: CollectorState, key: str) -> tenants.KeyInfo | None:
+async def _verify(state: AppState, key: str) -> tenants.KeyInfo | None:
     now = time.monotonic()
     cached = state.auth_cache.get(key)
     if cached is not None and cached[1] > now:
@@ -146,6 +150,8 @@ def require(scope: str, *, admin_token_too: bool = False) -> Any:
                 status.HTTP_403_FORBIDDEN,
                 detail=f"the API key lacks the {scope!r} scope (it has: {', '.join(sorted(info.scopes))})",
             )
+        if isinstance(request, Request):  # for the request metrics (api.metrics.RequestMetrics)
+            request.state.tenant = info.tenant_id
         return Principal(
             tenant_id=info.tenant_id, key_id=info.key_id, scopes=info.scopes, rate_per_s=info.rate_per_s
         )
@@ -156,9 +162,21 @@ def require(scope: str, *, admin_token_too: bool = False) -> Any:
 IngestKey = Annotated[Principal, Depends(require("ingest"))]
 RegisterKey = Annotated[Principal, Depends(require("register", admin_token_too=True))]
 AdminKey = Annotated[Principal, Depends(require("admin"))]
+TenantQuery = Annotated[str | None, Query(description="the tenant, when calling with the admin token")]
 
 
-def check_rate(state: CollectorState, principal: Principal, count: int, route: str) -> None:
+def acting_tenant(principal: Principal, tenant: str | None, what: str = "its own tenant") -> str:
+    """The tenant an admin call acts on: its own for a tenant key; the named one for the admin token."""
+    if principal.is_admin_token:
+        if not tenant:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="name the tenant with ?tenant=")
+        return tenant
+    if tenant and tenant != principal.tenant_id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"a tenant key manages only {what}")
+    return principal.tenant_id
+
+
+def check_rate(state: AppState, principal: Principal, count: int, route: str) -> None:
     """429 with ``Retry-After`` when the tenant is over its rate."""
     rate = state.settings.ingest_rate_per_s if principal.rate_per_s is None else principal.rate_per_s
     wait = state.limiter.take(principal.tenant_id, rate, count)
@@ -171,3 +189,49 @@ def check_rate(state: CollectorState, principal: Principal, count: int, route: s
             detail=f"tenant {principal.tenant_id!r} is over its rate of {rate:g} records/s; retry later",
             headers={"Retry-After": str(int(wait))},
         )
+
+
+def get_engine(request: Request, state: StateDep) -> SearchEngine:
+    engine: SearchEngine | None = getattr(request.app.state, "search", None)
+    if engine is None:
+        engine = SearchEngine(state.settings, retention=RetentionPolicies(state))
+        request.app.state.search = engine
+    return engine
+
+
+EngineDep = Annotated[SearchEngine, Depends(get_engine)]
+
+
+def close_search(app: Any) -> None:
+    """Closes the tier clients and the live-tail consumer this app opened (blocking)."""
+    engine: SearchEngine | None = getattr(app.state, "search", None)
+    if engine is not None:
+        engine.backends.close()
+    hub = getattr(app.state, "tail", None)
+    if hub is not None:
+        hub.stop()
+
+
+class RetentionPolicies:
+    """Each tenant's tier policy from its retention in PostgreSQL, cached for a few seconds (a
+    change shows in searches within ``CACHE_S``)."""
+
+    CACHE_S = 5.0
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self._cache: dict[str, tuple[TierPolicy, float]] = {}
+
+    async def __call__(self, tenant: str) -> TierPolicy:
+        from connectors.retention import tenant_retention
+
+        hit = self._cache.get(tenant)
+        now = time.monotonic()
+        if hit is not None and now - hit[1] < self.CACHE_S:
+            return hit[0]
+        async with self.state.pool.connection() as conn:
+            policy = (await tenant_retention(conn, self.state.settings, tenant)).policy()
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[tenant] = (policy, now)
+        return policy

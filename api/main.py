@@ -14,9 +14,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.collector.ratelimit import RateLimiter
-from api.deps import CollectorState
-from api.routers import alerts, elastic, health, ingest, otlp, search, tail, tenants, upload
-from api.routers.search import close_search
+from api.deps import AppState, close_search
+from api.routers import alerts, elastic, health, ingest, otlp, retention, search, tail, tenants, upload
 from connectors.kafka.producer import Producer, producer_config
 from connectors.postgres.migrate import migrate
 from connectors.postgres.pool import async_pool
@@ -46,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             producer_config(settings),
             on_error=lambda reason: metrics.KAFKA_ERRORS.labels(reason).inc(),
         ).start()
-        state = CollectorState(
+        state = AppState(
             settings=settings,
             pool=pool,
             producer=producer,
@@ -54,10 +53,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             auth_cache={},
             background=set(),
         )
-        app.state.collector = state
+        app.state.strata = state
+        stop_sweeps = asyncio.Event()
+        if settings.retention_interval_s > 0:
+            from connectors.retention import scheduled
+
+            sweeps = asyncio.create_task(scheduled(settings, stop_sweeps), name="retention-sweeps")
+            state.background.add(sweeps)
+            sweeps.add_done_callback(state.background.discard)
         try:
             yield
         finally:
+            stop_sweeps.set()
             for task in list(state.background):
                 task.cancel()
             if state.background:
@@ -74,6 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Collect, parse, tier, alert on and search logs",
         lifespan=lifespan,
     )
+    from api.metrics import RequestMetrics
+
+    app.add_middleware(RequestMetrics)
     app.include_router(health.router)
     app.include_router(ingest.router)
     app.include_router(upload.router)
@@ -81,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tenants.router)
     app.include_router(elastic.router)
     app.include_router(alerts.router)
+    app.include_router(retention.router)
     app.include_router(tail.router)  # before search: /v1/logs/tail is not a log id
     app.include_router(search.router)
     app.include_router(search.ui_router)

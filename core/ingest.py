@@ -1,5 +1,6 @@
-"""The ingest job's per-record decisions, in plain Python (no pyflink): what goes to which tier,
-and what a dead letter says. The Flink operators in :mod:`jobs.ingest.job` only call these."""
+"""The ingest job's per-record decisions, in plain Python (no pyflink): what goes to which tier
+(by :class:`core.tiers.TierPolicy`), and what a dead letter says. The Flink operators in
+:mod:`jobs.ingest.job` only call these."""
 
 from __future__ import annotations
 
@@ -11,30 +12,9 @@ from dataclasses import dataclass
 import orjson
 
 from core.records.pipeline import RecordPipeline
+from core.tiers import TierPolicy
 from schemas.record import Record, micros
 from schemas.rejection import Rejected
-
-DAY_US = 86_400_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class TierPolicy:
-    """Tier admission by event time: hot and warm hold records younger than their window."""
-
-    hot_days: int
-    warm_days: int
-
-    def admit(self, ts_us: int, now_us: int) -> tuple[bool, bool, int]:
-        """(hot?, warm?, warm TTL in seconds) for an event at ``ts_us`` seen at ``now_us``.
-
-        The warm TTL is what is left of the warm window, so a 30-day-old line expires from
-        Cassandra 15 days from now with the default 45-day window, not 45.
-        """
-        age_us = now_us - ts_us
-        hot = age_us < self.hot_days * DAY_US
-        warm_left_us = self.warm_days * DAY_US - max(age_us, 0)
-        warm = warm_left_us > 0
-        return hot, warm, max(int(warm_left_us // 1_000_000), 1) if warm else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from core.records.normalize import normalize_level
 from schemas.record import FIELDS_BY_NAME, Kind, Level, Record, micros
 
 MAX_QUERY_CHARS = 4096
@@ -60,7 +61,6 @@ LEVEL_ORDER: tuple[Level, ...] = (
     Level.ERROR,
     Level.FATAL,
 )
-_LEVEL_ALIASES = {"WARNING": "WARN", "ERR": "ERROR", "CRITICAL": "FATAL", "CRIT": "FATAL", "DBG": "DEBUG"}
 
 # Fields a `field:value` term may name, with the kinds a term can compare. Timestamps are
 # selected with from/to, `masked` is a count map: neither is a term.
@@ -384,16 +384,15 @@ def _lex(q: str) -> Iterator[_Tok]:
 # -- parser ----------------------------------------------------------------------------------------
 
 
-def normalize_level(value: str) -> Level:
-    """``Level`` for a user's spelling (``warn``, ``Warning``, ``ERR``...), or QueryError."""
-    up = value.strip().upper()
-    up = _LEVEL_ALIASES.get(up, up)
-    try:
-        return Level(up)
-    except ValueError:
-        raise QueryError(
-            f"unknown level {value!r}; use one of {', '.join(lv.value for lv in LEVEL_ORDER)}"
-        ) from None
+def query_level(value: str) -> Level:
+    """``Level`` for a user's spelling (``warn``, ``Warning``, ``ERR``...), or QueryError.
+
+    The same spellings the record pipeline understands in logs, so a filter finds what was stored.
+    """
+    level = normalize_level(value)
+    if level is None:
+        raise QueryError(f"unknown level {value!r}; use one of {', '.join(lv.value for lv in LEVEL_ORDER)}")
+    return level
 
 
 def levels_from(spec: str) -> tuple[Level, ...]:
@@ -407,7 +406,7 @@ def levels_from(spec: str) -> tuple[Level, ...]:
     out: list[Level] = []
     for part in spec.split(","):
         if part.strip():
-            level = normalize_level(part)
+            level = query_level(part)
             if level not in out:
                 out.append(level)
     if not out:
@@ -416,7 +415,7 @@ def levels_from(spec: str) -> tuple[Level, ...]:
 
 
 def _level_range(op: str, value: str) -> tuple[Level, ...]:
-    pivot = LEVEL_ORDER.index(normalize_level(value))
+    pivot = LEVEL_ORDER.index(query_level(value))
     picks = {
         ">=": LEVEL_ORDER[pivot:],
         ">": LEVEL_ORDER[pivot + 1 :],
@@ -471,7 +470,7 @@ def _term_node(tok: _Tok) -> Node | None:
     if field == "level":
         if tok.star:
             raise QueryError("level takes a name (level:ERROR) or a comparison (level>=WARN)", tok.pos)
-        return Term(field, normalize_level(value).value)
+        return Term(field, query_level(value).value)
     return Prefix(field, value) if tok.star else Term(field, value)
 
 
@@ -791,8 +790,8 @@ __all__ = [
     "levels_from",
     "lower_prefix",
     "matches",
-    "normalize_level",
     "order_key",
     "parse",
+    "query_level",
     "words",
 ]

@@ -104,9 +104,18 @@ class Settings(BaseSettings):
     api_url: str = ""  # where `strata send` posts; empty: the local API
     api_key: str = ""  # the key `strata send` uses
 
+    # The record pipeline's configuration (YAML or JSON, docs/records.md), read by the ingest job,
+    # the alerts job and `strata parse` alike, so alerts see records as they are stored. Empty:
+    # the built-in defaults. A command's --config overrides it.
+    pipeline_config: str = ""
+
     # Tier windows, shared by the ingest job and the search API.
     hot_days: int = 14
     warm_days: int = 45
+    # Retention defaults per tier (a tenant may override them: `strata retention set`). Hot and warm
+    # keep their window unless a tenant's is shorter; the archive keeps this many days.
+    archive_days: int = 365
+    retention_interval_s: float = 86_400.0  # how often the API sweeps expired data; 0: never
 
     # The ingest job.
     ingest_group: str = "strata-ingest"
@@ -152,7 +161,7 @@ class Settings(BaseSettings):
     # How long `strata stack up` waits for one service to become healthy.
     start_timeout_s: float = 240.0
 
-    @field_validator("topic_partitions", "cassandra_replication_factor")
+    @field_validator("topic_partitions", "cassandra_replication_factor", "archive_days")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:

@@ -2,7 +2,8 @@
 # Installs, from Debian's packages, what Strata needs from the system and finds missing:
 # Java 17 (every JVM service), Maven (fetches the services and Flink jars), PostgreSQL 15's
 # server binaries; with --test also the real syslog clients the collector tests drive
-# (syslog-ng; rsyslog conflicts with it as a package, so its test unpacks rsyslog itself).
+# (syslog-ng; rsyslog conflicts with it as a package, so its test unpacks rsyslog itself) and
+# promtool (Debian's prometheus package), which checks the API's /metrics.
 # Debian is kept from creating or starting clusters or services of its own: the stack runs its
 # own PostgreSQL on the port in its settings, and the tests run syslog-ng in the foreground.
 set -euo pipefail
@@ -11,6 +12,7 @@ missing=()
 if [ "${1:-}" = "--test" ]; then
     command -v syslog-ng >/dev/null || [ -x /usr/sbin/syslog-ng ] || missing+=(syslog-ng-core)
     [ -d /usr/share/syslog-ng/include/scl/elasticsearch ] || missing+=(syslog-ng-mod-http syslog-ng-scl)
+    command -v promtool >/dev/null || missing+=(prometheus)  # promtool checks what /metrics serves
 fi
 java17=$(ls -d /usr/lib/jvm/*17* 2>/dev/null | head -n1 || true)
 [ -n "$java17" ] || missing+=(openjdk-17-jdk-headless)

@@ -11,8 +11,8 @@ Choices that differ per tier are explained where they are made.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from schemas.record import FIELDS, Kind, Level, Record, format_ts, from_micros, micros, parse_ts
@@ -147,17 +147,22 @@ def cql_insert(keyspace: str, table: str = "logs") -> str:
     )
 
 
-def to_cql_row(record: Record) -> tuple[Any, ...]:
+def field_values(record: Record, timestamp: Callable[[datetime], Any]) -> list[Any]:
+    """The record's values in field order, each timestamp as ``timestamp`` writes it and the
+    level as its name: the row shape every columnar projection starts from."""
     values: list[Any] = []
     for f in FIELDS:
         value = getattr(record, f.name)
         if f.kind is Kind.TIMESTAMP:
-            value = micros(value)
+            value = timestamp(value)
         elif f.name == "level":
             value = str(value)
         values.append(value)
-    values.append(cql_day(record.timestamp))
-    return tuple(values)
+    return values
+
+
+def to_cql_row(record: Record) -> tuple[Any, ...]:
+    return (*field_values(record, micros), cql_day(record.timestamp))
 
 
 def from_cql_row(row: Mapping[str, Any] | Sequence[Any]) -> Record:
@@ -373,34 +378,44 @@ def flink_row_fields() -> list[tuple[str, str]]:
     return [(f.name, _FLINK_SQL_TYPES[f.kind] + ("" if not f.required else " NOT NULL")) for f in FIELDS]
 
 
-def flink_row_type_info() -> Any:
-    """``Types.ROW_NAMED(...)`` for the DataStream API. Imports pyflink here only, so that the rest
-    of ``schemas`` stays importable (and testable) on a machine without it."""
+def flink_timestamp_text(ts: datetime) -> str:
+    """'YYYY-MM-DD HH:MM:SS.ffffff' in UTC: how a timestamp crosses from Python into Flink. The
+    SQL side casts it to TIMESTAMP(6); the legacy SQL_TIMESTAMP type would cut microseconds to
+    milliseconds on the Table side."""
+    if ts.utcoffset():
+        ts = ts.astimezone(UTC)
+    return ts.isoformat(sep=" ", timespec="microseconds")[:26]
+
+
+def flink_row_type_info(extra: Sequence[tuple[str, str]] = ()) -> Any:
+    """``Types.ROW_NAMED(...)`` of the record's fields (timestamps as :func:`flink_timestamp_text`),
+    then ``extra`` columns given as (name, Flink SQL type). Imports pyflink here only, so that the
+    rest of ``schemas`` stays importable (and testable) on a machine without it."""
     from pyflink.common import Types
 
     by_kind = {
         Kind.ID: Types.STRING(),
         Kind.KEYWORD: Types.STRING(),
         Kind.TEXT: Types.STRING(),
-        Kind.TIMESTAMP: Types.SQL_TIMESTAMP(),
+        Kind.TIMESTAMP: Types.STRING(),
         Kind.STRING_MAP: Types.MAP(Types.STRING(), Types.STRING()),
-        Kind.STRING_LIST: Types.LIST(Types.STRING()),
+        Kind.STRING_LIST: Types.BASIC_ARRAY(Types.STRING()),
         Kind.COUNT_MAP: Types.MAP(Types.STRING(), Types.INT()),
     }
-    return Types.ROW_NAMED([f.name for f in FIELDS], [by_kind[f.kind] for f in FIELDS])
+    by_sql = {
+        "STRING": Types.STRING(),
+        "BOOLEAN": Types.BOOLEAN(),
+        "BIGINT": Types.LONG(),
+        "INT": Types.INT(),
+    }
+    names = [f.name for f in FIELDS] + [name for name, _ in extra]
+    types = [by_kind[f.kind] for f in FIELDS] + [by_sql[sql_type] for _, sql_type in extra]
+    return Types.ROW_NAMED(names, types)
 
 
-def to_flink_row_values(record: Record) -> tuple[Any, ...]:
-    """Values in field order for ``Row(*values)``; SQL_TIMESTAMP wants naive UTC datetimes."""
-    values: list[Any] = []
-    for f in FIELDS:
-        value = getattr(record, f.name)
-        if f.kind is Kind.TIMESTAMP:
-            value = value.replace(tzinfo=None)
-        elif f.name == "level":
-            value = str(value)
-        values.append(value)
-    return tuple(values)
+def to_flink_row_values(record: Record) -> list[Any]:
+    """Values in field order for :func:`flink_row_type_info`'s row."""
+    return field_values(record, flink_timestamp_text)
 
 
 def from_flink_row_values(values: Sequence[Any]) -> Record:
@@ -447,9 +462,11 @@ __all__ = [
     "cql_create_table",
     "cql_insert",
     "cql_insert_service",
+    "field_values",
     "flink_row_fields",
     "flink_row_type_info",
     "flink_sql_ddl",
+    "flink_timestamp_text",
     "format_ts",
     "from_archive_row",
     "from_cql_row",

@@ -64,15 +64,7 @@ class EnvelopeEncoder:
         tenant is the key's, and a client must not be able to claim another one."""
         if "tenant" in entry:
             entry = {k: v for k, v in entry.items() if k != "tenant"}
-        out = dict(self._base)
-        if service:
-            out["service"] = service
-        if host:
-            out["host"] = host
-        if attributes:
-            out["attributes"] = {**self._attributes, **attributes}
-        out["entry"] = entry
-        return message_key(self.tenant, service), orjson.dumps(out)
+        return self._encode("entry", entry, service, host, attributes)
 
     def line(
         self,
@@ -96,6 +88,17 @@ class EnvelopeEncoder:
                 attributes={**self._attributes, **(attributes or {})},
             )
             return message_key(self.tenant, service), envelope.encode()
+        return self._encode("line", raw, service, host, attributes)
+
+    def _encode(
+        self,
+        kind: str,
+        payload: Any,
+        service: str | None,
+        host: str | None,
+        attributes: dict[str, str] | None,
+    ) -> tuple[bytes, bytes]:
+        """The envelope of an ``entry`` or a ``line``: this request's base, the per-item overrides."""
         out = dict(self._base)
         if service:
             out["service"] = service
@@ -103,5 +106,5 @@ class EnvelopeEncoder:
             out["host"] = host
         if attributes:
             out["attributes"] = {**self._attributes, **attributes}
-        out["line"] = raw
+        out[kind] = payload
         return message_key(self.tenant, service), orjson.dumps(out)

@@ -9,7 +9,7 @@ from fastapi import HTTPException, Request, status
 from api import metrics
 from api.collector.batch import Outcome
 from api.collector.body import BadBody, BodyTooLarge, UnsupportedEncoding, decompress, read_body
-from api.deps import CollectorState
+from api.deps import AppState
 from connectors.kafka.producer import KafkaUnavailable
 
 log = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_KAFKA_S = 5
 
 
-async def load_body(request: Request, state: CollectorState, route: str) -> bytes:
+async def load_body(request: Request, state: AppState, route: str) -> bytes:
     """The decompressed body, or the 400/413/415 a client can act on."""
     limit = state.settings.ingest_max_body_bytes
     try:
@@ -36,7 +36,7 @@ async def load_body(request: Request, state: CollectorState, route: str) -> byte
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
 
 
-async def publish(state: CollectorState, route: str, outcome: Outcome) -> None:
+async def publish(state: AppState, route: str, outcome: Outcome) -> None:
     """Return once Kafka has every message of ``outcome``; otherwise raise 503 with Retry-After.
 
     Records are counted as accepted only here, after the acks, so the metrics and the answer agree.

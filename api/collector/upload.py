@@ -19,9 +19,9 @@ import zstandard
 from api import metrics
 from api.collector.batch import MAX_LISTED_ERRORS, Outcome, decode_lines, decode_ndjson
 from api.collector.encoder import EnvelopeEncoder
-from api.deps import CollectorState
+from api.deps import AppState
 from connectors.kafka.producer import KafkaUnavailable
-from connectors.postgres import tenants
+from connectors.postgres import uploads
 from schemas.rejection import RejectReason
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class LineChunks:
         return lines
 
 
-async def _send_with_retry(state: CollectorState, outcome: Outcome) -> None:
+async def _send_with_retry(state: AppState, outcome: Outcome) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + KAFKA_RETRY_S
     while True:
@@ -105,7 +105,7 @@ async def _send_with_retry(state: CollectorState, outcome: Outcome) -> None:
 
 
 async def process_upload(
-    state: CollectorState,
+    state: AppState,
     job_id: str,
     tenant: str,
     service: str,
@@ -124,7 +124,7 @@ async def process_upload(
 
     async def update(**fields: Any) -> None:
         async with state.pool.connection() as conn:
-            await tenants.update_upload_job(conn, job_id, **fields)
+            await uploads.update_upload_job(conn, job_id, **fields)
 
     try:
         await update(state="running")

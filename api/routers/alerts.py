@@ -13,15 +13,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field, ValidationError
 
-from api.deps import AdminKey, Principal, StateDep
-from api.routers.search import EngineDep
+from api.deps import AdminKey, EngineDep, Principal, StateDep, TenantQuery, acting_tenant
 from api.search.engine import SearchEngine
 from connectors.postgres import alerts as store
 from core.alerts.rules import Rule, RuleSpec
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
-
-TenantQuery = Annotated[str | None, Query(description="the tenant, when calling with the admin token")]
 
 
 class RuleOut(Rule):
@@ -63,18 +60,6 @@ class TestResult(BaseModel):
     events: list[dict[str, Any]] = Field(description="when the rule would have fired and resolved")
 
 
-def _tenant(principal: Principal, tenant: str | None) -> str:
-    if principal.is_admin_token:
-        if not tenant:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="name the tenant with ?tenant=")
-        return tenant
-    if tenant and tenant != principal.tenant_id:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, detail="a tenant key manages only its own tenant's rules"
-        )
-    return principal.tenant_id
-
-
 def _out(stored: store.StoredRule) -> RuleOut:
     return RuleOut.model_validate(
         {**stored.rule.model_dump(), "created_at": stored.created_at, "updated_at": stored.updated_at}
@@ -85,12 +70,19 @@ def _not_found(rule_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alert rule {rule_id!r} in this tenant")
 
 
+def _existing(stored: store.StoredRule | None, rule_id: str) -> store.StoredRule:
+    """``stored``, or 404 when the tenant has no rule with that id."""
+    if stored is None:
+        raise _not_found(rule_id)
+    return stored
+
+
 @router.post("/rules", response_model=RuleOut, status_code=status.HTTP_201_CREATED)
 async def create_rule(
     body: RuleSpec, principal: AdminKey, state: StateDep, tenant: TenantQuery = None
 ) -> Any:
     """Create a rule; the running alerts job picks it up without a restart."""
-    tenant_id = _tenant(principal, tenant)
+    tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
     async with state.pool.connection() as conn:
         return _out(await store.create_rule(conn, tenant_id, body))
 
@@ -98,7 +90,7 @@ async def create_rule(
 @router.get("/rules", response_model=list[RuleOut])
 async def list_rules(principal: AdminKey, state: StateDep, tenant: TenantQuery = None) -> Any:
     """The tenant's rules, by name."""
-    tenant_id = _tenant(principal, tenant)
+    tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
     async with state.pool.connection() as conn:
         return [_out(r) for r in await store.list_rules(conn, tenant_id)]
 
@@ -106,12 +98,10 @@ async def list_rules(principal: AdminKey, state: StateDep, tenant: TenantQuery =
 @router.get("/rules/{rule_id}", response_model=RuleOut)
 async def get_rule(rule_id: str, principal: AdminKey, state: StateDep, tenant: TenantQuery = None) -> Any:
     """One rule."""
-    tenant_id = _tenant(principal, tenant)
+    tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
     async with state.pool.connection() as conn:
         stored = await store.get_rule(conn, tenant_id, rule_id)
-    if stored is None:
-        raise _not_found(rule_id)
-    return _out(stored)
+    return _out(_existing(stored, rule_id))
 
 
 @router.put("/rules/{rule_id}", response_model=RuleOut)
@@ -119,12 +109,10 @@ async def replace_rule(
     rule_id: str, body: RuleSpec, principal: AdminKey, state: StateDep, tenant: TenantQuery = None
 ) -> Any:
     """Replace a rule's definition (its revision goes up; its alert state is kept)."""
-    tenant_id = _tenant(principal, tenant)
+    tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
     async with state.pool.connection() as conn:
         stored = await store.update_rule(conn, tenant_id, rule_id, body)
-    if stored is None:
-        raise _not_found(rule_id)
-    return _out(stored)
+    return _out(_existing(stored, rule_id))
 
 
 @router.patch("/rules/{rule_id}", response_model=RuleOut)
@@ -132,7 +120,7 @@ async def update_rule(
     rule_id: str, body: dict[str, Any], principal: AdminKey, state: StateDep, tenant: TenantQuery = None
 ) -> Any:
     """Change some fields of a rule; the result is validated as a whole."""
-    tenant_id = _tenant(principal, tenant)
+    tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
     async with state.pool.connection() as conn:
         stored = await store.get_rule(conn, tenant_id, rule_id)
         if stored is None:
@@ -166,18 +154,16 @@ async def disable_rule(rule_id: str, principal: AdminKey, state: StateDep, tenan
 async def _set_enabled(
     rule_id: str, enabled: bool, principal: Principal, state: Any, tenant: str | None
 ) -> Any:
-    tenant_id = _tenant(principal, tenant)
+    tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
     async with state.pool.connection() as conn:
         stored = await store.set_enabled(conn, tenant_id, rule_id, enabled)
-    if stored is None:
-        raise _not_found(rule_id)
-    return _out(stored)
+    return _out(_existing(stored, rule_id))
 
 
 @router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_rule(rule_id: str, principal: AdminKey, state: StateDep, tenant: TenantQuery = None) -> None:
     """Delete a rule; its history stays."""
-    tenant_id = _tenant(principal, tenant)
+    tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
     async with state.pool.connection() as conn:
         if not await store.delete_rule(conn, tenant_id, rule_id):
             raise _not_found(rule_id)
@@ -195,7 +181,7 @@ async def history(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     """Firings, resolutions and pending states, newest first, with their notifications' delivery."""
-    tenant_id = _tenant(principal, tenant)
+    tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
     async with state.pool.connection() as conn:
         rows = await store.list_history(
             conn, tenant_id, rule_id=rule_id, state=state_name, since=since, until=until, limit=limit
@@ -249,11 +235,9 @@ async def test_rule(
     tenant: TenantQuery = None,
 ) -> Any:
     """Evaluate a rule over a past range of stored logs: when would it have fired and resolved?"""
-    tenant_id = _tenant(principal, tenant)
+    tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
     async with state.pool.connection() as conn:
-        stored = await store.get_rule(conn, tenant_id, rule_id)
-    if stored is None:
-        raise _not_found(rule_id)
+        stored = _existing(await store.get_rule(conn, tenant_id, rule_id), rule_id)
     end = body.end or datetime.now(UTC)
     start = body.start if body.start.tzinfo else body.start.replace(tzinfo=UTC)
     end = end if end.tzinfo else end.replace(tzinfo=UTC)

@@ -3,6 +3,7 @@ over the hot, warm and cold tiers, always scoped to the caller's tenant."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from api.deps import Principal, StateDep, require
+from api.deps import EngineDep, Principal, require
 from api.responses import JSONBytes
 from api.search.engine import SearchEngine, SearchResult, TierReport
 from api.search.params import Cursor, Filters, duration_s, resolve_range
@@ -41,27 +42,6 @@ _TOP_FIELDS = {
     "trace_id": "trace_id",
 }
 _CONTEXT_SPAN = timedelta(days=1)
-
-
-def get_engine(request: Request, state: StateDep) -> SearchEngine:
-    engine: SearchEngine | None = getattr(request.app.state, "search", None)
-    if engine is None:
-        engine = SearchEngine(state.settings)
-        request.app.state.search = engine
-    return engine
-
-
-EngineDep = Annotated[SearchEngine, Depends(get_engine)]
-
-
-def close_search(app: Any) -> None:
-    """Closes the tier clients and the live-tail consumer this app opened (blocking)."""
-    engine: SearchEngine | None = getattr(app.state, "search", None)
-    if engine is not None:
-        engine.backends.close()
-    hub = getattr(app.state, "tail", None)
-    if hub is not None:
-        hub.stop()
 
 
 def _bad(exc: QueryError) -> HTTPException:
@@ -211,29 +191,40 @@ async def search_post(principal: SearchKey, engine: EngineDep, body: SearchBody)
     return JSONBytes(await run_search(engine, principal.tenant_id, body, _listify(body.level)))
 
 
-def _filters_and_range(
-    request: Request,
-    q: str,
-    service: list[str] | None,
-    level: list[str] | None,
-    host: list[str] | None,
-    trace_id: list[str] | None,
-    from_: str | None,
-    to: str | None,
-) -> tuple[Node, int, int]:
-    filters = Filters(
-        q=q,
-        service=tuple(service or ()),
-        level=_levels_from_request(request, level),
-        host=tuple(host or ()),
-        trace_id=tuple(trace_id or ()),
-    )
-    try:
-        ast = filters.ast()
-        start_us, end_us = resolve_range(from_, to, datetime.now(UTC))
-    except QueryError as exc:
-        raise _bad(exc) from exc
-    return ast, start_us, end_us
+ListQuery = Annotated[list[str] | None, Query()]
+
+
+@dataclass
+class RangeFilters:
+    """The filters and time range the aggregations take from the query string."""
+
+    request: Request
+    q: str = ""
+    service: ListQuery = None
+    level: ListQuery = None
+    host: ListQuery = None
+    trace_id: ListQuery = None
+    from_: Annotated[str | None, Query(alias="from")] = None
+    to: str | None = None
+
+    def resolve(self) -> tuple[Node, int, int]:
+        """(query AST, start µs, end µs), or 400 with what is wrong."""
+        filters = Filters(
+            q=self.q,
+            service=tuple(self.service or ()),
+            level=_levels_from_request(self.request, self.level),
+            host=tuple(self.host or ()),
+            trace_id=tuple(self.trace_id or ()),
+        )
+        try:
+            ast = filters.ast()
+            start_us, end_us = resolve_range(self.from_, self.to, datetime.now(UTC))
+        except QueryError as exc:
+            raise _bad(exc) from exc
+        return ast, start_us, end_us
+
+
+RangeFiltersDep = Annotated[RangeFilters, Depends()]
 
 
 def _interval_us(interval: str, start_us: int, end_us: int) -> int:
@@ -259,20 +250,13 @@ def _interval_us(interval: str, start_us: int, end_us: int) -> int:
 
 @router.get("/histogram")
 async def histogram(
-    request: Request,
     principal: SearchKey,
     engine: EngineDep,
-    q: str = "",
-    service: Annotated[list[str] | None, Query()] = None,
-    level: Annotated[list[str] | None, Query()] = None,
-    host: Annotated[list[str] | None, Query()] = None,
-    trace_id: Annotated[list[str] | None, Query()] = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
+    filters: RangeFiltersDep,
     interval: Annotated[str, Query(description="auto, or a duration: 30s, 5m, 1h, 1d")] = "auto",
 ) -> JSONBytes:
     """Counts of matching logs per time interval, split by level (every bucket of the range)."""
-    ast, start_us, end_us = _filters_and_range(request, q, service, level, host, trace_id, from_, to)
+    ast, start_us, end_us = filters.resolve()
     step = _interval_us(interval, start_us, end_us)
     counts, exact, reports = await engine.histogram(principal.tenant_id, ast, start_us, end_us, step)
     by_bucket: dict[int, dict[str, int]] = {}
@@ -297,18 +281,11 @@ async def histogram(
 
 @router.get("/top")
 async def top(
-    request: Request,
     principal: SearchKey,
     engine: EngineDep,
+    filters: RangeFiltersDep,
     by: Annotated[str, Query(description="service, host, level, pattern, message, ...")] = "service",
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
-    q: str = "",
-    service: Annotated[list[str] | None, Query()] = None,
-    level: Annotated[list[str] | None, Query()] = None,
-    host: Annotated[list[str] | None, Query()] = None,
-    trace_id: Annotated[list[str] | None, Query()] = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
 ) -> JSONBytes:
     """The most frequent services, hosts, levels, patterns or messages among matching logs."""
     field_name = _TOP_FIELDS.get(by)
@@ -317,7 +294,7 @@ async def top(
             status.HTTP_400_BAD_REQUEST,
             detail={"message": f"cannot rank by {by!r}; use one of {sorted(_TOP_FIELDS)}"},
         )
-    ast, start_us, end_us = _filters_and_range(request, q, service, level, host, trace_id, from_, to)
+    ast, start_us, end_us = filters.resolve()
     ranked, exact, reports = await engine.top(principal.tenant_id, ast, start_us, end_us, field_name, limit)
     return JSONBytes(
         {

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, WebSocket, WebSocketDisconnect, status
 
-from api.deps import CollectorState, Principal, StateDep, require
+from api.deps import AppState, Principal, StateDep, require
 from api.responses import JSONBytes
 from api.search.params import Filters, parse_time
 from api.search.tail import TailHub, decode_position, encode_position
@@ -25,7 +25,7 @@ _BATCH_WAIT_S = 0.2
 _MAX_BATCH = 500
 
 
-def get_hub(app: Any, state: CollectorState) -> TailHub:
+def get_hub(app: Any, state: AppState) -> TailHub:
     hub: TailHub | None = getattr(app.state, "tail", None)
     if hub is None:
         hub = TailHub(state.settings)
@@ -90,7 +90,7 @@ async def tail_ws(websocket: WebSocket) -> None:
     """Subscribe with query parameters ``q``, ``service``, ``level``, ``host`` (and ``api_key`` if no
     header can be sent); send a JSON object with those keys to change the filter. The server sends
     ``{"type": "logs", "logs": [...]}`` as records arrive, within a fraction of a second."""
-    state: CollectorState = websocket.app.state.collector
+    state: AppState = websocket.app.state.strata
     params = websocket.query_params
     headers = {k.lower(): v for k, v in websocket.headers.items()}
     if "authorization" not in headers and "x-api-key" not in headers and params.get("api_key"):

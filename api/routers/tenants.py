@@ -7,14 +7,17 @@ tenant's by naming it with ``?tenant=``.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import psycopg
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, status
+from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AdminKey, CollectorState, Principal, RegisterKey, StateDep
+from api.deps import AdminKey, AppState, RegisterKey, StateDep, TenantQuery, acting_tenant
 from connectors.postgres import tenants
 
 router = APIRouter(prefix="/v1", tags=["tenants"])
@@ -70,17 +73,6 @@ class TenantRequest(BaseModel):
     rate_per_s: float | None = Field(default=None, ge=0)
 
 
-def _tenant_for(principal: Principal, tenant: str | None) -> str:
-    """The tenant an admin call acts on: its own for a tenant key; the named one for the admin token."""
-    if principal.is_admin_token:
-        if not tenant:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="name the tenant with ?tenant=")
-        return tenant
-    if tenant and tenant != principal.tenant_id:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a tenant key manages only its own tenant")
-    return principal.tenant_id
-
-
 def _refused(exc: tenants.TenantError) -> HTTPException:
     text = str(exc)
     code = status.HTTP_404_NOT_FOUND if text.startswith("no ") else status.HTTP_400_BAD_REQUEST
@@ -89,7 +81,18 @@ def _refused(exc: tenants.TenantError) -> HTTPException:
     return HTTPException(code, detail=text)
 
 
-def _forget_keys(state: CollectorState) -> None:
+@asynccontextmanager
+async def _connection(state: AppState) -> AsyncIterator[AsyncConnection[Any]]:
+    """A pooled connection whose TenantError (unknown tenant, bad scope…) answers as the request's
+    own error."""
+    try:
+        async with state.pool.connection() as conn:
+            yield conn
+    except tenants.TenantError as exc:
+        raise _refused(exc) from exc
+
+
+def _forget_keys(state: AppState) -> None:
     # This worker stops trusting cached keys at once; others within auth_cache_s.
     state.auth_cache.clear()
 
@@ -125,24 +128,19 @@ async def register_agent(body: AgentRegistration, principal: RegisterKey, state:
 
 @router.post("/keys", response_model=NewKey, status_code=status.HTTP_201_CREATED)
 async def create_key(
-    body: KeyRequest, principal: AdminKey, state: StateDep, tenant: Annotated[str | None, Query()] = None
+    body: KeyRequest, principal: AdminKey, state: StateDep, tenant: TenantQuery = None
 ) -> Any:
     """Create a key for the tenant."""
-    tenant_id = _tenant_for(principal, tenant)
-    try:
-        async with state.pool.connection() as conn:
-            key_id, key = await tenants.create_key(conn, tenant_id, name=body.name, scopes=body.scopes)
-    except tenants.TenantError as exc:
-        raise _refused(exc) from exc
+    tenant_id = acting_tenant(principal, tenant)
+    async with _connection(state) as conn:
+        key_id, key = await tenants.create_key(conn, tenant_id, name=body.name, scopes=body.scopes)
     return NewKey(tenant=tenant_id, key_id=key_id, key=key)
 
 
 @router.get("/keys", response_model=list[KeyInfo])
-async def list_keys(
-    principal: AdminKey, state: StateDep, tenant: Annotated[str | None, Query()] = None
-) -> Any:
+async def list_keys(principal: AdminKey, state: StateDep, tenant: TenantQuery = None) -> Any:
     """The tenant's keys (never their secrets)."""
-    tenant_id = _tenant_for(principal, tenant)
+    tenant_id = acting_tenant(principal, tenant)
     async with state.pool.connection() as conn:
         return await tenants.list_keys(conn, tenant_id)
 
@@ -153,32 +151,24 @@ async def rotate_key(
     principal: AdminKey,
     state: StateDep,
     body: RotateRequest | None = None,
-    tenant: Annotated[str | None, Query()] = None,
+    tenant: TenantQuery = None,
 ) -> Any:
     """Replace a key by a new one with the same scopes; the old one expires after ``grace_s``."""
-    tenant_id = _tenant_for(principal, tenant)
-    try:
-        async with state.pool.connection() as conn:
-            new_id, key = await tenants.rotate_key(
-                conn, tenant_id, key_id, grace_s=(body or RotateRequest()).grace_s
-            )
-    except tenants.TenantError as exc:
-        raise _refused(exc) from exc
+    tenant_id = acting_tenant(principal, tenant)
+    async with _connection(state) as conn:
+        new_id, key = await tenants.rotate_key(
+            conn, tenant_id, key_id, grace_s=(body or RotateRequest()).grace_s
+        )
     _forget_keys(state)
     return NewKey(tenant=tenant_id, key_id=new_id, key=key, replaces=key_id)
 
 
 @router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_key(
-    key_id: str, principal: AdminKey, state: StateDep, tenant: Annotated[str | None, Query()] = None
-) -> None:
+async def revoke_key(key_id: str, principal: AdminKey, state: StateDep, tenant: TenantQuery = None) -> None:
     """Revoke a key at once."""
-    tenant_id = _tenant_for(principal, tenant)
-    try:
-        async with state.pool.connection() as conn:
-            await tenants.revoke_key(conn, tenant_id, key_id)
-    except tenants.TenantError as exc:
-        raise _refused(exc) from exc
+    tenant_id = acting_tenant(principal, tenant)
+    async with _connection(state) as conn:
+        await tenants.revoke_key(conn, tenant_id, key_id)
     _forget_keys(state)
 
 

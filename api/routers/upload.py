@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 
 from api.collector.upload import process_upload
 from api.deps import IngestKey, StateDep
-from connectors.postgres import tenants
+from connectors.postgres import uploads
 
 router = APIRouter(prefix="/v1/logs", tags=["ingest"])
 
@@ -102,8 +102,8 @@ async def upload(request: Request, principal: IngestKey, state: StateDep) -> Any
     file.file = io.BytesIO()
     job_id = uuid.uuid4().hex
     async with state.pool.connection() as conn:
-        await tenants.create_upload_job(conn, job_id, principal.tenant_id, service, filename, size)
-        row = await tenants.get_upload_job(conn, principal.tenant_id, job_id)
+        await uploads.create_upload_job(conn, job_id, principal.tenant_id, service, filename, size)
+        row = await uploads.get_upload_job(conn, principal.tenant_id, job_id)
     task = asyncio.create_task(
         process_upload(state, job_id, principal.tenant_id, service, filename, fmt, raw),
         name=f"upload-{job_id}",
@@ -118,7 +118,7 @@ async def upload(request: Request, principal: IngestKey, state: StateDep) -> Any
 async def upload_status(job_id: str, principal: IngestKey, state: StateDep) -> Any:
     """Progress and counts of an upload (only the tenant that uploaded it can see it)."""
     async with state.pool.connection() as conn:
-        row = await tenants.get_upload_job(conn, principal.tenant_id, job_id)
+        row = await uploads.get_upload_job(conn, principal.tenant_id, job_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no upload job {job_id!r} for this tenant")
     return _job(row)

@@ -1,11 +1,12 @@
 """One search over three tiers: route a time range by the tier windows, ask each tier its slice in
 parallel, merge in order without duplicates, and say how each tier did.
 
-Routing matches the ingest job's admission (``core.ingest.TierPolicy``): a record is hot while
+Routing matches the ingest job's admission (``core.tiers.TierPolicy``): a record is hot while
 younger than ``hot_days``, warm while younger than ``warm_days``, and always cold. At query time the
 newest slice goes to OpenSearch, the next to Cassandra and the rest to the Parquet archive; every
 record of a slice is in that slice's tier, because a record only ages out of a tier after it has
-aged out of the tier's slice.
+aged out of the tier's slice. A tenant's retention (``core.retention``) shortens its slices, so a
+search never offers what is past its time, whether or not the sweep has deleted it yet.
 """
 
 from __future__ import annotations
@@ -15,45 +16,25 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from api import metrics
 from core.query import Node, Position, TierPage, TierQuery, order_key
+from core.tiers import COLD, DAY_US, HOT, WARM, TierPolicy
 from infra.settings import Settings
 from schemas.record import Record, format_ts, from_micros, micros
 
 log = logging.getLogger("strata.search")
 
-DAY_US = 86_400_000_000
-# Cassandra TTLs are whole seconds, cut down: a warm row may expire up to a second before the end
-# of the warm window, so the warm slice starts a little later and the archive answers for the rest.
-WARM_EDGE_US = 2_000_000
-HOT, WARM, COLD = "hot", "warm", "cold"
-TIERS = (HOT, WARM, COLD)
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 class TierUnavailable(Exception):
     """A tier's service cannot be reached."""
-
-
-def route(
-    start_us: int, end_us: int, now_us: int, hot_days: int, warm_days: int
-) -> list[tuple[str, int, int]]:
-    """``[(tier, start_us, end_us)]``, newest slice first, covering ``[start_us, end_us)``."""
-    hot_start = now_us - hot_days * DAY_US
-    warm_start = (
-        min(now_us - warm_days * DAY_US + WARM_EDGE_US, hot_start) if warm_days > hot_days else hot_start
-    )
-    out = []
-    for tier, lo, hi in ((HOT, hot_start, None), (WARM, warm_start, hot_start), (COLD, None, warm_start)):
-        s = start_us if lo is None else max(start_us, lo)
-        e = end_us if hi is None else min(end_us, hi)
-        if s < e:
-            out.append((tier, s, e))
-    return out
 
 
 @dataclass
@@ -177,13 +158,26 @@ class SearchResult:
 
 
 class SearchEngine:
-    def __init__(self, settings: Settings, backends: Backends | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backends: Backends | None = None,
+        retention: Callable[[str], Awaitable[TierPolicy]] | None = None,
+    ) -> None:
+        """``retention`` gives a tenant's tier policy (its retention per tier); without it every
+        tenant has the tier windows of ``settings``."""
         self.settings = settings
         self.backends = backends or Backends(settings)
+        self.retention = retention
 
-    def slices(self, start_us: int, end_us: int) -> list[tuple[str, int, int]]:
-        s = self.settings
-        return route(start_us, end_us, micros_now(), s.hot_days, s.warm_days)
+    async def _policy(self, tenant: str) -> TierPolicy:
+        if self.retention is not None:
+            return await self.retention(tenant)
+        return TierPolicy(self.settings.hot_days, self.settings.warm_days)
+
+    async def slices(self, tenant: str, start_us: int, end_us: int) -> list[tuple[str, int, int]]:
+        """The tier slices of ``[start_us, end_us)`` the tenant's retention still offers."""
+        return (await self._policy(tenant)).route(start_us, end_us, micros_now())
 
     async def _run(self, report: TierReport, call: Callable[[], T]) -> T | None:
         """Runs one tier's blocking call in a thread, timing it and recording how it failed."""
@@ -198,7 +192,9 @@ class SearchEngine:
             report.error = f"{type(exc).__name__}: {exc}"[:500]
             log.warning("%s tier failed: %s", report.tier, report.error)
         finally:
-            report.took_ms = (time.perf_counter() - began) * 1000
+            elapsed = time.perf_counter() - began
+            report.took_ms = elapsed * 1000
+            metrics.SEARCH_TIER_SECONDS.labels(report.tier, report.status).observe(elapsed)
         return None
 
     def _search(self, tier: str, q: TierQuery) -> TierPage:
@@ -224,7 +220,7 @@ class SearchEngine:
         began = time.perf_counter()
         reports: list[TierReport] = []
         calls = []
-        for tier, s, e in self.slices(start_us, end_us):
+        for tier, s, e in await self.slices(tenant, start_us, end_us):
             report = TierReport(tier, s, e)
             reports.append(report)
             tq = TierQuery(tenant, ast, s, e, order, limit, after)
@@ -268,13 +264,26 @@ class SearchEngine:
     async def histogram(
         self, tenant: str, ast: Node, start_us: int, end_us: int, interval_us: int
     ) -> tuple[Counter[tuple[int, str]], bool, list[TierReport]]:
+        return await self._aggregate(
+            tenant, ast, start_us, end_us, lambda tier, tq: self._histogram(tier, tq, interval_us)
+        )
+
+    async def _aggregate(
+        self,
+        tenant: str,
+        ast: Node,
+        start_us: int,
+        end_us: int,
+        ask: Callable[[str, TierQuery], tuple[Counter[K], bool, list[str]]],
+    ) -> tuple[Counter[K], bool, list[TierReport]]:
+        """Counts summed over the tiers that hold ``[start_us, end_us)``, each asked in parallel;
+        exact only when every tier answered completely."""
         reports, calls = [], []
-        for tier, s, e in self.slices(start_us, end_us):
+        for tier, s, e in await self.slices(tenant, start_us, end_us):
             report = TierReport(tier, s, e)
             reports.append(report)
-            tq = TierQuery(tenant, ast, s, e)
-            calls.append(self._run(report, partial(self._histogram, tier, tq, interval_us)))
-        counts: Counter[tuple[int, str]] = Counter()
+            calls.append(self._run(report, partial(ask, tier, TierQuery(tenant, ast, s, e))))
+        counts: Counter[K] = Counter()
         exact = True
         for report, result in zip(reports, await asyncio.gather(*calls), strict=True):
             if result is None:
@@ -300,23 +309,9 @@ class SearchEngine:
     async def top(
         self, tenant: str, ast: Node, start_us: int, end_us: int, field_name: str, size: int
     ) -> tuple[list[tuple[str, int]], bool, list[TierReport]]:
-        reports, calls = [], []
-        for tier, s, e in self.slices(start_us, end_us):
-            report = TierReport(tier, s, e)
-            reports.append(report)
-            tq = TierQuery(tenant, ast, s, e)
-            calls.append(self._run(report, partial(self._top, tier, tq, field_name, size)))
-        counts: Counter[str] = Counter()
-        exact = True
-        for report, result in zip(reports, await asyncio.gather(*calls), strict=True):
-            if result is None:
-                exact = False
-                continue
-            part, complete, notes = result
-            counts.update(part)
-            report.hits = sum(part.values())
-            report.notes = notes
-            exact = exact and complete
+        counts, exact, reports = await self._aggregate(
+            tenant, ast, start_us, end_us, lambda tier, tq: self._top(tier, tq, field_name, size)
+        )
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:size]
         return ranked, exact, reports
 
@@ -340,25 +335,33 @@ class SearchEngine:
         """The record with ``log_id``: hot, then warm, then the archive (around ``at_us`` when
         given, else the whole retention the archive is asked for)."""
         now = micros_now()
+        policy = await self._policy(tenant)
         reports: list[TierReport] = []
-        hot = TierReport(HOT, now - self.settings.hot_days * DAY_US, now)
-        warm = TierReport(WARM, now - self.settings.warm_days * DAY_US, now)
+        hot = TierReport(HOT, now - policy.hot_days * DAY_US, now)
+        warm = TierReport(WARM, now - policy.warm_days * DAY_US, now)
         reports += [hot, warm]
         found = await asyncio.gather(
             self._run(hot, lambda: self._tier(HOT).get(tenant, [log_id])),
             self._run(warm, lambda: self._tier(WARM).get(tenant, log_id)),
         )
-        if found[0]:
+        # A record past the tenant's retention in a tier is not offered, swept yet or not.
+        if found[0] and micros(found[0][0].timestamp) >= hot.start_us:
             return found[0][0], reports
-        if found[1] is not None:
+        if found[1] is not None and micros(found[1].timestamp) >= warm.start_us:
             return found[1], reports
         if at_us is not None:
             start, end = at_us - 3600 * 10**6, at_us + 3600 * 10**6
         else:
             start, end = now - self.settings.search_cold_lookup_days * DAY_US, now + DAY_US
+        if policy.archive_days is not None:
+            start = max(start, now - policy.archive_days * DAY_US)
         cold = TierReport(COLD, start, end)
         reports.append(cold)
-        record = await self._run(cold, lambda: self._tier(COLD).get(tenant, log_id, start, end))
+        record = (
+            await self._run(cold, lambda: self._tier(COLD).get(tenant, log_id, start, end))
+            if start < end
+            else None
+        )
         return record, reports
 
 
@@ -366,4 +369,4 @@ def micros_now() -> int:
     return time.time_ns() // 1000
 
 
-__all__ = ["Backends", "SearchEngine", "SearchResult", "TierReport", "TierUnavailable", "route"]
+__all__ = ["Backends", "SearchEngine", "SearchResult", "TierReport", "TierUnavailable"]

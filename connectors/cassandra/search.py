@@ -22,7 +22,7 @@ from cassandra.cluster import Cluster, PreparedStatement, Session
 from cassandra.policies import RoundRobinPolicy
 from cassandra.query import SimpleStatement, dict_factory
 
-from core.query import Node, Or, Term, TierPage, TierQuery, attribute_key, conjuncts, matches
+from core.query import Node, Or, Term, TierPage, TierQuery, attribute_key, conjuncts, matches, order_key
 from schemas.projections import CQL_SERVICES_SUFFIX, cql_columns, cql_day, from_cql_row
 from schemas.record import Record, from_micros, micros
 
@@ -255,7 +255,7 @@ class WarmSearch:
             else:
                 batch.append(record)
         if not ordered:
-            batch.sort(key=_order_key, reverse=q.order == "desc")
+            batch.sort(key=order_key, reverse=q.order == "desc")
             yield from batch
 
     def _days(self, q: TierQuery) -> list[str]:
@@ -293,7 +293,7 @@ class WarmSearch:
             if len(found) >= q.limit:
                 stopped_early = i < len(partitions) - 1
                 break
-        found.sort(key=_order_key, reverse=q.order == "desc")
+        found.sort(key=order_key, reverse=q.order == "desc")
         page = found[: q.limit]
         if budget.exhausted:
             notes.append(
@@ -402,10 +402,6 @@ class WarmSearch:
             if record.tenant == tenant:
                 return record
         return None
-
-
-def _order_key(record: Record) -> tuple[int, str]:
-    return micros(record.timestamp), record.log_id
 
 
 def _service_values(node: Node) -> tuple[str, ...] | None:

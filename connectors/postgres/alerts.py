@@ -65,10 +65,15 @@ async def list_rules(conn: AsyncConnection[Any], tenant: str) -> list[StoredRule
 
 
 async def get_rule(conn: AsyncConnection[Any], tenant: str, rule_id: str) -> StoredRule | None:
+    return await _one_rule(
+        conn, f"SELECT {_RULE_COLUMNS} FROM alert_rules WHERE tenant_id = %s AND id = %s", (tenant, rule_id)
+    )
+
+
+async def _one_rule(conn: AsyncConnection[Any], sql: str, params: tuple[Any, ...]) -> StoredRule | None:
+    """The rule a statement returns (a SELECT or an UPDATE … RETURNING), if any."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"SELECT {_RULE_COLUMNS} FROM alert_rules WHERE tenant_id = %s AND id = %s", (tenant, rule_id)
-        )
+        await cur.execute(sql, params)
         row = await cur.fetchone()
     return _stored(row) if row else None
 
@@ -76,27 +81,23 @@ async def get_rule(conn: AsyncConnection[Any], tenant: str, rule_id: str) -> Sto
 async def update_rule(
     conn: AsyncConnection[Any], tenant: str, rule_id: str, spec: RuleSpec
 ) -> StoredRule | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "UPDATE alert_rules SET name = %s, spec = %s, enabled = %s, revision = revision + 1, "
-            f"updated_at = now() WHERE tenant_id = %s AND id = %s RETURNING {_RULE_COLUMNS}",
-            (spec.name, _spec_json(spec), spec.enabled, tenant, rule_id),
-        )
-        row = await cur.fetchone()
-    return _stored(row) if row else None
+    return await _one_rule(
+        conn,
+        "UPDATE alert_rules SET name = %s, spec = %s, enabled = %s, revision = revision + 1, "
+        f"updated_at = now() WHERE tenant_id = %s AND id = %s RETURNING {_RULE_COLUMNS}",
+        (spec.name, _spec_json(spec), spec.enabled, tenant, rule_id),
+    )
 
 
 async def set_enabled(
     conn: AsyncConnection[Any], tenant: str, rule_id: str, enabled: bool
 ) -> StoredRule | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "UPDATE alert_rules SET enabled = %s, revision = revision + 1, updated_at = now() "
-            f"WHERE tenant_id = %s AND id = %s RETURNING {_RULE_COLUMNS}",
-            (enabled, tenant, rule_id),
-        )
-        row = await cur.fetchone()
-    return _stored(row) if row else None
+    return await _one_rule(
+        conn,
+        "UPDATE alert_rules SET enabled = %s, revision = revision + 1, updated_at = now() "
+        f"WHERE tenant_id = %s AND id = %s RETURNING {_RULE_COLUMNS}",
+        (enabled, tenant, rule_id),
+    )
 
 
 async def delete_rule(conn: AsyncConnection[Any], tenant: str, rule_id: str) -> bool:

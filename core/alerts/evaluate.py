@@ -9,6 +9,11 @@ The job keeps one :class:`GroupEvaluator` per key in Flink keyed state and calls
 - :meth:`GroupEvaluator.advance` when the watermark passes a window end (an event-time timer):
   each window not decided early is evaluated with its final value, in order.
 
+An ``anomaly`` rule's group also keeps its series (:class:`core.alerts.anomaly.History`): every
+evaluated window's count, from which the band of the next window is computed, so its condition is
+"outside the band" instead of a comparison with a threshold. It evaluates every window, empty
+ones included, so a volume that drops to nothing is seen.
+
 Windows are event time: window ``[end - window, end)`` for every ``end`` that is a multiple of
 ``slide``. A record older than the oldest window still open is late and only counted as such.
 
@@ -35,8 +40,9 @@ from typing import Any
 
 import orjson
 
+from core.alerts.anomaly import Band, History
 from core.alerts.matching import Point
-from core.alerts.rules import Aggregation, Rule, RuleType
+from core.alerts.rules import Aggregation, Direction, Rule, RuleType
 
 MAX_SAMPLES = 5
 MAX_DISTINCT_PER_BUCKET = 10_000
@@ -195,17 +201,36 @@ class Sub:
     status: Status = field(default_factory=Status)
     last_eval_ms: int | None = None  # end of the last evaluated window
     samples: list[dict[str, Any]] = field(default_factory=list)
+    # Anomaly rules: the series the band is learnt from. The job loads and saves a key's state on
+    # every record, but the history changes once per evaluation, so it is kept as JSON text until
+    # an evaluation needs it, and the band of the open window is kept beside it.
+    history: History | None = None
+    history_json: str | None = None
+    band_at: list[Any] | None = None  # [window end, rule revision, ready, band as a list or None]
+
+    def learnt(self) -> History:
+        if self.history is None:
+            self.history = History() if self.history_json is None else History.from_json(self.history_json)
+            self.history_json = None
+        return self.history
+
+    def forget_history(self) -> None:
+        self.history, self.history_json, self.band_at = None, None, None
 
     def to_list(self) -> list[Any]:
         buckets = [
             [k, b[0], b[1], sorted(b[2]) if b[2] is not None else None] for k, b in self.buckets.items()
         ]
-        return [buckets, self.status.to_list(), self.last_eval_ms, self.samples]
+        history = self.history_json if self.history is None else self.history.to_json()
+        return [buckets, self.status.to_list(), self.last_eval_ms, self.samples, history, self.band_at]
 
     @classmethod
     def from_list(cls, data: list[Any]) -> Sub:
         buckets = {b[0]: [b[1], b[2], set(b[3]) if b[3] is not None else None] for b in data[0]}
-        return cls(buckets, Status.from_list(data[1]), data[2], data[3])
+        sub = cls(buckets, Status.from_list(data[1]), data[2], data[3])
+        if len(data) > 4:  # state written before anomaly rules existed has four items
+            sub.history_json, sub.band_at = data[4], data[5]
+        return sub
 
 
 class GroupEvaluator:
@@ -267,6 +292,7 @@ class GroupEvaluator:
             for sub in self.subs.values():
                 sub.buckets.clear()
                 sub.last_eval_ms = None
+                sub.forget_history()  # a series of other windows is no baseline for these
             self.window_ms, self.slide_ms = rule.window_ms, rule.slide_ms
         self.revision = rule.revision
 
@@ -292,8 +318,18 @@ class GroupEvaluator:
             return float(len(distinct))
         return float(matched)
 
-    def _holds(self, rule: Rule, sub_key: str, sub: Sub, end_ms: int) -> tuple[bool, float | None]:
+    def _holds(
+        self, rule: Rule, sub_key: str, sub: Sub, end_ms: int
+    ) -> tuple[bool, float | None, Band | None]:
         value = self._value(rule, sub, end_ms)
+        if rule.type is RuleType.ANOMALY:
+            assert value is not None  # a count
+            band, ready = self._band(rule, sub, end_ms)
+            if band is None or not ready:
+                return False, value, band
+            up = value > band.upper and rule.direction in (Direction.UP, Direction.BOTH)
+            down = value < band.lower and rule.direction in (Direction.DOWN, Direction.BOTH)
+            return up or down, value, band
         if rule.type is RuleType.NEW_PATTERN:
             seen = self.known.get(sub_key)
             first_service = self.first_seen_ms
@@ -305,13 +341,54 @@ class GroupEvaluator:
                 or seen[0] < end_ms - rule.window_ms
                 or seen[0] < first_service + rule.window_ms
             ):
-                return False, value
-        return rule.holds(value), value
+                return False, value, None
+        return rule.holds(value), value, None
+
+    @staticmethod
+    def _band(rule: Rule, sub: Sub, end_ms: int) -> tuple[Band | None, bool]:
+        """The band of the window ending at ``end_ms`` and whether the group may fire yet."""
+        cached = sub.band_at
+        if cached is not None and cached[0] == end_ms and cached[1] == rule.revision:
+            return (None if cached[3] is None else Band.from_list(cached[3])), cached[2]
+        history = sub.learnt()
+        assert rule.sensitivity is not None
+        band = history.band(end_ms, rule.window_ms, rule.slide_ms, rule.sensitivity)
+        ready = history.evaluations >= rule.min_history_evaluations
+        sub.band_at = [end_ms, rule.revision, ready, None if band is None else band.to_list()]
+        return band, ready
 
     def _evaluate(
-        self, rule: Rule, sub_key: str, sub: Sub, end_ms: int, holds: bool, value: float | None
+        self,
+        rule: Rule,
+        sub_key: str,
+        sub: Sub,
+        end_ms: int,
+        holds: bool,
+        value: float | None,
+        band: Band | None = None,
     ) -> list[AlertEvent]:
         sub.last_eval_ms = end_ms
+        comparison, threshold, reason = str(rule.comparison), rule.threshold, ""
+        if rule.type is RuleType.ANOMALY:
+            assert value is not None
+            _, ready = self._band(rule, sub, end_ms)
+            if band is not None and ready:
+                # The edge of the band the value is (or would be) past: "42 > 17.3" reads like a threshold.
+                below = rule.direction is Direction.DOWN or (
+                    rule.direction is Direction.BOTH and value < band.expected
+                )
+                comparison, threshold = ("<", round(band.lower, 3)) if below else (">", round(band.upper, 3))
+                reason = band.describe()
+            else:
+                # Only a group whose history started again (a level held for a day is the new
+                # normal) or whose min_history grew can change state here: it resolves.
+                seen = sub.learnt().evaluations
+                comparison = ""
+                reason = f"learning its level: {seen} of {rule.min_history_evaluations} evaluations seen"
+            sub.learnt().record(
+                end_ms, value, band, ready=ready, window_ms=rule.window_ms, slide_ms=rule.slide_ms
+            )
+            sub.band_at = None
         events = []
         for t in step(sub.status, holds, end_ms, rule.for_evaluations, rule.cooldown_ms):
             group_id = self.key + (("\x1f" + sub_key) if sub_key else "")
@@ -328,12 +405,13 @@ class GroupEvaluator:
                     group=self._group_dict(sub_key),
                     group_id=group_id,
                     value=value,
-                    comparison=str(rule.comparison),
-                    threshold=rule.threshold,
+                    comparison=comparison,
+                    threshold=threshold,
                     window_start_ms=end_ms - rule.window_ms,
                     window_end_ms=end_ms,
                     since_ms=t.since_ms,
                     samples=list(sub.samples) if t.state is State.FIRING else [],
+                    reason=reason,
                 )
             )
         return events
@@ -398,15 +476,16 @@ class GroupEvaluator:
         events: list[AlertEvent] = []
         w = sub.last_eval_ms + slide
         while w <= end:
-            holds, value = self._holds(rule, sub_key, sub, w)
+            holds, value, band = self._holds(rule, sub_key, sub, w)
             if not holds:
                 break
-            events += self._evaluate(rule, sub_key, sub, w, True, value)
+            events += self._evaluate(rule, sub_key, sub, w, True, value, band)
             w += slide
-        if w <= end and rule.for_evaluations == 1 and sub.status.quiet:
-            holds, value = self._holds(rule, sub_key, sub, end)
+        # (An anomaly rule may not skip: every window's value belongs in its history.)
+        if w <= end and rule.for_evaluations == 1 and sub.status.quiet and rule.type is not RuleType.ANOMALY:
+            holds, value, band = self._holds(rule, sub_key, sub, end)
             if holds:
-                events += self._evaluate(rule, sub_key, sub, end, True, value)
+                events += self._evaluate(rule, sub_key, sub, end, True, value, band)
         return events
 
     def advance(self, rule: Rule | None, watermark_ms: int) -> list[AlertEvent]:
@@ -424,11 +503,14 @@ class GroupEvaluator:
             w = sub.last_eval_ms + slide
             steady = 0
             while w <= watermark_ms:
-                holds, value = self._holds(rule, sub_key, sub, w)
-                events += self._evaluate(rule, sub_key, sub, w, holds, value)
+                holds, value, band = self._holds(rule, sub_key, sub, w)
+                events += self._evaluate(rule, sub_key, sub, w, holds, value, band)
                 # With no bucket left in any later window, every later value is the same: a few
-                # more evaluations settle the state machine, the rest can be skipped.
-                if not sub.buckets or max(sub.buckets) < w - window + slide:
+                # more evaluations settle the state machine, the rest can be skipped. (Not for an
+                # anomaly rule, whose band moves with every evaluation, empty ones included.)
+                if rule.type is not RuleType.ANOMALY and (
+                    not sub.buckets or max(sub.buckets) < w - window + slide
+                ):
                     steady += 1
                     if steady > rule.for_evaluations + 1:
                         w = watermark_ms - watermark_ms % slide
@@ -439,14 +521,17 @@ class GroupEvaluator:
             for start in [s for s in sub.buckets if s < oldest]:
                 del sub.buckets[start]
             sub.samples = [s for s in sub.samples if s.get("timestamp", 0) >= oldest]
-            if not sub.buckets and sub.status.quiet and not self._holds_on_nothing(rule):
+            if not sub.buckets and sub.status.quiet and not self._keeps_empty(rule, sub, watermark_ms):
                 del self.subs[sub_key]
         if rule.type is RuleType.NEW_PATTERN:
             self._forget_patterns(watermark_ms)
         return events
 
-    def _holds_on_nothing(self, rule: Rule) -> bool:
-        """An empty window that satisfies the condition (``count < 5``) must keep being evaluated."""
+    def _keeps_empty(self, rule: Rule, sub: Sub, now_ms: int) -> bool:
+        """An empty window that satisfies the condition (``count < 5``) must keep being evaluated,
+        and so must a group whose volume may drop to nothing (an anomaly rule), until it is forgotten."""
+        if rule.type is RuleType.ANOMALY:
+            return not sub.learnt().forgotten(now_ms)
         if rule.type is RuleType.NEW_PATTERN or rule.aggregation is Aggregation.RATE:
             return False
         return rule.holds(0.0)

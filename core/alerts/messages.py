@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 from core.alerts.backtest import search_query
 from core.alerts.evaluate import AlertEvent, State
-from core.alerts.rules import Rule
+from core.alerts.rules import Rule, RuleType
 from schemas.record import format_ts, from_micros
 
 LINK_MARGIN_MS = 0  # the link shows exactly the window the value was computed on
@@ -115,7 +115,7 @@ def _rule_summary(rule: Rule | None, first: AlertEvent) -> dict[str, Any]:
             "comparison": first.comparison,
             "threshold": first.threshold,
         }
-    return {
+    summary = {
         "id": rule.id,
         "name": rule.name,
         "description": rule.description,
@@ -131,6 +131,11 @@ def _rule_summary(rule: Rule | None, first: AlertEvent) -> dict[str, Any]:
         "group_by": rule.group_by,
         "filter": rule.filter.model_dump(mode="json"),
     }
+    if rule.type is RuleType.ANOMALY:
+        summary.update(
+            direction=str(rule.direction), sensitivity=rule.sensitivity, min_history_s=rule.min_history
+        )
+    return summary
 
 
 def webhook_body(rule: Rule | None, events: list[AlertEvent], search_url: str) -> dict[str, Any]:
@@ -163,11 +168,13 @@ def _group_text(event: AlertEvent) -> str:
 
 
 def _line(event: AlertEvent, window_s: int | None) -> str:
-    if event.state is State.RESOLVED and event.reason:
+    if event.state is State.RESOLVED and event.reason and (event.value is None or not event.comparison):
+        # retired rule (no value), or an anomaly whose new level is being learnt (no band)
         return f"{_group_text(event)}: {event.reason}"
     value = "no data" if event.value is None else f"{event.value:g}"
     over = f" in {window_s}s" if window_s else ""
-    return f"{_group_text(event)}: {value} {event.comparison} {event.threshold:g}{over}"
+    why = f" ({event.reason})" if event.reason else ""  # an anomaly's expected value and band
+    return f"{_group_text(event)}: {value} {event.comparison} {event.threshold:g}{over}{why}"
 
 
 def title(rule: Rule | None, events: list[AlertEvent]) -> str:

@@ -30,6 +30,11 @@ MAX_BUCKETS = 1_440  # window / slide: the buckets one group keeps in state
 MIN_SLIDE_S = 1
 MAX_COOLDOWN_S = 7 * 86_400
 MAX_FOR_EVALUATIONS = 1_000
+# anomaly rules: the band needs this many evaluations (and one whole window) of history
+MIN_HISTORY_EVALUATIONS = 10
+MAX_MIN_HISTORY_S = 30 * 86_400
+DEFAULT_MIN_HISTORY_WINDOWS = 12
+DEFAULT_SENSITIVITY = 5.0
 ATTRIBUTE_PREFIX = "attributes."
 
 # Fields a rule may group by or count distinct values of: the short keyword and id fields.
@@ -42,6 +47,15 @@ GROUPABLE_FIELDS: tuple[str, ...] = tuple(
 class RuleType(StrEnum):
     THRESHOLD = "threshold"
     NEW_PATTERN = "new_pattern"
+    ANOMALY = "anomaly"
+
+
+class Direction(StrEnum):
+    """Which side of its expected band an anomaly rule's series fires on."""
+
+    UP = "up"
+    DOWN = "down"
+    BOTH = "both"
 
 
 class Aggregation(StrEnum):
@@ -195,6 +209,18 @@ class RuleSpec(_Strict):
     severity: Severity = Severity.WARNING
     channels: list[Channel] = Field(default_factory=list, max_length=20)
     cooldown: Duration = Field(default=300, description="a group notifies at most once per cooldown")
+    # anomaly rules only (None elsewhere; the validator fills in their defaults)
+    direction: Direction | None = Field(default=None, description="anomaly: up, down or both (default up)")
+    sensitivity: float | None = Field(
+        default=None,
+        ge=1,
+        le=20,
+        description="anomaly: how many spreads from the expected value is unusual (default 5)",
+    )
+    min_history: Duration | None = Field(
+        default=None,
+        description="anomaly: history a group needs before it may fire (default 12 windows, at least 1h)",
+    )
     enabled: bool = True
 
     @field_validator("group_by")
@@ -251,7 +277,42 @@ class RuleSpec(_Strict):
             if not self.filter.levels:
                 self.filter.levels = [Level.ERROR]
             self.group_by = ["service"]
+        if self.type is RuleType.ANOMALY:
+            self._anomaly_defaults()
+        else:
+            for name in ("direction", "sensitivity", "min_history"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"'{name}' only applies to anomaly rules, not {self.type}")
         return self
+
+    def _anomaly_defaults(self) -> None:
+        if self.aggregation is not Aggregation.COUNT:
+            raise ValueError(
+                "an anomaly rule watches the count of matching records; aggregation must be count"
+            )
+        # The band replaces the threshold; a threshold left in the rule would read as if it applied.
+        if self.comparison is not Comparison.GT or self.threshold != 0:
+            raise ValueError(
+                "an anomaly rule has no comparison or threshold: its band comes from the series' own "
+                "history; leave them out (or at '>' and 0) and set direction and sensitivity instead"
+            )
+        assert self.slide is not None
+        if self.direction is None:
+            self.direction = Direction.UP
+        if self.sensitivity is None:
+            self.sensitivity = DEFAULT_SENSITIVITY
+        least = max(self.window, MIN_HISTORY_EVALUATIONS * self.slide)
+        if self.min_history is None:
+            self.min_history = min(
+                max(3600, DEFAULT_MIN_HISTORY_WINDOWS * self.window, least), MAX_MIN_HISTORY_S
+            )
+        if self.min_history < least:
+            raise ValueError(
+                f"min_history ({self.min_history}s) must cover one window and {MIN_HISTORY_EVALUATIONS} "
+                f"slides: at least {least}s"
+            )
+        if self.min_history > MAX_MIN_HISTORY_S:
+            raise ValueError(f"min_history must be at most {MAX_MIN_HISTORY_S}s (30 days)")
 
     @property
     def window_ms(self) -> int:
@@ -267,9 +328,16 @@ class RuleSpec(_Strict):
         return self.cooldown * 1000
 
     @property
+    def min_history_evaluations(self) -> int:
+        """Evaluations an anomaly rule's group must have seen before it may fire."""
+        return -(-(self.min_history or 0) // (self.slide or 1))
+
+    @property
     def monotone(self) -> bool:
         """True when the window's value only grows as records arrive and the condition is an upper
         bound, so the job may fire as soon as it is crossed instead of waiting for the window to close."""
+        if self.type is RuleType.ANOMALY:
+            return self.direction is Direction.UP
         return self.aggregation in (Aggregation.COUNT, Aggregation.COUNT_DISTINCT) and self.comparison in (
             Comparison.GT,
             Comparison.GE,

@@ -26,19 +26,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.records.header import zone
-from core.records.mask import DEFAULT_SECRET_KEYS, CustomRule, MaskSettings
+from core.records.mask import MaskRules, valid_regex
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-def _compiles(regex: str) -> str:
-    try:
-        re.compile(regex)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {regex!r}: {exc}") from exc
-    return regex
 
 
 class PatternConfig(_Model):
@@ -56,7 +48,7 @@ class PatternConfig(_Model):
     @field_validator("regex")
     @classmethod
     def _valid_regex(cls, value: str) -> str:
-        groups = re.compile(_compiles(value)).groupindex
+        groups = re.compile(valid_regex(value)).groupindex
         if not {"message", "msg", "content"} & set(groups):
             raise ValueError("a pattern needs a named group 'message', e.g. (?P<message>.*)")
         return value
@@ -89,46 +81,6 @@ def _valid_zone(value: str | None) -> str | None:
 
 class HostConfig(_Model):
     metadata: dict[str, str] = Field(default_factory=dict)
-
-
-class CustomMaskRule(_Model):
-    name: str
-    regex: str
-    marker: str
-
-    @field_validator("regex")
-    @classmethod
-    def _valid_regex(cls, value: str) -> str:
-        return _compiles(value)
-
-
-class MaskRules(_Model):
-    email: bool = True
-    phone: bool = True
-    card: bool = True
-    ssn: bool = True
-    ipv4: bool = True
-    ipv6: bool = True
-    bearer: bool = True
-    aws_keys: bool = True
-    secrets: bool = True
-    secret_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_SECRET_KEYS))
-    custom: list[CustomMaskRule] = Field(default_factory=list)
-
-    def settings(self) -> MaskSettings:
-        return MaskSettings(
-            email=self.email,
-            phone=self.phone,
-            card=self.card,
-            ssn=self.ssn,
-            ipv4=self.ipv4,
-            ipv6=self.ipv6,
-            bearer=self.bearer,
-            aws_keys=self.aws_keys,
-            secrets=self.secrets,
-            secret_keys=tuple(self.secret_keys),
-            custom=tuple(CustomRule(r.name, r.regex, r.marker) for r in self.custom),
-        )
 
 
 class MaskingConfig(_Model):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, field_validator
 
 MARKERS: dict[str, str] = {
     "EMAIL": "[EMAIL]",
@@ -45,16 +46,35 @@ DEFAULT_SECRET_KEYS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class CustomRule:
+def valid_regex(regex: str) -> str:
+    """``regex`` if Python compiles it, else a ValueError a config file's author can act on."""
+    try:
+        re.compile(regex)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {regex!r}: {exc}") from exc
+    return regex
+
+
+class CustomRule(BaseModel):
+    """A tenant's own kind: every match of ``regex`` becomes ``marker``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     name: str
     regex: str
     marker: str
 
+    @field_validator("regex")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        return valid_regex(value)
 
-@dataclass(frozen=True)
-class MaskSettings:
-    """Which kinds a tenant masks. Built from the pydantic config; hashable so maskers are shared."""
+
+class MaskRules(BaseModel):
+    """Which kinds a tenant masks (``masking.default`` and ``masking.tenants.<tenant>`` of the
+    pipeline configuration). Frozen, so equal rules share one compiled :class:`Masker`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     email: bool = True
     phone: bool = True
@@ -66,7 +86,7 @@ class MaskSettings:
     aws_keys: bool = True
     secrets: bool = True
     secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
-    custom: tuple[CustomRule, ...] = field(default_factory=tuple)
+    custom: tuple[CustomRule, ...] = ()
 
 
 # Every pattern below starts at a run boundary (lookbehind) and bounds its repeats: a 64 KiB line
@@ -122,14 +142,14 @@ def _valid_ssn(s: str) -> bool:
 
 
 class Masker:
-    """Masks text and attribute maps under one tenant's :class:`MaskSettings`.
+    """Masks text and attribute maps under one tenant's :class:`MaskRules`.
 
     >>> counts: dict[str, int] = {}
-    >>> Masker(MaskSettings()).mask("mail bob@example.com from 10.0.0.1", counts), counts
+    >>> Masker(MaskRules()).mask("mail bob@example.com from 10.0.0.1", counts), counts
     ('mail [EMAIL] from [IP]', {'EMAIL': 1, 'IP': 1})
     """
 
-    def __init__(self, settings: MaskSettings) -> None:
+    def __init__(self, settings: MaskRules) -> None:
         self.settings = settings
         keys = tuple(k.lower() for k in settings.secret_keys)
         self._secret_keys = keys

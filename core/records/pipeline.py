@@ -79,8 +79,8 @@ class RecordPipeline:
             if svc.patterns
         }
         self._service_format = {name: svc.format for name, svc in cfg.services.items() if svc.format}
-        self._masker_default = Masker(cfg.masking.default.settings())
-        self._maskers = {t: Masker(r.settings()) for t, r in cfg.masking.tenants.items()}
+        self._masker_default = Masker(cfg.masking.default)
+        self._maskers = {t: Masker(r) for t, r in cfg.masking.tenants.items()}
         self._miners: dict[str, Drain] = {}
         self._id_key = cfg.identity_key.encode("utf-8")[:64]
         self._max_future_us = int(cfg.max_future_seconds * 1_000_000)

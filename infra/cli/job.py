@@ -23,40 +23,38 @@ ALERTS_STARTS = ("committed", "earliest", "latest")  # the alerts job never repl
 SUBMITTABLE = ("ingest",)  # jobs with an entry module for `flink run` (jobs.cluster.ENTRY_MODULES)
 
 
+def _add_job_arguments(parser: argparse.ArgumentParser, start_help: str) -> None:
+    """What running a job locally and submitting it share: where to start, how wide, which config."""
+    parser.add_argument("--from", dest="start", default="committed", help=start_help)
+    parser.add_argument("--parallelism", type=int, default=None)
+    parser.add_argument(
+        "--bounded", action="store_true", help="stop once the offsets that were latest at start are read"
+    )
+    parser.add_argument(
+        "--config", help="record pipeline configuration, YAML or JSON (default: STRATA_PIPELINE_CONFIG)"
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     p_run = sub.add_parser("run", help="run a job on a local Flink (MiniCluster) against the stack")
     p_run.add_argument("job", choices=JOBS)
-    p_run.add_argument(
-        "--from",
-        dest="start",
-        default="committed",
-        help="committed (default), earliest, latest, timestamp:<ISO 8601> or offsets:<p>=<o>,… "
+    _add_job_arguments(
+        p_run,
+        "committed (default), earliest, latest, timestamp:<ISO 8601> or offsets:<p>=<o>,… "
         "(a replay: starts without the last checkpoint's state)",
     )
-    p_run.add_argument("--parallelism", type=int, default=None)
-    p_run.add_argument(
-        "--bounded", action="store_true", help="stop once the offsets that were latest at start are read"
-    )
     p_run.add_argument("--fresh", action="store_true", help="ignore the last checkpoint")
-    p_run.add_argument("--config", help="record pipeline configuration (YAML or JSON)")
 
     jm_help = "the JobManager's REST address, host:port (default: STRATA_FLINK_JOBMANAGER or this host:8081)"
     p_submit = sub.add_parser("submit", help="submit a job to a Flink cluster (detached); prints its job ID")
     p_submit.add_argument("job", choices=SUBMITTABLE)
     p_submit.add_argument("--jobmanager", help=jm_help)
-    p_submit.add_argument(
-        "--from",
-        dest="start",
-        default="committed",
-        help="committed (default: the group's committed offsets), earliest, latest, "
+    _add_job_arguments(
+        p_submit,
+        "committed (default: the group's committed offsets), earliest, latest, "
         "timestamp:<ISO 8601> or offsets:<p>=<o>,…",
     )
-    p_submit.add_argument("--parallelism", type=int, default=None)
-    p_submit.add_argument(
-        "--bounded", action="store_true", help="stop once the offsets that were latest at start are read"
-    )
-    p_submit.add_argument("--config", help="record pipeline configuration (YAML or JSON)")
     p_submit.add_argument(
         "--restore", metavar="SAVEPOINT", help="start from this savepoint (or retained checkpoint)"
     )
@@ -145,8 +143,9 @@ def _submit(settings: Settings, args: argparse.Namespace) -> int:
     program_args = ["--start", args.start]
     if args.bounded:
         program_args.append("--bounded")
-    if args.config:
-        program_args += ["--pipeline-config", str(Path(args.config).resolve())]
+    config_path = args.config or settings.pipeline_config
+    if config_path:
+        program_args += ["--pipeline-config", str(Path(config_path).resolve())]
     options = IngestOptions.from_settings(settings)
     print(f"submitting {job_name(options.group_id)} to {jobmanager}", file=sys.stderr)
     # `flink run --detached` has uploaded the package by the time it returns.
@@ -210,9 +209,11 @@ def _manage(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _pipeline_config(args: argparse.Namespace) -> PipelineConfig | None:
+    """``--config``, else STRATA_PIPELINE_CONFIG: one configuration for both jobs."""
     from core.records.config import PipelineConfig
 
-    return PipelineConfig.load(args.config) if args.config else None
+    path = args.config or get_settings().pipeline_config
+    return PipelineConfig.load(path) if path else None
 
 
 def _run_ingest(settings: Settings, args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from infra.cli import alerts, collect, demo, job, parse, search, send, serve, stack, tenant
+from infra.cli import alerts, collect, demo, job, parse, retention, search, send, serve, stack, tenant
 
 # The order of `strata --help`; each module's docstring's first line is its help.
 COMMANDS: dict[str, ModuleType] = {
@@ -25,6 +25,7 @@ COMMANDS: dict[str, ModuleType] = {
     "send": send,
     "search": search,
     "alerts": alerts,
+    "retention": retention,
     "demo": demo,
 }
 

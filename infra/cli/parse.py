@@ -25,6 +25,7 @@ from typing import BinaryIO
 from core.records.config import PipelineConfig
 from core.records.multiline import MultilineJoiner
 from core.records.pipeline import RecordPipeline
+from infra.settings import get_settings
 from schemas.rejection import Rejected
 
 FORMAT_HELP = "auto|json|logfmt|syslog|apache|nginx|plain|raw or a pattern name (built-in or from --config)"
@@ -79,10 +80,11 @@ def _lines(stream: BinaryIO, live: bool, tick: float) -> Iterator[bytes | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    path = args.config or get_settings().pipeline_config
     try:
-        config = PipelineConfig.load(args.config) if args.config else PipelineConfig()
+        config = PipelineConfig.load(path) if path else PipelineConfig()
     except (OSError, ValueError) as exc:
-        print(f"strata parse: cannot load config {args.config}: {exc}", file=sys.stderr)
+        print(f"strata parse: cannot load config {path}: {exc}", file=sys.stderr)
         return 2
     if args.no_mining:
         config.mining.enabled = False

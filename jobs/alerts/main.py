@@ -20,6 +20,7 @@ from infra.settings import get_settings
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="jobs.alerts.main", description=__doc__.split("\n")[0])
     parser.add_argument("--start", default="committed", choices=("committed", "earliest", "latest"))
+    parser.add_argument("--pipeline-config", help="the ingest job's record pipeline configuration")
     return parser.parse_args(argv)
 
 
@@ -32,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from pyflink.common import WatermarkStrategy
     from pyflink.datastream import StreamExecutionEnvironment
 
+    from core.records.config import PipelineConfig
     from jobs.alerts import names
     from jobs.alerts.job import AlertsOptions, build, ensure_alerts_topic, kafka_sink, kafka_source
     from jobs.alerts.rulesource import PostgresRules
@@ -39,14 +41,21 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = parse_args(argv)
     settings = get_settings()
-    options = AlertsOptions.from_settings(settings, start=args.start)
+    path = args.pipeline_config or settings.pipeline_config
+    config = PipelineConfig.load(path) if path else None
+    options = AlertsOptions.from_settings(settings, start=args.start, pipeline_config=config)
     ensure_alerts_topic(settings, options.alerts_topic)
     env = StreamExecutionEnvironment.get_execution_environment()
     env.add_jars(*flink_jar_urls(settings))
     source = env.from_source(kafka_source(settings, options), WatermarkStrategy.no_watermarks(), names.SOURCE)
     rules = PostgresRules(settings.postgres_dsn, settings.alerts_rules_refresh_s)
     events = build(
-        env, source.uid(names.SOURCE), rules, lateness_ms=options.lateness_ms, idle_ms=options.idle_ms
+        env,
+        source.uid(names.SOURCE),
+        rules,
+        lateness_ms=options.lateness_ms,
+        idle_ms=options.idle_ms,
+        pipeline_config=options.pipeline_config,
     )
     events.sink_to(kafka_sink(settings, options.alerts_topic)).name(names.SINK).uid(names.SINK)
     env.execute(job_name(options.group_id))

@@ -30,8 +30,9 @@ from typing import Any
 import orjson
 
 from connectors.cassandra.flink_sink import batched_cassandra_sink
-from core.ingest import DeadLetter, TierPolicy, ingest_one
+from core.ingest import DeadLetter, ingest_one
 from core.records.config import PipelineConfig
+from core.tiers import TierPolicy
 from infra.settings import Settings
 from jobs.ingest import names
 from schemas.projections import (
@@ -42,7 +43,9 @@ from schemas.projections import (
     cql_columns,
     cql_insert,
     cql_insert_service,
+    flink_row_type_info,
     flink_sql_ddl,
+    to_flink_row_values,
 )
 from schemas.record import FIELDS, Kind, micros
 
@@ -150,27 +153,6 @@ EXTRA_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _main_type() -> Any:
-    """The Python operator's main output: the record's fields, then :data:`EXTRA_COLUMNS`."""
-    from pyflink.common import Types
-
-    by_kind = {
-        Kind.ID: Types.STRING(),
-        Kind.KEYWORD: Types.STRING(),
-        Kind.TEXT: Types.STRING(),
-        # Text 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC), cast to TIMESTAMP(6) in SQL: the legacy
-        # SQL_TIMESTAMP type would cut microseconds to milliseconds on the Table side.
-        Kind.TIMESTAMP: Types.STRING(),
-        Kind.STRING_MAP: Types.MAP(Types.STRING(), Types.STRING()),
-        Kind.STRING_LIST: Types.BASIC_ARRAY(Types.STRING()),
-        Kind.COUNT_MAP: Types.MAP(Types.STRING(), Types.INT()),
-    }
-    extra = {"STRING": Types.STRING(), "BOOLEAN": Types.BOOLEAN(), "BIGINT": Types.LONG(), "INT": Types.INT()}
-    names_ = [f.name for f in FIELDS] + [n for n, _ in EXTRA_COLUMNS]
-    types = [by_kind[f.kind] for f in FIELDS] + [extra[t] for _, t in EXTRA_COLUMNS]
-    return Types.ROW_NAMED(names_, types)
-
-
 # -- the Python operator --------------------------------------------------------------------
 
 
@@ -211,14 +193,7 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
                         self.services_seen.clear()
                     self.services_seen.add(key)
                     yield services_tag, Row(*key, ttl)
-            values: list[Any] = []
-            for f in FIELDS:
-                v = getattr(record, f.name)
-                if f.kind is Kind.TIMESTAMP:
-                    v = _sql_timestamp(v)
-                elif f.name == "level":
-                    v = str(v)
-                values.append(v)
+            values = to_flink_row_values(record)
             values += [orjson.dumps(getattr(record, name)).decode() for name in JSON_FIELDS]
             values += [micros(getattr(record, name)) for name in MICROS_FIELDS]
             values += [
@@ -233,13 +208,6 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
             yield Row(*values)
 
     return ParseFunction(), dlq_tag, services_tag
-
-
-def _sql_timestamp(ts: datetime) -> str:
-    """'YYYY-MM-DD HH:MM:SS.ffffff' in UTC, the text the SQL side casts to TIMESTAMP(6)."""
-    if ts.utcoffset():
-        ts = ts.astimezone(UTC)
-    return ts.isoformat(sep=" ", timespec="microseconds")[:26]
 
 
 def _services_type() -> Any:
@@ -409,7 +377,9 @@ def build_processing(t_env: Any, raw: Any, settings: Settings, options: IngestOp
 
     t_env.get_config().set("table.exec.state.ttl", f"{settings.dedupe_ttl_s} s")
     parse, dlq_tag, services_tag = _parse_function(settings, options)
-    parsed = raw.process(parse, output_type=_main_type()).name(names.PARSE).uid(names.PARSE)
+    parsed = (
+        raw.process(parse, output_type=flink_row_type_info(EXTRA_COLUMNS)).name(names.PARSE).uid(names.PARSE)
+    )
     t_env.create_temporary_view(
         "parsed",
         t_env.from_data_stream(

@@ -43,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = parse_args(argv)
     settings = get_settings()
-    config = PipelineConfig.load(args.pipeline_config) if args.pipeline_config else None
+    path = args.pipeline_config or settings.pipeline_config
+    config = PipelineConfig.load(path) if path else None
     options = IngestOptions.from_settings(
         settings, start=StartPosition.parse(args.start), bounded=args.bounded, pipeline_config=config
     )

@@ -1,6 +1,6 @@
 """Alert latency: from a record's acceptance by Kafka to the webhook call it triggered.
 
-Starts ``strata alerts run`` (a local Flink, parallelism 2) on a topic of its own with 100 active
+Starts ``strata job run alerts`` (a local Flink, parallelism 2) on a topic of its own with 100 active
 rules ("ERROR count of svc-<i> per host > 4 in 1 minute"), the notifier in this process, and a
 local webhook receiver. A background load of ``--rate`` records/s (INFO and WARN from the same
 services, so every record is tested against its service's rule, plus ERRORs from services no rule

@@ -31,6 +31,7 @@ from tests.integration.collector_support import (  # noqa: E402
     require_stack,
     tenant_with_key,
 )
+from tests.support.server import answers_health  # noqa: E402
 
 
 def make_body(records: int, seed: int) -> bytes:
@@ -151,18 +152,8 @@ def main() -> int:
             env=env,
         )
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    import httpx
-
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the API did not start")
-                time.sleep(0.2)
+            if not answers_health(f"http://127.0.0.1:{port}", server):
+                raise RuntimeError("the API did not start")
             cpu_before = os.times()
             latencies, counts, elapsed = asyncio.run(load("127.0.0.1", port, key, args))
             cpu_after = os.times()

@@ -61,6 +61,8 @@ sys.path.insert(0, str(REPO))
 from infra.settings import Settings, get_settings  # noqa: E402
 from schemas.envelope import RawEnvelope  # noqa: E402
 from schemas.record import format_ts, micros, parse_ts  # noqa: E402
+from tests.support.loggen import HOSTS, SERVICES, fill_message  # noqa: E402
+from tests.support.stack import s3_client  # noqa: E402
 
 RESULTS = REPO / "bench-results" / "ingest.json"
 JOB_LOGS: list[Path] = []  # the jobs' output, kept only when something went wrong
@@ -69,9 +71,6 @@ PROBE_TENANT = "bench-probe"
 
 # -- input ----------------------------------------------------------------------------------
 
-SERVICES = ["checkout", "payments", "auth", "search", "inventory", "gateway"]
-HOSTS = [f"web-{i}" for i in range(1, 9)]
-USERS = ["alice", "bob", "carol", "dave", "erin", "frank"]
 MESSAGES = [
     "User {uid} logged in from the mobile app version 4.{n}",
     "Order {oid} created for user {uid} with {n} items",
@@ -93,16 +92,7 @@ PII = [
 
 
 def _message(rng: random.Random) -> str:
-    template = rng.choice(PII) if rng.random() < 0.1 else rng.choice(MESSAGES)
-    return template.format(
-        uid=rng.randint(1, 99999),
-        oid=rng.randint(10**6, 10**7),
-        ms=rng.randint(1, 5000),
-        n=rng.randint(1, 250),
-        n4=rng.randint(1000, 9999),
-        ip=f"10.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
-        user=rng.choice(USERS),
-    )
+    return fill_message(rng, MESSAGES, PII)
 
 
 def generate(n: int, *, seed: int, start: datetime, span_s: float) -> list[RawEnvelope]:
@@ -288,18 +278,6 @@ def drop_index(settings: Settings, prefix: str) -> None:
     client = opensearch(settings)
     client.indices.delete(index=f"{prefix}-*", ignore=[404])
     client.indices.delete_index_template(name=prefix, ignore=[404])
-
-
-def s3_client(settings: Settings) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-    )
 
 
 def archive_objects(settings: Settings) -> list[tuple[str, int]]:

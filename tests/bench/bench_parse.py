@@ -22,10 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from core.records.pipeline import RecordPipeline
 from schemas.envelope import RawEnvelope
+from tests.support.loggen import HOSTS, SERVICES, fill_message
 
-SERVICES = ["checkout", "payments", "auth", "search", "inventory", "gateway"]
-HOSTS = [f"web-{i}" for i in range(1, 9)]
-USERS = ["alice", "bob", "carol", "dave", "erin", "frank"]
 PATHS = ["/api/v1/users", "/api/v1/orders", "/health", "/api/v1/cart", "/static/app.js", "/login"]
 MESSAGES = [
     "User {uid} logged in",
@@ -48,16 +46,7 @@ PII = [
 
 
 def _msg(rng: random.Random) -> str:
-    tpl = rng.choice(PII) if rng.random() < 0.1 else rng.choice(MESSAGES)
-    return tpl.format(
-        uid=rng.randint(1, 99999),
-        oid=rng.randint(10**6, 10**7),
-        ms=rng.randint(1, 5000),
-        n=rng.randint(1, 250),
-        n4=rng.randint(1000, 9999),
-        ip=f"10.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
-        user=rng.choice(USERS),
-    )
+    return fill_message(rng, MESSAGES, PII)
 
 
 def generate(n: int, seed: int = 7) -> list[bytes]:

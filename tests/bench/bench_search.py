@@ -31,21 +31,9 @@ import orjson
 import psycopg
 
 from infra.settings import Settings, get_settings
-from schemas.projections import (
-    ARCHIVE_PARTITIONS,
-    archive_arrow_schema,
-    cql_create_sai_indexes,
-    cql_create_services_table,
-    cql_create_table,
-    cql_day,
-    cql_insert,
-    cql_insert_service,
-    opensearch_index_name,
-    opensearch_index_template,
-    to_archive_row,
-    to_cql_row,
-)
+from schemas.projections import opensearch_index_name, opensearch_index_template
 from schemas.record import Level, Record
+from tests.support.tiers import create_warm_tables, write_archive_file, write_warm
 
 PREFIX = "strata-bench-search"
 KEYSPACE = "strata_bench_search"
@@ -179,39 +167,18 @@ def load_hot(settings: Settings, count: int, now: datetime) -> None:
 
 def load_warm(settings: Settings, count: int, now: datetime, hot_days: int, warm_days: int) -> None:
     from cassandra.cluster import Cluster
-    from cassandra.concurrent import execute_concurrent_with_args
 
     cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
     session = cluster.connect()
-    session.execute(
-        f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = "
-        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-    )
-    session.execute(cql_create_table(KEYSPACE, default_ttl_seconds=60 * 86400))
-    session.execute(cql_create_services_table(KEYSPACE, default_ttl_seconds=60 * 86400))
-    for stmt in cql_create_sai_indexes(KEYSPACE):
-        session.execute(stmt, timeout=300)
-    insert = session.prepare(cql_insert(KEYSPACE))
-    services: set[tuple[str, str, str]] = set()
-    rows: list[tuple[Any, ...]] = []
+    create_warm_tables(session, KEYSPACE, default_ttl_seconds=60 * 86400)
     began = time.monotonic()
     start, end = now - timedelta(days=warm_days), now - timedelta(days=hot_days) + timedelta(hours=1)
-    for r in generate(count, start, end, seed=2):
-        rows.append(to_cql_row(r))
-        services.add((r.tenant, cql_day(r.timestamp), r.service))
-        if len(rows) == 2000:
-            execute_concurrent_with_args(session, insert, rows, concurrency=64)
-            rows = []
-    execute_concurrent_with_args(session, insert, rows, concurrency=64)
-    execute_concurrent_with_args(session, session.prepare(cql_insert_service(KEYSPACE)), list(services))
+    write_warm(session, KEYSPACE, "logs", generate(count, start, end, seed=2))
     print(f"  warm: {count:,} records in {time.monotonic() - began:.0f} s", flush=True)
     cluster.shutdown()
 
 
 def load_cold(settings: Settings, count: int, now: datetime, warm_days: int, days: int) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from connectors.s3.archive import s3_filesystem
 
     s = settings
@@ -222,10 +189,9 @@ def load_cold(settings: Settings, count: int, now: datetime, warm_days: int, day
         groups[(f"{r.timestamp:%Y-%m-%d}", f"{r.timestamp:%H}")].append(r)
     began = time.monotonic()
     for (dt, hour), group in groups.items():
-        rows = [to_archive_row(r) for r in sorted(group, key=lambda r: r.timestamp)]
-        table = pa.Table.from_pylist(rows, schema=archive_arrow_schema()).drop(list(ARCHIVE_PARTITIONS))
-        path = f"{s.s3_bucket}/{ARCHIVE}/tenant={TENANT}/dt={dt}/hour={hour}/part-0-0-0"
-        pq.write_table(table, path, filesystem=fs, compression="zstd")
+        write_archive_file(
+            fs, f"{s.s3_bucket}/{ARCHIVE}/tenant={TENANT}/dt={dt}/hour={hour}/part-0-0-0", group
+        )
     print(f"  cold: {count:,} records in {len(groups)} files in {time.monotonic() - began:.0f} s", flush=True)
 
 
@@ -241,6 +207,7 @@ def api_with_key(settings: Settings, **env: str) -> Iterator[tuple[str, str]]:
     from connectors.postgres import tenants
     from connectors.postgres.migrate import migrate
     from tests.integration.collector_support import free_port
+    from tests.support.server import answers_health
 
     migrate(settings.postgres_dsn)
 
@@ -265,16 +232,8 @@ def api_with_key(settings: Settings, **env: str) -> Iterator[tuple[str, str]]:
     server = subprocess.Popen([*cmd, "--port", str(port), "--log-level", "warning"], env=environ)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("the API did not start")
-            time.sleep(0.3)
+        if not answers_health(url, server):
+            raise RuntimeError("the API did not start")
         yield url, key
     finally:
         server.terminate()

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 import pytest
 
 from infra.settings import Settings
 from infra.stack.services import Service, all_services
+
+if TYPE_CHECKING:
+    from tests.integration.collector_support import ApiServer
 
 
 def _service(settings: Settings, name: str) -> Service:
@@ -33,3 +39,21 @@ def _job_jars(settings: Settings) -> None:
     from infra.stack.flink_jars import ensure_job_jars
 
     ensure_job_jars(settings)
+
+
+# The API fixtures load the application only in the modules that ask for them.
+@pytest.fixture(scope="module")
+def stack() -> Settings:
+    """The settings, once PostgreSQL and Kafka answer and the database is migrated."""
+    from tests.integration.collector_support import require_stack
+
+    return require_stack()
+
+
+@pytest.fixture(scope="module")
+def api(stack: Settings) -> Iterator[ApiServer]:
+    """The real application in this process, one per test module."""
+    from tests.integration.collector_support import ApiServer
+
+    with ApiServer(stack) as server:
+        yield server

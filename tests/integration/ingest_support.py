@@ -1,5 +1,6 @@
-"""Helpers for the ingest job's fault and replay tests: a realistic volume of raw messages, the job
-as a subprocess in its own process group, and what each tier holds as a user would count it."""
+"""Helpers for the ingest job's integration tests: topics, tiers and a consumer group of a run's own
+(:func:`isolated_run`), a realistic volume of raw messages, the job as a subprocess in its own
+process group, and what each tier holds as a user would count it."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from core.records.pipeline import RecordPipeline
 from infra.settings import Settings
 from schemas.envelope import RawEnvelope
 from schemas.record import Record
+from tests.support.stack import s3_client
 
 
 @dataclass
@@ -77,7 +79,6 @@ def isolated_run(settings: Settings, name: str, logs: Path, partitions: int = 2)
 
 
 def cleanup_tiers(s: Settings) -> None:
-    import boto3
     from cassandra.cluster import Cluster
     from opensearchpy import OpenSearch
 
@@ -91,13 +92,7 @@ def cleanup_tiers(s: Settings) -> None:
             session.execute(f"DROP TABLE IF EXISTS {s.cassandra_keyspace}.{table}", timeout=120)
     finally:
         cluster.shutdown()
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s.s3_endpoint_url,
-        aws_access_key_id=s.s3_access_key,
-        aws_secret_access_key=s.s3_secret_key,
-        region_name=s.s3_region,
-    )
+    s3 = s3_client(s)
     for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=s.s3_bucket, Prefix=s.archive_prefix + "/"
     ):

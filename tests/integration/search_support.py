@@ -14,30 +14,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from cassandra.cluster import Cluster
 from opensearchpy import OpenSearch, helpers
 
 from connectors.s3.archive import s3_filesystem
 from core.query import Node, matches
 from infra.settings import Settings
-from schemas.projections import (
-    ARCHIVE_PARTITIONS,
-    archive_arrow_schema,
-    cql_create_sai_indexes,
-    cql_create_services_table,
-    cql_create_table,
-    cql_day,
-    cql_insert,
-    cql_insert_service,
-    opensearch_index_name,
-    opensearch_index_template,
-    to_archive_row,
-    to_cql_row,
-    to_opensearch_doc,
-)
+from schemas.projections import opensearch_index_name, opensearch_index_template, to_opensearch_doc
 from schemas.record import Level, Record, micros
+from tests.support.tiers import create_warm_tables, write_archive_file, write_warm
 
 DAY = timedelta(days=1)
 SERVICES = ["payment-service", "checkout", "auth", "inventory", "mailer"]
@@ -192,46 +177,22 @@ def _load(
     helpers.bulk(os_client, actions, chunk_size=2000, refresh="wait_for")
     os_client.indices.refresh(index=f"{prefix}-*")
 
-    ks = settings.cassandra_keyspace
-    session.execute(
-        f"CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}",
-        timeout=60,
+    create_warm_tables(session, settings.cassandra_keyspace, settings.cassandra_table)
+    # Each row with the TTL left of its warm_days, as the ingest job writes it.
+    write_warm(
+        session,
+        settings.cassandra_keyspace,
+        settings.cassandra_table,
+        records,
+        ttl_s=lambda r: int((warm_us - (now_us - micros(r.timestamp))) // 1_000_000),
     )
-    session.execute(cql_create_table(ks, settings.cassandra_table), timeout=60)
-    session.execute(cql_create_services_table(ks, settings.cassandra_table), timeout=60)
-    for stmt in cql_create_sai_indexes(ks, settings.cassandra_table):
-        session.execute(stmt, timeout=120)
-    insert = session.prepare(cql_insert(ks, settings.cassandra_table) + " USING TTL ?")
-    insert_service = session.prepare(cql_insert_service(ks, settings.cassandra_table))
-    futures = []
-    services = set()
-    for r in records:
-        left_s = (warm_us - (now_us - micros(r.timestamp))) // 1_000_000
-        if left_s > 0:
-            futures.append(session.execute_async(insert, (*to_cql_row(r), int(left_s))))
-            services.add((r.tenant, cql_day(r.timestamp), r.service))
-        if len(futures) > 200:
-            for f in futures:
-                f.result()
-            futures = []
-    for svc in services:
-        futures.append(session.execute_async(insert_service, svc))
-    for f in futures:
-        f.result()
 
     groups: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
     for r in records:
         groups[(r.tenant, f"{r.timestamp:%Y-%m-%d}", f"{r.timestamp:%H}")].append(r)
     for (tenant, dt, hour), group in groups.items():
-        # As the ingest job writes them: JSON-text maps, no partition columns, no file suffix.
-        rows = [to_archive_row(r) for r in sorted(group, key=lambda r: r.timestamp)]
-        table = pa.Table.from_pylist(rows, schema=archive_arrow_schema()).drop(list(ARCHIVE_PARTITIONS))
-        pq.write_table(
-            table,
-            f"{root}/tenant={tenant}/dt={dt}/hour={hour}/part-{uuid.uuid4()}-0-0",
-            filesystem=fs,
-            compression="zstd",
-        )
+        # No file suffix, as the ingest job names them.
+        write_archive_file(fs, f"{root}/tenant={tenant}/dt={dt}/hour={hour}/part-{uuid.uuid4()}-0-0", group)
 
 
 def now_utc() -> datetime:

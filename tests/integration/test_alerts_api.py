@@ -9,32 +9,18 @@ import httpx
 import pytest
 
 from infra.settings import Settings
-from tests.integration.collector_support import ApiServer, require_stack, tenant_with_key
+from tests.integration.collector_support import ApiServer, tenant_with_key
+from tests.unit.alert_support import PAYMENT_ERRORS
 
 pytestmark = pytest.mark.integration
 
 SEED_RULE: dict[str, Any] = {
-    "name": "payment errors",
-    "filter": {"services": ["payment-service"], "levels": ["ERROR"]},
-    "window": "5m",
+    **PAYMENT_ERRORS,
     "slide": "30s",
-    "comparison": ">",
-    "threshold": 100,
     "group_by": ["host"],
     "severity": "critical",
     "channels": [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}],
 }
-
-
-@pytest.fixture(scope="module")
-def stack() -> Settings:
-    return require_stack()
-
-
-@pytest.fixture(scope="module")
-def api(stack: Settings) -> Iterator[ApiServer]:
-    with ApiServer(stack) as server:
-        yield server
 
 
 @pytest.fixture
@@ -94,6 +80,65 @@ def test_an_invalid_patch_leaves_the_rule_as_it_was(client: httpx.Client) -> Non
     response = client.patch(f"/v1/alerts/rules/{rid}", json={"slide": "10m"})
     assert response.status_code == 422 and "cannot be longer than the window" in response.text
     assert client.get(f"/v1/alerts/rules/{rid}").json()["revision"] == 1
+
+
+ANOMALY_RULE: dict[str, Any] = {
+    "name": "error surge",
+    "type": "anomaly",
+    "filter": {"levels": ["ERROR"]},
+    "group_by": ["service"],
+    "window": "5m",
+    "slide": "1m",
+}
+
+
+def test_an_anomaly_rule_is_stored_with_its_defaults_and_changed_like_any_rule(client: httpx.Client) -> None:
+    created = client.post("/v1/alerts/rules", json=ANOMALY_RULE)
+    assert created.status_code == 201, created.text
+    rule = created.json()
+    assert (rule["type"], rule["direction"], rule["sensitivity"], rule["min_history"]) == (
+        "anomaly",
+        "up",
+        5,
+        3600,
+    )
+    rid = rule["id"]
+
+    patched = client.patch(f"/v1/alerts/rules/{rid}", json={"direction": "both", "sensitivity": 3.5})
+    assert patched.status_code == 200, patched.text
+    again = client.get(f"/v1/alerts/rules/{rid}").json()
+    assert (again["direction"], again["sensitivity"], again["min_history"], again["revision"]) == (
+        "both",
+        3.5,
+        3600,
+        2,
+    )
+
+    refused = client.patch(f"/v1/alerts/rules/{rid}", json={"min_history": "5m"})
+    assert refused.status_code == 422 and "at least 600s" in refused.text
+    assert client.get(f"/v1/alerts/rules/{rid}").json()["revision"] == 2
+
+    # a threshold rule has no direction: the field is refused, not ignored
+    bad = client.post("/v1/alerts/rules", json={**SEED_RULE, "direction": "down"})
+    assert bad.status_code == 422 and "'direction' only applies to anomaly rules" in bad.text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"direction": "sideways"}, "'up', 'down' or 'both'"),
+        ({"sensitivity": 0}, "greater than or equal to 1"),
+        ({"threshold": 100}, "no comparison or threshold"),
+        ({"aggregation": "count_distinct", "field": "host"}, "aggregation must be count"),
+    ],
+)
+def test_an_invalid_anomaly_rule_is_refused_with_a_clear_message(
+    client: httpx.Client, change: dict[str, Any], message: str
+) -> None:
+    response = client.post("/v1/alerts/rules", json={**ANOMALY_RULE, **change})
+    assert response.status_code == 422
+    assert message in response.text
+    assert client.get("/v1/alerts/rules").json() == []
 
 
 def test_tenants_see_only_their_own_rules(stack: Settings, api: ApiServer, client: httpx.Client) -> None:

@@ -22,19 +22,12 @@ from core.alerts.notify import Notifier
 from infra.settings import Settings
 from schemas.record import format_ts
 from tests.integration.alerts_support import AlertsJob, Logs, WebhookReceiver, hour_ago, topics
-from tests.integration.collector_support import ApiServer, require_stack, tenant_with_key
+from tests.integration.collector_support import ApiServer, tenant_with_key
+from tests.unit.alert_support import PAYMENT_ERRORS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PAYMENT_RULE = {  # the seeds' example: ERROR count from payment-service > 100 in 5 minutes
-    "name": "payment errors",
-    "filter": {"services": ["payment-service"], "levels": ["ERROR"]},
-    "window": "5m",
-    "slide": "1m",
-    "comparison": ">",
-    "threshold": 100,
-    "severity": "critical",
-}
+PAYMENT_RULE = {**PAYMENT_ERRORS, "severity": "critical"}
 
 
 class World:
@@ -106,17 +99,6 @@ class World:
             self.job.check_alive()
             time.sleep(0.1)
         return self.states(path)
-
-
-@pytest.fixture(scope="module")
-def stack() -> Settings:
-    return require_stack()
-
-
-@pytest.fixture(scope="module")
-def api(stack: Settings) -> Iterator[ApiServer]:
-    with ApiServer(stack) as server:
-        yield server
 
 
 @pytest.fixture

@@ -16,22 +16,11 @@ from core.alerts.evaluate import AlertEvent, State
 from core.alerts.notify import Notifier
 from infra.settings import Settings
 from tests.integration.alerts_support import SmtpSink, WebhookReceiver, topics
-from tests.integration.collector_support import ApiServer, require_stack, tenant_with_key
+from tests.integration.collector_support import ApiServer, tenant_with_key
 
 pytestmark = pytest.mark.integration
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-
-
-@pytest.fixture(scope="module")
-def stack() -> Settings:
-    return require_stack()
-
-
-@pytest.fixture(scope="module")
-def api(stack: Settings) -> Iterator[ApiServer]:
-    with ApiServer(stack) as server:
-        yield server
 
 
 @pytest.fixture

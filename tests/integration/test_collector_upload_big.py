@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.integration.collector_support import REPO, free_port, kafka_topic, require_stack, tenant_with_key
+from tests.support.server import answers_health
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,15 +52,7 @@ def test_a_large_file_streams_with_bounded_memory(tmp_path):
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline and server.poll() is None, "the API did not start"
-                time.sleep(0.2)
+            assert answers_health(url, server), "the API did not start"
             baseline = peak_rss_mb(server.pid)
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300) as http:
                 with open(path, "rb") as upload:

@@ -16,6 +16,7 @@ import pytest
 from infra.settings import Settings
 from infra.stack.flink_jars import ensure_flink_jars
 from jobs.flink import job_process_env
+from tests.support.stack import cassandra_keyspace, kafka_topic, produce, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -23,37 +24,12 @@ MESSAGES = [{"id": f"m{i}", "message": f"smoke message {i} from flink", "n": i} 
 JOB_TIMEOUT_S = 300
 
 
-def _s3_client(settings: Settings) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-    )
-
-
 @pytest.fixture
 def topic(settings: Settings, require, unique_name) -> Iterator[str]:
     require("kafka")
-    from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    name = unique_name("smoke")
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers)
-    admin.create_topics([NewTopic(name, 1, 1)])
-    try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all")
-        for doc in MESSAGES:
-            producer.send(name, value=json.dumps(doc).encode())
-        producer.flush()
-        producer.close()
+    with kafka_topic(settings, unique_name("smoke")) as name:
+        produce(settings, name, [json.dumps(doc).encode() for doc in MESSAGES])
         yield name
-    finally:
-        admin.delete_topics([name])
-        admin.close()
 
 
 @pytest.fixture
@@ -73,27 +49,16 @@ def index(settings: Settings, require, unique_name) -> Iterator[str]:
 @pytest.fixture
 def cassandra_table(settings: Settings, require, unique_name) -> Iterator[tuple[str, str]]:
     require("cassandra")
-    from cassandra.cluster import Cluster
-
     keyspace = unique_name("smoke")
-    cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
-    session = cluster.connect()
-    try:
-        session.execute(
-            f"CREATE KEYSPACE {keyspace} WITH replication = "
-            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-        )
+    with cassandra_keyspace(settings, keyspace) as session:
         session.execute(f"CREATE TABLE {keyspace}.records (id text PRIMARY KEY, message text, n bigint)")
         yield keyspace, "records"
-    finally:
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
-        cluster.shutdown()
 
 
 @pytest.fixture
 def s3_prefix(settings: Settings, require, unique_name) -> Iterator[str]:
     require("s3")
-    client = _s3_client(settings)
+    client = s3_client(settings)
     prefix = f"smoke/{unique_name('run')}/"
     try:
         yield prefix
@@ -165,7 +130,7 @@ def test_kafka_to_opensearch_cassandra_and_parquet_on_s3(
         cluster.shutdown()
 
     # Cold: committed Parquet part files on S3 (in-progress files start with a dot).
-    s3 = _s3_client(settings)
+    s3 = s3_client(settings)
     keys = [k for k in _list(s3, settings.s3_bucket, s3_prefix) if not k.rsplit("/", 1)[-1].startswith(".")]
     assert keys, f"no committed Parquet file under s3://{settings.s3_bucket}/{s3_prefix}"
     archived = set()

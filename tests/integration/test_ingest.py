@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -16,43 +16,17 @@ from core.records.pipeline import RecordPipeline
 from infra.settings import Settings
 from schemas.envelope import RawEnvelope
 from schemas.record import Record
-from tests.integration.ingest_support import cleanup_tiers, produce, topic_values
+from tests.integration.ingest_support import Run, isolated_run, produce, topic_values
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@dataclass
-class Run:
-    name: str
-    env: dict[str, str]
-    settings: Settings
-
-
 @pytest.fixture
-def run_names(settings: Settings, require, unique_name) -> Iterator[Run]:
+def run_names(settings: Settings, require, unique_name, tmp_path: Path) -> Iterator[Run]:
     """Topics, index prefix, table and archive prefix of this test only; removed afterwards."""
     require("kafka", "opensearch", "cassandra", "s3")
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    name = unique_name("ingest").lower()
-    env = {
-        "STRATA_RAW_TOPIC": name,
-        "STRATA_DLQ_TOPIC": f"{name}_dlq",
-        "STRATA_LOGS_TOPIC": f"{name}_logs",
-        "STRATA_INGEST_GROUP": f"{name}_group",
-        "STRATA_OPENSEARCH_INDEX_PREFIX": name.replace("_", "-"),
-        "STRATA_CASSANDRA_TABLE": name,
-        "STRATA_ARCHIVE_PREFIX": name,
-    }
-    run_settings = Settings(**{k.removeprefix("STRATA_").lower(): v for k, v in env.items()})
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers)
-    admin.create_topics([NewTopic(t, 2, 1) for t in (name, f"{name}_dlq", f"{name}_logs")])
-    try:
-        yield Run(name, env, run_settings)
-    finally:
-        admin.delete_topics([name, f"{name}_dlq", f"{name}_logs"])
-        admin.close()
-        cleanup_tiers(run_settings)
+    with isolated_run(settings, unique_name("ingest").lower(), tmp_path) as run:
+        yield run
 
 
 def _run_bounded(run: Run) -> None:

@@ -29,7 +29,8 @@ from infra.settings import Settings
 from jobs.cluster import FlinkRest, all_running, ended, flink_home
 from schemas.envelope import RawEnvelope
 from schemas.record import Record
-from tests.integration.ingest_support import cleanup_tiers
+from tests.integration.ingest_support import Run, isolated_run
+from tests.support.stack import s3_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -211,50 +212,25 @@ def _wait_for_slots(c: Cluster, procs: list[subprocess.Popen[bytes]], timeout_s:
 # -- what the job reads and writes ------------------------------------------------------------
 
 
-@dataclass
-class Names:
-    name: str
-    env: dict[str, str]
-    settings: Settings
-
-    def with_group(self, group: str) -> dict[str, str]:
-        return {**self.env, "STRATA_INGEST_GROUP": group}
-
-
 @pytest.fixture(scope="module")
-def names(settings: Settings, require: Callable[..., None]) -> Iterator[Names]:
+def names(
+    settings: Settings, require: Callable[..., None], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Run]:
     """Topics, index prefix, table and archive prefix of this module only; removed afterwards."""
     import uuid
-
-    from kafka.admin import KafkaAdminClient, NewTopic
 
     from jobs.ingest.job import IngestOptions, prepare_tiers
 
     require("kafka", "opensearch", "cassandra", "s3")
     name = f"cluster_{uuid.uuid4().hex[:10]}"
-    env = {
-        "STRATA_RAW_TOPIC": name,
-        "STRATA_DLQ_TOPIC": f"{name}_dlq",
-        "STRATA_LOGS_TOPIC": f"{name}_logs",
-        "STRATA_INGEST_GROUP": f"{name}_group",
-        "STRATA_OPENSEARCH_INDEX_PREFIX": name.replace("_", "-"),
-        "STRATA_CASSANDRA_TABLE": name,
-        "STRATA_ARCHIVE_PREFIX": name,
-    }
-    run_settings = Settings.model_validate({k.removeprefix("STRATA_").lower(): v for k, v in env.items()})
-    topics = [name, f"{name}_dlq", f"{name}_logs"]
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers)
-    admin.create_topics([NewTopic(t, 2, 1) for t in topics])
-    try:
-        # Made once here: the two submissions below start together and would race to create them.
-        prepare_tiers(run_settings, IngestOptions.from_settings(run_settings))
-        yield Names(name, env, run_settings)
-    finally:
-        admin.delete_topics(topics)
-        admin.close()
-        cleanup_tiers(run_settings)
-        for group in ("", "_live"):
-            shutil.rmtree(settings.home / "checkpoints" / f"ingest-{name}_group{group}", ignore_errors=True)
+    with isolated_run(settings, name, tmp_path_factory.mktemp("ingest-logs")) as run:
+        try:
+            # Made once here: the two submissions below start together and would race to create them.
+            prepare_tiers(run.settings, IngestOptions.from_settings(run.settings))
+            yield run
+        finally:
+            # The unbounded submission's, under its own group (see ``live``).
+            shutil.rmtree(f"{run.checkpoints}_live", ignore_errors=True)
 
 
 def _produce(s: Settings, lines: list[str]) -> dict[str, Record]:
@@ -323,13 +299,13 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(
-    cluster: Cluster, names: Names, worker_python: str, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster, names: Run, worker_python: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Live]:
     """`strata job submit ingest` without --bounded, started at once: it compiles the job while the
     cluster starts and the bounded test submits its own (the client retries the REST address for a
     minute, and compiling takes longer than the JobManager needs to start)."""
     folder = tmp_path_factory.mktemp("live")
-    env = names.with_group(f"{names.settings.ingest_group}_live")
+    env = {**names.env, "STRATA_INGEST_GROUP": f"{names.settings.ingest_group}_live"}
     out, err = folder / "stdout", folder / "stderr"
     command = [sys.executable, "-m", "infra.cli", "job", "submit", "ingest", "--jobmanager", cluster.address]
     command += ["--from", "earliest", "--parallelism", "1", "--python", worker_python]
@@ -347,7 +323,7 @@ def live(
 
 @pytest.mark.usefixtures("live")  # submitted alongside, see the fixture
 def test_bounded_submission_runs_on_the_cluster_and_fills_the_tiers(
-    cluster: Cluster, names: Names, worker_python: str
+    cluster: Cluster, names: Run, worker_python: str
 ) -> None:
     s = names.settings
     expected = _produce(s, _lines("bounded", 40))
@@ -394,22 +370,14 @@ def test_bounded_submission_runs_on_the_cluster_and_fills_the_tiers(
     assert {r.log_id for r in rows} == set(expected)
     cassandra.shutdown()
     # Cold: Parquet on S3, written through the cluster's own s3-fs-hadoop plugin.
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=s.s3_endpoint_url,
-        aws_access_key_id=s.s3_access_key,
-        aws_secret_access_key=s.s3_secret_key,
-        region_name=s.s3_region,
-    )
+    client = s3_client(s)
     listing = client.list_objects_v2(Bucket=s.s3_bucket, Prefix=s.archive_prefix + "/")
     keys = [o["Key"] for o in listing.get("Contents", [])]
     assert any(k.startswith(f"{s.archive_prefix}/tenant=acme/") and "/part-" in k for k in keys), keys
 
 
 def test_running_submission_takes_a_savepoint_and_cancels(
-    cluster: Cluster, names: Names, live: Live, tmp_path: Path
+    cluster: Cluster, names: Run, live: Live, tmp_path: Path
 ) -> None:
     s = names.settings
     job_id = live.job_id(timeout_s=180)

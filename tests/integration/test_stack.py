@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.settings import Settings
+from tests.support.stack import cassandra_keyspace, kafka_topic, produce, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -29,19 +30,11 @@ def strata(
 
 def test_kafka_produce_and_consume(settings: Settings, require, unique_name) -> None:
     require("kafka")
-    from kafka import KafkaConsumer, KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka import KafkaConsumer
 
-    topic = unique_name("stack_roundtrip")
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers)
-    admin.create_topics([NewTopic(topic, 2, 1)])
-    try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all")
+    with kafka_topic(settings, unique_name("stack_roundtrip"), partitions=2) as topic:
         sent = [f"message {i}".encode() for i in range(20)]
-        for value in sent:
-            producer.send(topic, value=value, key=b"k")
-        producer.flush()
-        producer.close()
+        produce(settings, topic, sent, key=b"k")
         consumer = KafkaConsumer(
             topic,
             bootstrap_servers=settings.kafka_servers,
@@ -52,9 +45,6 @@ def test_kafka_produce_and_consume(settings: Settings, require, unique_name) -> 
         received = [m.value for m in consumer]
         consumer.close()
         assert received == sent  # one key: one partition, in order
-    finally:
-        admin.delete_topics([topic])
-        admin.close()
 
 
 def test_pipeline_topics_exist_with_partitions(settings: Settings, require) -> None:
@@ -89,25 +79,14 @@ def test_opensearch_index_refresh_search(settings: Settings, require, unique_nam
 
 def test_cassandra_insert_and_select(settings: Settings, require, unique_name) -> None:
     require("cassandra")
-    from cassandra.cluster import Cluster
-
     keyspace = unique_name("stack_rt")
-    cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
-    session = cluster.connect()
-    try:
-        session.execute(
-            f"CREATE KEYSPACE {keyspace} WITH replication = "
-            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-        )
+    with cassandra_keyspace(settings, keyspace) as session:
         session.execute(f"CREATE TABLE {keyspace}.t (k text, c int, v text, PRIMARY KEY (k, c))")
         insert = session.prepare(f"INSERT INTO {keyspace}.t (k, c, v) VALUES (?, ?, ?)")
         for i in range(5):
             session.execute(insert, ("svc", i, f"value {i}"))
         rows = session.execute(f"SELECT c, v FROM {keyspace}.t WHERE k = %s", ("svc",))
         assert [(r.c, r.v) for r in rows] == [(i, f"value {i}") for i in range(5)]
-    finally:
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
-        cluster.shutdown()
 
 
 def test_cassandra_keyspace_provisioned(settings: Settings, require) -> None:
@@ -121,25 +100,13 @@ def test_cassandra_keyspace_provisioned(settings: Settings, require) -> None:
         cluster.shutdown()
 
 
-def _s3_client(settings: Settings):  # type: ignore[no-untyped-def]
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-    )
-
-
 def test_s3_put_list_get_with_boto3_and_pyarrow(settings: Settings, require, unique_name) -> None:
     require("s3")
     import pyarrow as pa
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
-    client = _s3_client(settings)
+    client = s3_client(settings)
     prefix = unique_name("stack-roundtrip")
     bucket = settings.s3_bucket
     try:

@@ -74,3 +74,126 @@ def test_job_fires_at_the_crossing_and_resolves_when_the_rate_falls_back() -> No
     assert resolved["window_end_ms"] == int((T0 + timedelta(minutes=2)).timestamp() * 1000)
     assert fired["notify"] and resolved["notify"] and len(fired["samples"]) == 5
     assert all(s["host"] == "web-1" and s["level"] == "ERROR" for s in fired["samples"])
+
+
+def test_the_alerts_job_sees_records_as_the_ingest_job_stores_them() -> None:
+    """One pipeline configuration for both jobs: a per-service pattern that sets the level, and an
+    identity key that changes every log id. The alerts job's samples carry the level, service and
+    log id that the ingest job's processing (what every tier stores) gives the same lines."""
+    from pyflink.common import Configuration, Row, Types
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+    from core.records.config import PipelineConfig
+    from infra.settings import Settings
+    from jobs.alerts.job import build
+    from jobs.ingest.job import IngestOptions, build_processing
+
+    pipeline_config = PipelineConfig.model_validate(
+        {
+            "identity_key": "a-key-of-this-deployment",
+            "patterns": {
+                "billing": {
+                    "regex": r"(?P<timestamp>\S+) \[(?P<level>[A-Z])\] (?P<message>.*)",
+                    "level_map": {"E": "ERROR", "I": "INFO"},
+                }
+            },
+            "services": {"legacy-billing": {"patterns": ["billing"]}},
+        }
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    lines = [f"{(now + timedelta(seconds=i)).isoformat()} [E] invoice {i} rejected" for i in range(6)]
+    values = [
+        RawEnvelope(tenant="acme", received_at=now, service="legacy-billing", host="b-1", line=line).encode()
+        for line in lines
+    ]
+    rule = Rule.model_validate(
+        {
+            "id": "r-billing",
+            "tenant": "acme",
+            "name": "billing errors",
+            "filter": {"services": ["legacy-billing"], "levels": ["ERROR"]},
+            "window": "1m",
+            "slide": "1m",
+            "threshold": 5,
+            "cooldown": 0,
+        }
+    )
+
+    config = Configuration()
+    config.set_string("python.executable", sys.executable)
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    env.set_parallelism(1)
+    source = env.from_collection([v.decode() for v in values], type_info=Types.STRING())
+    events = build(
+        env, source, StaticRules([rule]), lateness_ms=1_000, idle_ms=1_000, pipeline_config=pipeline_config
+    )
+    with events.execute_and_collect() as results:
+        fired = [e for e in (orjson.loads(r) for r in results) if e["state"] == "FIRING"]
+    assert fired, "the per-service pattern's ERROR level must reach the alerts job"
+    samples = {s["log_id"]: (s["service"], s["level"]) for s in fired[0]["samples"]}
+
+    t_env = StreamTableEnvironment.create(env)
+    raw = env.from_collection(
+        [Row(v, "raw_logs", 0, i) for i, v in enumerate(values)],
+        type_info=Types.ROW_NAMED(
+            ["value", "topic", "partition", "offset"],
+            [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG()],
+        ),
+    )
+    settings = Settings()
+    options = IngestOptions.from_settings(settings, pipeline_config=pipeline_config)
+    graph = build_processing(t_env, raw, settings, options)
+    table = t_env.sql_query(f"SELECT `log_id`, `service`, `level` FROM {graph.dedupe_view}")
+    with t_env.to_data_stream(table).execute_and_collect() as results:
+        stored = {r[0]: (r[1], r[2]) for r in results}
+    assert len(stored) == len(lines)
+    assert samples and all(stored[log_id] == seen for log_id, seen in samples.items())
+    assert {level for _, level in stored.values()} == {"ERROR"}
+
+
+def test_an_anomaly_rule_keeps_its_history_in_keyed_state_and_fires_on_a_surge() -> None:
+    from pyflink.common import Configuration, Types
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    from jobs.alerts.job import build
+
+    rule = Rule.model_validate(
+        {
+            "id": "r-surge",
+            "tenant": "acme",
+            "name": "payment error surge",
+            "type": "anomaly",
+            "filter": {"services": ["payment-service"], "levels": ["ERROR"]},
+            "window": "1h",
+            "slide": "1h",
+            "min_history": "10h",
+            "group_by": ["host"],
+            "cooldown": 0,
+        }
+    )
+    hourly = [4, 3, 5, 4, 4, 3, 5, 4, 4, 5, 3, 4]  # twelve ordinary hours, then a surge on web-1
+    values = []
+    for hour, count in enumerate([*hourly, 40]):
+        values += [envelope(hour * 3600 + 60 * i, "error", host="web-1") for i in range(count)]
+        values += [envelope(hour * 3600 + 60 * i + 30, "error", host="web-2") for i in range(4)]
+
+    config = Configuration()
+    config.set_string("python.executable", sys.executable)
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    env.set_parallelism(2)
+    source = env.from_collection(values, type_info=Types.STRING())
+    # A day of lateness holds every window open until the end of input, whose final watermark
+    # closes them in order: the same events on every run.
+    events = build(env, source, StaticRules([rule]), lateness_ms=86_400_000, idle_ms=1_000)
+    with events.execute_and_collect() as results:
+        out = [orjson.loads(e) for e in results]
+
+    assert [(e["state"], e["group"], e["value"]) for e in out] == [
+        ("FIRING", {"host": "web-1"}, 40.0),
+        ("RESOLVED", {"host": "web-1"}, 0.0),
+    ]
+    fired = out[0]
+    assert fired["window_end_ms"] == int((T0 + timedelta(hours=13)).timestamp() * 1000)
+    assert fired["comparison"] == ">" and fired["threshold"] < 20
+    assert fired["reason"].startswith("expected 4 from recent windows")

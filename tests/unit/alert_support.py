@@ -44,18 +44,19 @@ def record(
     )
 
 
+# The seeds' example: more than 100 ERRORs from payment-service in 5 minutes.
+PAYMENT_ERRORS: dict[str, Any] = {
+    "name": "payment errors",
+    "filter": {"services": ["payment-service"], "levels": ["ERROR"]},
+    "window": "5m",
+    "slide": "1m",
+    "comparison": ">",
+    "threshold": 100,
+}
+
+
 def rule(**spec: Any) -> Rule:
-    base: dict[str, Any] = {
-        "id": "r1",
-        "tenant": "acme",
-        "name": "payment errors",
-        "filter": {"services": ["payment-service"], "levels": ["ERROR"]},
-        "window": "5m",
-        "slide": "1m",
-        "comparison": ">",
-        "threshold": 100,
-        "cooldown": 0,
-    }
+    base: dict[str, Any] = {"id": "r1", "tenant": "acme", **PAYMENT_ERRORS, "cooldown": 0}
     base.update(spec)
     return Rule.model_validate(base)
 

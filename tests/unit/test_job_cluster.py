@@ -70,10 +70,13 @@ def test_package_holds_every_module_the_entry_modules_import(tmp_path: Path) -> 
     assert ours <= names, sorted(ours - names)
 
 
+def _ingest_run(jobmanager: str = "h:1", package: Path = Path("p.zip"), **options: Any) -> list[str]:
+    """The ingest job's ``flink run`` command under the default settings."""
+    return flink_run_command(Settings(), "ingest", jobmanager=jobmanager, package=package, **options)
+
+
 def test_run_command_ships_code_settings_and_arguments() -> None:
-    command = flink_run_command(
-        Settings(),
-        "ingest",
+    command = _ingest_run(
         jobmanager="http://flink.internal:8081/",
         package=Path("/tmp/x/strata.zip"),
         program_args=["--start", "earliest", "--bounded"],
@@ -100,14 +103,7 @@ def test_run_command_ships_code_settings_and_arguments() -> None:
 
 
 def test_checkpoints_can_point_at_shared_storage() -> None:
-    command = flink_run_command(
-        Settings(),
-        "ingest",
-        jobmanager="h:1",
-        package=Path("p.zip"),
-        checkpoints="s3://bucket/cp/",
-        checkpoint_name="ingest-g",
-    )
+    command = _ingest_run(checkpoints="s3://bucket/cp/", checkpoint_name="ingest-g")
     assert _options(command)["state.checkpoints.dir"] == "s3://bucket/cp/ingest-g"
 
 

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from faker import Faker
 
-from core.records.config import MaskRules, PipelineConfig
-from core.records.mask import Masker, MaskSettings, luhn_ok
+from core.records.config import PipelineConfig
+from core.records.mask import Masker, MaskRules, luhn_ok
 from core.records.pipeline import RecordPipeline
 from schemas import Record
 
@@ -97,7 +97,7 @@ def test_faker_pii_in_json_attributes_is_fully_masked() -> None:
 
 def test_counts_and_markers() -> None:
     counts: dict[str, int] = {}
-    out = Masker(MaskSettings()).mask(
+    out = Masker(MaskRules()).mask(
         "mail a.b@example.com or c@d.io, card 4111-1111-1111-1111, ssn 078-05-1120, "
         "ip 10.1.2.3 and 2001:db8::1, key AKIAIOSFODNN7EXAMPLE, password=hunter2, "
         "Authorization: Bearer abc.def, phone +44 20 7946 0958",
@@ -129,7 +129,7 @@ def test_counts_and_markers() -> None:
 )
 def test_no_false_positives(text: str) -> None:
     counts: dict[str, int] = {}
-    assert Masker(MaskSettings()).mask(text, counts) == text
+    assert Masker(MaskRules()).mask(text, counts) == text
     assert counts == {}
 
 

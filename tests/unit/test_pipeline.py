@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -56,8 +57,15 @@ def test_default_size_limit_is_64_kib() -> None:
     assert len(r.message) == 65536 and "truncated" in r.tags
 
 
+def _envelope(**fields: Any) -> RawEnvelope:
+    """An envelope of tenant ``t`` that arrived at ARRIVAL, unless ``fields`` say otherwise."""
+    fields.setdefault("tenant", "t")
+    fields.setdefault("received_at", ARRIVAL)
+    return RawEnvelope(**fields)
+
+
 def _entry(**entry: object) -> RawEnvelope:
-    return RawEnvelope(tenant="t", received_at=ARRIVAL, entry={"message": "m", **entry})
+    return _envelope(entry={"message": "m", **entry})
 
 
 def test_long_attribute_values_and_keys_are_cut_to_what_the_stores_index() -> None:
@@ -164,9 +172,8 @@ def test_malformed_envelopes_are_rejected() -> None:
 
 
 def test_structured_entry_envelope() -> None:
-    env = RawEnvelope(
+    env = _envelope(
         tenant="acme",
-        received_at=ARRIVAL,
         source="http",
         service="Checkout ",
         entry={
@@ -185,9 +192,7 @@ def test_structured_entry_envelope() -> None:
 
 
 def test_envelope_service_and_host_win_and_are_normalized() -> None:
-    env = RawEnvelope(
-        tenant="t",
-        received_at=ARRIVAL,
+    env = _envelope(
         service=" Billing-API ",
         host="WEB-1.Example.com",
         line="Feb 15 12:00:00 otherhost otherapp[1]: hi",

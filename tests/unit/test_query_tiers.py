@@ -9,11 +9,11 @@ from itertools import pairwise
 import duckdb
 import pytest
 
-from api.search.engine import COLD, DAY_US, HOT, WARM, WARM_EDGE_US, route
 from api.search.params import Cursor, Filters, parse_time, resolve_range
 from connectors.opensearch.search import compile_query
 from connectors.s3.archive import compile_sql
 from core.query import Position, QueryError, parse
+from core.tiers import COLD, DAY_US, HOT, WARM, WARM_EDGE_US, route
 
 pytestmark = pytest.mark.unit
 

@@ -60,9 +60,14 @@ class Service(ABC):
         return self.settings.home / "conf" / self.name
 
     # What subclasses provide ------------------------------------------------------------------
+    # The settings naming the service's ports, in order ("kafka_port" is STRATA_KAFKA_PORT), and
+    # the one naming its version.
+    port_settings: tuple[str, ...] = ()
+    version_setting: str = ""
+
     @property
-    @abstractmethod
-    def ports(self) -> list[Port]: ...
+    def ports(self) -> list[Port]:
+        return [Port(getattr(self.settings, name), f"STRATA_{name.upper()}") for name in self.port_settings]
 
     @property
     @abstractmethod
@@ -70,7 +75,7 @@ class Service(ABC):
 
     @property
     def version(self) -> str:
-        return ""
+        return str(getattr(self.settings, self.version_setting)) if self.version_setting else ""
 
     def fetch(self) -> None:
         """Download and cache what the service needs (idempotent); nothing by default."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from infra.stack.maven import Artifact, fetch
 from infra.stack.process import StackError
-from infra.stack.services.base import Launch, Port, Service, classpath, java
+from infra.stack.services.base import Launch, Service, classpath, java
 
 # What Cassandra's own jvm17-server.options opens up: without these it cannot start on Java 17.
 JAVA17_FLAGS = [
@@ -50,17 +50,8 @@ LOGBACK = """<configuration>
 
 class Cassandra(Service):
     name = "cassandra"
-
-    @property
-    def version(self) -> str:
-        return self.settings.cassandra_version
-
-    @property
-    def ports(self) -> list[Port]:
-        return [
-            Port(self.settings.cassandra_port, "STRATA_CASSANDRA_PORT"),
-            Port(self.settings.cassandra_storage_port, "STRATA_CASSANDRA_STORAGE_PORT"),
-        ]
+    version_setting = "cassandra_version"
+    port_settings = ("cassandra_port", "cassandra_storage_port")
 
     @property
     def endpoint(self) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from infra.stack.maven import Artifact, fetch
 from infra.stack.process import StackError
-from infra.stack.services.base import Launch, Port, Service, classpath, java
+from infra.stack.services.base import Launch, Service, classpath, java
 
 LOG4J_VERSION = "2.24.3"
 
@@ -31,17 +31,8 @@ logger.state.level = WARN
 
 class Kafka(Service):
     name = "kafka"
-
-    @property
-    def version(self) -> str:
-        return self.settings.kafka_version
-
-    @property
-    def ports(self) -> list[Port]:
-        return [
-            Port(self.settings.kafka_port, "STRATA_KAFKA_PORT"),
-            Port(self.settings.kafka_controller_port, "STRATA_KAFKA_CONTROLLER_PORT"),
-        ]
+    version_setting = "kafka_version"
+    port_settings = ("kafka_port", "kafka_controller_port")
 
     @property
     def endpoint(self) -> str:

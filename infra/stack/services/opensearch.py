@@ -8,23 +8,14 @@ from pathlib import Path
 
 from infra.stack.maven import Artifact, fetch
 from infra.stack.process import StackError, chown_tree, unprivileged_user
-from infra.stack.services.base import Launch, Port, Service, java_home
+from infra.stack.services.base import Launch, Service, java_home
 from infra.stack.services.http import get_json
 
 
 class OpenSearch(Service):
     name = "opensearch"
-
-    @property
-    def version(self) -> str:
-        return self.settings.opensearch_version
-
-    @property
-    def ports(self) -> list[Port]:
-        return [
-            Port(self.settings.opensearch_port, "STRATA_OPENSEARCH_PORT"),
-            Port(self.settings.opensearch_transport_port, "STRATA_OPENSEARCH_TRANSPORT_PORT"),
-        ]
+    version_setting = "opensearch_version"
+    port_settings = ("opensearch_port", "opensearch_transport_port")
 
     @property
     def endpoint(self) -> str:

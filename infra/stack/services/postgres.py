@@ -10,7 +10,7 @@ from typing import Any
 
 from infra.settings import REPO_ROOT
 from infra.stack.process import StackError, chown_tree, unprivileged_user
-from infra.stack.services.base import Launch, Port, Service
+from infra.stack.services.base import Launch, Service
 
 
 def _find_bin_dir(configured: Path | None) -> Path | None:
@@ -33,15 +33,12 @@ def install_server() -> None:
 
 class Postgres(Service):
     name = "postgres"
+    port_settings = ("postgres_port",)
 
     @property
     def version(self) -> str:
         bin_dir = _find_bin_dir(self.settings.postgres_bin_dir)
         return bin_dir.parent.name if bin_dir else "15"
-
-    @property
-    def ports(self) -> list[Port]:
-        return [Port(self.settings.postgres_port, "STRATA_POSTGRES_PORT")]
 
     @property
     def endpoint(self) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.stack.maven import Artifact, fetch
-from infra.stack.services.base import Launch, Port, Service, classpath, java
+from infra.stack.services.base import Launch, Service, classpath, java
 
 # s3proxy logs every request at DEBUG by default; keep warnings only.
 LOGBACK = """<configuration>
@@ -21,14 +21,8 @@ LOGBACK = """<configuration>
 
 class S3Proxy(Service):
     name = "s3"
-
-    @property
-    def version(self) -> str:
-        return self.settings.s3proxy_version
-
-    @property
-    def ports(self) -> list[Port]:
-        return [Port(self.settings.s3_port, "STRATA_S3_PORT")]
+    version_setting = "s3proxy_version"
+    port_settings = ("s3_port",)
 
     @property
     def endpoint(self) -> str:
