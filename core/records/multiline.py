@@ -47,6 +47,11 @@ class Event:
 
 
 _NONE, _PYTHON, _GO = 0, 1, 2
+# First characters of every line that can continue an event or open a block (cheap pre-checks):
+# whitespace, "Caused by:", "Suppressed:", "--- End of", "---> ", "... N more", "During handling",
+# "The above exception", "Traceback", "goroutine", and "" (an empty line).
+_CONTINUATION_FIRST = frozenset((" ", "\t", "C", "S", "-", ".", "D", "T", "g", "", "\r", "\f", "\v"))
+_BLOCK_FIRST = frozenset((" ", "\t", "T", "g", "p"))
 
 
 class MultilineJoiner:
@@ -106,6 +111,8 @@ class MultilineJoiner:
     # -- rules -----------------------------------------------------------------------------
 
     def _enter_block(self, line: str) -> None:
+        if line[:1] not in _BLOCK_FIRST:
+            return
         stripped = line.strip()
         if stripped == "Traceback (most recent call last):":
             self._block = _PYTHON
@@ -136,10 +143,12 @@ class MultilineJoiner:
                 return True
             self._block = _NONE
             return False
+        c = line[:1]
+        if c not in _CONTINUATION_FIRST:
+            return False  # the common case: a line starting like a new event
         if not line.strip():
             # Only after a Python exception line: a chained traceback may follow the blank line.
             return self._after_exception
-        c = line[0]
         if c in (" ", "\t"):
             return bool(line.strip())
         if line.startswith(("Caused by:", "Suppressed:", "--- End of ", "---> ")):
@@ -165,7 +174,8 @@ class MultilineJoiner:
             tags.append("multiline_split")
         if len(self._lines) > 1:
             tags.append("multiline")
-        event = Event("\n".join(self._lines), len(self._lines), tags)
+        lines = self._lines
+        event = Event(lines[0] if len(lines) == 1 else "\n".join(lines), len(lines), tags)
         self._lines = []
         self._bytes = 0
         self._split = split_after
