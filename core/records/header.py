@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from itertools import islice
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.records.normalize import MONTHS, infer_year_us
@@ -125,7 +126,23 @@ class _Ctx:
         self.tags: list[str] = []
 
 
-Convert = Callable[["re.Match[str]", _Ctx], int]
+class _Matched(Protocol):
+    """A regex match, or the slice of a longer one's groups that holds the timestamp."""
+
+    def groups(self) -> tuple[Any, ...]: ...
+
+
+class _Groups:
+    __slots__ = ("_groups",)
+
+    def __init__(self, groups: tuple[Any, ...]) -> None:
+        self._groups = groups
+
+    def groups(self) -> tuple[Any, ...]:
+        return self._groups
+
+
+Convert = Callable[[_Matched, _Ctx], int]
 
 
 def _year_less(mo: int, d: int, h: int, mi: int, s: int, us: int, ctx: _Ctx) -> int:
@@ -145,7 +162,7 @@ def _tz_shift(ctx: _Ctx) -> int:
     return delta // _ONE_US if delta else 0
 
 
-def _ymd_hms(m: re.Match[str], ctx: _Ctx) -> int:
+def _ymd_hms(m: _Matched, ctx: _Ctx) -> int:
     g = m.groups()
     return _local_us(
         int(g[0]), int(g[1]), int(g[2]), int(g[3]), int(g[4]), int(g[5] or 0), _frac_us(g[6]), ctx.tz,
@@ -153,18 +170,18 @@ def _ymd_hms(m: re.Match[str], ctx: _Ctx) -> int:
     )  # fmt: skip
 
 
-def _yy(m: re.Match[str], ctx: _Ctx) -> int:
+def _yy(m: _Matched, ctx: _Ctx) -> int:
     g = m.groups()
     return _local_us(2000 + int(g[0]), int(g[1]), int(g[2]), int(g[3]), int(g[4]), int(g[5]), 0, ctx.tz, None)
 
 
-def _compact(m: re.Match[str], ctx: _Ctx) -> int:
+def _compact(m: _Matched, ctx: _Ctx) -> int:
     g = m.groups()
     us = int(g[6].ljust(3, "0")) * 1000 if g[6] else 0
     return _local_us(int(g[0]), int(g[1]), int(g[2]), int(g[3]), int(g[4]), int(g[5]), us, ctx.tz, None)
 
 
-def _mdy(m: re.Match[str], ctx: _Ctx) -> int:
+def _mdy(m: _Matched, ctx: _Ctx) -> int:
     mo, d, y, h, mi, s, frac, ampm = m.groups()
     hour = int(h)
     if ampm:
@@ -181,19 +198,19 @@ def _month(name: str) -> int:
     return n
 
 
-def _apache(m: re.Match[str], ctx: _Ctx) -> int:
+def _apache(m: _Matched, ctx: _Ctx) -> int:
     d, mon, y, h, mi, s, frac, off = m.groups()
     return _local_us(
         int(y), _month(mon), int(d), int(h), int(mi), int(s), _frac_us(frac), ctx.tz, _offset_us(off)
     )
 
 
-def _dmy_text(m: re.Match[str], ctx: _Ctx) -> int:
+def _dmy_text(m: _Matched, ctx: _Ctx) -> int:
     d, mon, y, h, mi, s, frac = m.groups()
     return _local_us(int(y), _month(mon), int(d), int(h), int(mi), int(s), _frac_us(frac), ctx.tz, None)
 
 
-def _syslog(m: re.Match[str], ctx: _Ctx) -> int:
+def _syslog(m: _Matched, ctx: _Ctx) -> int:
     mon, d, y1, h, mi, s, frac, off, y2 = m.groups()
     month = _month(mon)
     year = y1 or y2
@@ -204,22 +221,22 @@ def _syslog(m: re.Match[str], ctx: _Ctx) -> int:
     )
 
 
-def _month_day(m: re.Match[str], ctx: _Ctx) -> int:
+def _month_day(m: _Matched, ctx: _Ctx) -> int:
     mo, d, h, mi, s, frac = m.groups()
     return _year_less(int(mo), int(d), int(h), int(mi), int(s), _frac_us(frac), ctx)
 
 
-def _glog(m: re.Match[str], ctx: _Ctx) -> int:
+def _glog(m: _Matched, ctx: _Ctx) -> int:
     _level, mo, d, h, mi, s, frac = m.groups()
     return _year_less(int(mo), int(d), int(h), int(mi), int(s), _frac_us(frac), ctx)
 
 
-def _hdfs(m: re.Match[str], ctx: _Ctx) -> int:
+def _hdfs(m: _Matched, ctx: _Ctx) -> int:
     yy, mo, d, h, mi, s = m.groups()
     return _local_us(2000 + int(yy), int(mo), int(d), int(h), int(mi), int(s), 0, ctx.tz, None)
 
 
-def _epoch(m: re.Match[str], ctx: _Ctx) -> int:
+def _epoch(m: _Matched, ctx: _Ctx) -> int:
     digits, frac = m.groups()
     n = int(digits)
     scale = {10: 1_000_000, 13: 1_000, 16: 1}.get(len(digits))
@@ -230,12 +247,12 @@ def _epoch(m: re.Match[str], ctx: _Ctx) -> int:
     return t
 
 
-def _date_only(m: re.Match[str], ctx: _Ctx) -> int:
+def _date_only(m: _Matched, ctx: _Ctx) -> int:
     y, mo, d = m.groups()
     return _local_us(int(y), int(mo), int(d), 0, 0, 0, 0, ctx.tz, None)
 
 
-def _time_only(m: re.Match[str], ctx: _Ctx) -> int:
+def _time_only(m: _Matched, ctx: _Ctx) -> int:
     h, mi, s, frac = m.groups()
     local_arrival = _EPOCH_NAIVE + timedelta(microseconds=ctx.received_us + _tz_shift(ctx))
     day = local_arrival.date()
@@ -615,9 +632,10 @@ _STEP_REGEX = {
 
 
 class _Layout:
-    __slots__ = ("final", "has_level", "regex", "roles")
+    __slots__ = ("final", "has_level", "regex", "roles", "steps")
 
     def __init__(self, steps: tuple[str, ...]) -> None:
+        self.steps = steps
         self.regex = re.compile("".join(_STEP_REGEX[s][0] for s in steps) + r"[ \t]*")
         self.roles = tuple(r for s in steps for r in _STEP_REGEX[s][1])
         self.has_level = "level" in self.roles
@@ -627,9 +645,11 @@ class _Layout:
     def read(self, line: str, pos: int, h: Header) -> bool:
         """Fill ``h`` from the line at ``pos``; False (``h`` untouched) when the line does not fit."""
         m = self.regex.match(line, pos)
-        if m is None:
-            return False
-        rest = line[m.end() : m.end() + 140] if not self.final else ""
+        return m is not None and self.fill(line, m.end(), m.groups(), h)
+
+    def fill(self, line: str, end: int, groups: tuple[Any, ...], h: Header) -> bool:
+        """Fill ``h`` from this layout's groups of a match that ended at ``end``."""
+        rest = line[end : end + 140] if not self.final else ""
         word = rest.split(" ", 1)[0]
         if not self.final and (
             rest[:1] in ("[", "|")
@@ -637,13 +657,13 @@ class _Layout:
             or word.endswith(":")
             or (not self.has_level and _level_of(word))
             or (word.isdigit() and len(word) <= 10)
-            or (word.endswith("]") and _PROCESS.fullmatch(line, m.end(), m.end() + len(word)))
+            or (word.endswith("]") and _PROCESS.fullmatch(line, end, end + len(word)))
         ):
             return False  # more header than this layout holds: read it field by field
         found: dict[str, str] = {}
         level = host = process = None
         brackets = pids = 0
-        for role, value in zip(self.roles, m.groups(), strict=True):
+        for role, value in zip(self.roles, groups, strict=True):
             if role == "level":
                 level = _level_of(value) if len(value) > 1 else _SINGLE_LETTER.get(value)
                 if level is None:
@@ -665,8 +685,42 @@ class _Layout:
         h.attributes.update(found)
         h.level = level or h.level
         h.host, h.process = host, process
-        h.message_start = m.end()
+        h.message_start = end
         return True
+
+
+class _Fast:
+    """A source whose timestamp opens the line and whose fields follow a learned layout, read with
+    one match: the timestamp's form, its end, and the layout, as one regex."""
+
+    __slots__ = ("kind", "layout", "regex", "size")
+
+    def __init__(self, kind: _Kind, layout: _Layout) -> None:
+        self.kind = kind
+        self.layout = layout
+        self.size = kind.regex.groups
+        self.regex = re.compile(
+            # Atomic: the timestamp matches as it would alone, never shortened to fit the layout.
+            r"[\[(]?((?>" + kind.regex.pattern + r"))(?![\w:])[\])>,]?" + layout.regex.pattern
+        )
+
+    def read(self, line: str, received_us: int, tz: tzinfo) -> Header | None:
+        m = self.regex.match(line)
+        if m is None:
+            return None
+        groups = m.groups()
+        ctx = _Ctx(received_us, tz)
+        try:
+            us = self.kind.convert(_Groups(groups[1 : 1 + self.size]), ctx)
+        except (ValueError, OverflowError):
+            return None
+        h = Header(timestamp_us=us, timestamp_text=groups[0], kind=self.kind.name, token_index=0)
+        h.tags.extend(ctx.tags)
+        if self.kind.name == "glog":
+            h.level = _GLOG_LEVEL[groups[0][0]]
+        if not self.layout.fill(line, m.end(), groups[1 + self.size :], h):
+            return None
+        return h
 
 
 _LAYOUTS: dict[tuple[str, ...], _Layout | None] = {}
@@ -819,10 +873,11 @@ def _choose(found: list[Candidate], line: str, h: Header, tz: tzinfo) -> Candida
 
 class HeaderReader:
     """:func:`read_header` with each source's learned shape remembered (bounded, per source): the
-    timestamp's form and token, and the layout of the fields after it as one regex."""
+    timestamp's form and token, and the layout of the fields after it as one regex (one regex with
+    the timestamp too, when the timestamp opens the line)."""
 
     def __init__(self, max_sources: int = 10_000) -> None:
-        self._shapes: dict[tuple[str, str | None], tuple[str, int, _Layout | None]] = {}
+        self._shapes: dict[tuple[str, str | None], tuple[str, int, _Layout | None, _Fast | None]] = {}
         self._max_sources = max_sources
 
     def read(self, line: str, source: tuple[str, str | None], received_us: int, tz: tzinfo = UTC) -> Header:
@@ -830,6 +885,11 @@ class HeaderReader:
         if shape is None:
             h = read_header(line, received_us, tz)
         else:
+            fast = shape[3]
+            if fast is not None and line[:1] != "<":
+                found = fast.read(line, received_us, tz)
+                if found is not None:
+                    return found
             h = read_header(line, received_us, tz, (shape[0], shape[1]), shape[2])
         if h.kind is not None and (
             shape is None or h.steps is not None or shape[0] != h.kind or shape[1] != h.token_index
@@ -838,8 +898,24 @@ class HeaderReader:
                 self._shapes.clear()
             steps = h.steps
             layout = _layout(steps) if steps is not None else shape[2] if shape else None
-            self._shapes[source] = (h.kind, h.token_index, layout)
+            self._shapes[source] = (h.kind, h.token_index, layout, _fast(h.kind, h.token_index, layout))
         return h
+
+
+_FASTS: dict[tuple[str, tuple[str, ...]], _Fast] = {}
+
+
+def _fast(kind_name: str, index: int, layout: _Layout | None) -> _Fast | None:
+    kind = KINDS[kind_name]
+    if index != 0 or layout is None or kind.rank < EPOCH:
+        return None
+    key = (kind_name, layout.steps)
+    fast = _FASTS.get(key)
+    if fast is None:
+        if len(_FASTS) > 1000:
+            return None
+        fast = _FASTS[key] = _Fast(kind, layout)
+    return fast
 
 
 def with_header(line: str, h: Header, raw: Parsed) -> Parsed:
