@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from api.collector.encoder import EnvelopeEncoder
+from core.records.multiline import Event, MultilineJoiner
 from schemas.rejection import RejectReason
 
 # Listed in the response; past this, only the counts grow (a client sending 100k bad lines does not
@@ -184,16 +185,33 @@ def decode_ndjson(
 def decode_lines(
     body: bytes, out: Outcome, encoder: EnvelopeEncoder, *, service: str | None, host: str | None
 ) -> None:
-    for index, line in enumerate(body.split(b"\n")):
-        line = line.rstrip(b"\r")
-        if not line.strip():
-            continue
-        out.received += 1
-        if len(line) > out.max_record_bytes:
-            out.reject(
-                index,
-                str(RejectReason.TOO_LARGE),
-                f"the line is {len(line)} bytes; the limit is {out.max_record_bytes}",
-            )
-            continue
-        out.add(index, encoder.line(line, service=service, host=host))
+    """Raw text lines, continuation lines (stack traces, tracebacks) joined to the event they
+    continue; an event's index is the number of its first line."""
+    joiner = MultilineJoiner(max_bytes=max(out.max_record_bytes // 2, 1024))
+    first = 0
+    for line in body.split(b"\n"):
+        # surrogateescape keeps invalid UTF-8 byte for byte through the join.
+        for event in joiner.push(line.rstrip(b"\r").decode("utf-8", "surrogateescape")):
+            _add_line(out, encoder, first, event, service, host)
+            first += event.lines
+    for event in joiner.flush():
+        _add_line(out, encoder, first, event, service, host)
+
+
+def _add_line(
+    out: Outcome, encoder: EnvelopeEncoder, index: int, event: Event, service: str | None, host: str | None
+) -> None:
+    if not event.text.strip():
+        return
+    line = event.text.encode("utf-8", "surrogateescape")
+    out.received += 1
+    if len(line) > out.max_record_bytes:
+        out.reject(
+            index,
+            str(RejectReason.TOO_LARGE),
+            f"the line is {len(line)} bytes; the limit is {out.max_record_bytes}",
+        )
+        return
+    # A split event says so on both parts (records carry it as an attribute).
+    attributes = {"multiline_split": "true"} if "multiline_split" in event.tags else None
+    out.add(index, encoder.line(line, service=service, host=host, attributes=attributes))

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.records.header import zone
 from core.records.mask import MaskRules, valid_regex
 
 
@@ -61,6 +62,21 @@ class ServiceConfig(_Model):
     metadata: dict[str, str] = Field(
         default_factory=dict, description="team, environment, region, cluster..."
     )
+    timezone: str | None = Field(
+        default=None,
+        description="IANA zone (Europe/Paris) for this service's times that carry no offset; "
+        "default: the pipeline's timezone",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return _valid_zone(value)
+
+
+def _valid_zone(value: str | None) -> str | None:
+    zone(value)  # ValueError names the zone
+    return value
 
 
 class HostConfig(_Model):
@@ -84,6 +100,13 @@ class MiningConfig(_Model):
     count_wildcards: bool = True
     max_children: int = Field(default=100, ge=1)
     max_clusters: int = Field(default=50_000, ge=1)
+    max_message_chars: int = Field(
+        default=16 * 1024,
+        ge=64,
+        description="longer messages are not mined (pattern empty, tagged mining_skipped): the "
+        "cost of mining grows with the message, and a template that long groups nothing",
+    )
+    max_tokens: int = Field(default=512, ge=8, description="messages with more tokens are not mined either")
 
 
 class PipelineConfig(_Model):
@@ -110,6 +133,20 @@ class PipelineConfig(_Model):
     future_policy: Literal["arrival", "keep"] = "arrival"
     past_policy: Literal["keep", "arrival"] = "keep"
     on_bad_timestamp: Literal["arrival", "reject"] = "arrival"
+    timezone: str = Field(
+        default="UTC", description="IANA zone for times in raw lines that carry no offset (per service too)"
+    )
+    read_headers: bool = Field(
+        default=True,
+        description="find the time, level, host and process in lines no format claimed, and mine "
+        "the message without them",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_default_zone(cls, value: str) -> str:
+        _valid_zone(value)
+        return value
 
     identity_key: str = Field(
         default="", description="secret mixed into log_id so ids cannot confirm masked values"

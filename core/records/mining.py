@@ -21,21 +21,38 @@ import orjson
 
 WILDCARD = "<*>"
 # A variable is a run between punctuation that holds a digit ("index:17" keeps "index:"), a long
-# hex run, or a PII marker (masking already decided "[IP]" varies). Working below the whitespace
-# token keeps "cancelNotification,index:<*>" apart from "ready=true,policy=<*>", which a
-# whole-token rule would both turn into one "<*>".
+# hex run, a PII marker (masking already decided "[IP]" varies), the value of a key=value pair
+# ("ready=<*>") or a path of two or more segments (one template per file is no template).
+# Working below the whitespace token keeps "cancelNotification,index:<*>" apart from
+# "ready=<*>,policy=<*>", which a whole-token rule would both turn into one "<*>".
 _VARIABLE = re.compile(
     r"(?<![^\s=,:;()\[\]{}\"'<>])[^\s=,:;()\[\]{}\"'<>]*\d[^\s=,:;()\[\]{}\"'<>]*"
     r"|\[[A-Z_]+\]"
     r"|(?<![^\s=,:;(\[{\"])[0-9a-fA-F]{8,}(?![^\s=,:;)\]}\"])"
 )
+# Separate passes that start at a literal "=" or "/" and run only when the message has one: as
+# alternatives above they would be tried at every position of every message.
+_KV_VALUE = re.compile(r"=[^\s=,;()\[\]{}\"'<>]+")
+_PATH = re.compile(r"(?:(?<=[\s=:(\[\"'])|^)/[^\s,;()\[\]{}\"'<>/]+/[^\s,;()\[\]{}\"'<>]*")
 # ...and a whitespace token made only of variables and punctuation ("<*>,<*>", "<*>:<*>") is one
 # variable: a list of two addresses and a list of one are the same slot.
-_ONLY_VARIABLES = re.compile(r"(?<!\S)[^\w\s]*<\*>[^\w\s]*(?!\S)")
+# Possessive quantifiers keep it linear: "<*>,<*>,...,a" (a token that is almost all variables)
+# would otherwise be rescanned from every "<*>" in it, quadratic in the token's length.
+_ONLY_VARIABLES = re.compile(r"(?<!\S)[^\w\s<]*+(?:<(?!\*>)[^\w\s<]*+)*+<\*>[^\w\s]*+(?!\S)")
 
 
 def mask_variables(message: str) -> str:
-    return _ONLY_VARIABLES.sub(WILDCARD, _VARIABLE.sub(WILDCARD, message))
+    """The message with its variable parts replaced by ``<*>`` (what the tree is searched with).
+
+    >>> mask_variables("open /var/log/app.log took 35ms ready=true")
+    'open <*> took <*> ready=<*>'
+    """
+    if "/" in message:
+        message = _PATH.sub(WILDCARD, message)
+    masked = _VARIABLE.sub(WILDCARD, message)
+    if "=" in masked:
+        masked = _KV_VALUE.sub("=" + WILDCARD, masked)
+    return _ONLY_VARIABLES.sub(WILDCARD, masked)
 
 
 def pattern_id_of(template: str) -> str:
@@ -102,7 +119,7 @@ class Drain:
 
     def add(self, message: str) -> Cluster:
         """The cluster of ``message`` after learning from it (a new one if nothing is similar)."""
-        masked = _ONLY_VARIABLES.sub(WILDCARD, _VARIABLE.sub(WILDCARD, message))
+        masked = mask_variables(message)
         cached = self._cache.get(masked)
         if cached is not None:
             cached.size += 1
@@ -133,7 +150,7 @@ class Drain:
 
     def match(self, message: str) -> Cluster | None:
         """The cluster ``message`` would join, without learning (for evaluation and read paths)."""
-        masked = _ONLY_VARIABLES.sub(WILDCARD, _VARIABLE.sub(WILDCARD, message))
+        masked = mask_variables(message)
         cached = self._cache.get(masked)
         if cached is not None:
             return cached

@@ -32,6 +32,7 @@ class Parsed:
         "span_id",
         "time_format",
         "timestamp",
+        "timestamp_us",
         "trace_id",
     )
 
@@ -40,6 +41,9 @@ class Parsed:
         self.message = message
         self.timestamp: Any = None
         self.time_format: str | None = None
+        # The time already resolved (UTC microseconds) when the parser had to read it itself (a
+        # zone, an inferred year); ``timestamp`` then keeps the text as the line wrote it.
+        self.timestamp_us: int | None = None
         self.level: Any = None
         self.service: str | None = None
         self.host: str | None = None

@@ -19,13 +19,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from core.records.builtin_patterns import BUILTIN_PATTERNS
 from core.records.config import PipelineConfig
+from core.records.header import HeaderReader, plain_has_more_header, with_header, zone
 from core.records.mask import Masker
 from core.records.mining import Drain
 from core.records.normalize import normalize_level, parse_timestamp, parse_with_format
@@ -89,6 +90,11 @@ class RecordPipeline:
         self._max_message_bytes = cfg.max_message_bytes
         self._max_attribute_bytes = cfg.max_attribute_bytes
         self._meta_cache: dict[tuple[str, str], tuple[str | None, str | None, dict[str, str]]] = {}
+        self._headers = HeaderReader() if cfg.read_headers else None
+        self._zone = zone(cfg.timezone)
+        self._zones = {name: zone(svc.timezone) for name, svc in cfg.services.items() if svc.timezone}
+        self._mine_max_chars = cfg.mining.max_message_chars
+        self._mine_max_tokens = cfg.mining.max_tokens
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -233,6 +239,14 @@ class RecordPipeline:
         parsed = self._parse(text, fmt, service)
         if isinstance(parsed, Rejected):
             return parsed
+        if parsed.fmt in ("raw", "plain") and self._headers is not None and fmt != "raw":
+            # No format claimed the line: read its header so the message mined is the message.
+            key = service.strip().lower() if service else None
+            tz = self._zones.get(key or "", self._zone)
+            if parsed.fmt == "raw" or tz is not UTC or plain_has_more_header(parsed):
+                h = self._headers.read(text, (tenant, key), received_us, tz)
+                parsed = with_header(text, h, parsed)
+                tags.extend(h.tags)
         return self._build(parsed, tenant, service, host, received_us, tags, extra, source)
 
     def _parse(self, line: str, fmt: str | None, service: str | None) -> Parsed | Rejected:
@@ -304,7 +318,9 @@ class RecordPipeline:
             tags.append("no_timestamp")
         else:
             parsed_us = (
-                parse_with_format(ts_raw, p.time_format, received_us)
+                p.timestamp_us
+                if p.timestamp_us is not None
+                else parse_with_format(ts_raw, p.time_format, received_us)
                 if p.time_format and isinstance(ts_raw, str)
                 else parse_timestamp(ts_raw, received_us)
             )
@@ -398,9 +414,18 @@ class RecordPipeline:
         # pattern
         pattern_id = pattern = None
         if self._mine_enabled:
-            miner = self._miners.get(tenant) or self.miner(tenant)
-            cluster = miner.add(message)
-            pattern_id, pattern = cluster.pattern_id, cluster.template
+            # A multi-line event (a stack trace) is grouped by its first line, its headline.
+            newline = message.find("\n")
+            headline = message if newline < 0 else message[:newline]
+            # A budget per record: mining time grows with the message, so a huge one is not mined.
+            if len(headline) > self._mine_max_chars or (
+                len(headline) > self._mine_max_tokens and len(headline.split()) > self._mine_max_tokens
+            ):
+                tags.append("mining_skipped")
+            else:
+                miner = self._miners.get(tenant) or self.miner(tenant)
+                cluster = miner.add(headline)
+                pattern_id, pattern = cluster.pattern_id, cluster.template
 
         # Positional, in FIELDS order (checked at import by schemas.record): keywords cost more here.
         return Record(

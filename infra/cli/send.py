@@ -145,30 +145,43 @@ class Shipper:
             time.sleep(wait)
 
 
+# Lines that may continue the event before them (see core.records.multiline): a batch is not cut
+# just before one, so the collector can join a stack trace that straddles a batch limit.
+_CONTINUATION_STARTS = (b" ", b"\t", b"Caused by:", b"Suppressed:", b"--- End of ", b"... ")
+
+
 def read_batches(
     path: Path, start: int, *, max_lines: int, max_bytes: int, final: bool
 ) -> Iterator[tuple[bytes, int, int]]:
     """``(lines, line count, end offset)`` of the complete lines after ``start``. A last line without
-    a newline is only taken when ``final`` (the file is not being written any more)."""
+    a newline is only taken when ``final`` (the file is not being written any more). A full batch
+    takes in the continuation lines that follow it, up to twice its limits."""
     with open(path, "rb") as handle:
         handle.seek(start)
         offset = start
         lines: list[bytes] = []
         size = 0
+        full = False
         while True:
             line = handle.readline()
             if not line:
                 break
             if not line.endswith(b"\n") and not final:
                 break  # a line still being written
-            offset += len(line)
             stripped = line.rstrip(b"\r\n")
+            if full and (
+                not stripped.startswith(_CONTINUATION_STARTS)
+                or len(lines) >= 2 * max_lines
+                or size >= 2 * max_bytes
+            ):
+                yield b"\n".join(lines), len(lines), offset
+                lines, size, full = [], 0, False
+            offset += len(line)
             if stripped.strip():
                 lines.append(stripped)
                 size += len(stripped) + 1
             if len(lines) >= max_lines or size >= max_bytes:
-                yield b"\n".join(lines), len(lines), offset
-                lines, size = [], 0
+                full = True
         if lines or offset != start:
             yield b"\n".join(lines), len(lines), offset
 

@@ -104,6 +104,28 @@ def test_ingest_batch_reaches_kafka_stamped_with_the_keys_tenant(topic_api):
     assert messages == sorted(f"msg {i}" for i in range(50))
 
 
+def test_text_lines_join_a_stack_trace_into_one_record(topic_api):
+    settings, server = topic_api
+    body = (
+        b"2025-02-15 12:00:00,001 ERROR [main] com.acme.Api: request failed\n"
+        b"java.lang.IllegalStateException: boom\n"
+        b"\tat com.acme.Api.handle(Api.java:42)\n"
+        b"Caused by: java.io.IOException: closed\n"
+        b"\t... 12 more\n"
+        b"2025-02-15 12:00:01,002 INFO [main] com.acme.Api: next\n"
+    )
+    with tenant_with_key(settings) as (_, key), client(server, key) as http:
+        answer = http.post(
+            "/v1/logs/ingest?service=api", content=body, headers={"Content-Type": "text/plain"}
+        )
+        assert answer.status_code == 202, answer.text
+        assert (answer.json()["received"], answer.json()["accepted"]) == (3, 3)
+        found = read_topic(settings, settings.raw_topic, 3)
+    lines = sorted((env.line or "") for _, env in found)
+    assert lines[2].startswith("java.lang.IllegalStateException: boom\n\tat com.acme.Api.handle")
+    assert lines[2].endswith("Caused by: java.io.IOException: closed\n\t... 12 more")
+
+
 def test_ndjson_array_gzip_and_zstd_bodies(stack, tenant):
     _, server = stack
     _, key = tenant

@@ -59,3 +59,64 @@ def test_missing_file_and_bad_config(tmp_path: Path, capsys: pytest.CaptureFixtu
     bad = tmp_path / "bad.json"
     bad.write_text('{"max_message_bytes": "lots"}', encoding="utf-8")
     assert main(["parse", "--config", str(bad), "-"]) == 2
+
+
+TRACE = (
+    b"2025-02-15 12:00:00,001 ERROR [main] com.acme.Api: request failed\n"
+    b"\tat com.acme.Api.handle(Api.java:42)\n"
+    b"Caused by: java.io.IOException: closed\n"
+    b"\t... 12 more\n"
+    b"2025-02-15 12:00:01,002 INFO [main] com.acme.Api: next request\n"
+)
+
+
+def test_parse_joins_a_stack_trace_into_one_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "api.log"
+    log.write_bytes(TRACE)
+    assert main(["parse", "--service", "api", str(log)]) == 0
+    out, err = capsys.readouterr()
+    first, second = [orjson.loads(line) for line in out.splitlines()]
+    assert first["message"] == (
+        "request failed\n\tat com.acme.Api.handle(Api.java:42)\n"
+        "Caused by: java.io.IOException: closed\n\t... 12 more"
+    )
+    assert first["level"] == "ERROR" and "multiline" in first["tags"]
+    assert first["pattern"] == "request failed"
+    assert first["timestamp"].startswith("2025-02-15T12:00:00.001")
+    assert second["message"] == "next request" and "multiline" not in second["tags"]
+    assert "2 records, 0 rejected" in err
+
+    assert main(["parse", "--service", "api", "--no-multiline", str(log)]) == 0
+    out, _ = capsys.readouterr()
+    assert len(out.splitlines()) == 5
+
+
+def test_parse_from_a_live_pipe_emits_a_pending_event_after_the_quiet_timeout(tmp_path: Path) -> None:
+    import os
+    import select
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    code = "import sys; from infra.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "parse", "--multiline-timeout", "0.3", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(b"2025-02-15 12:00:00 ERROR boom\n\tat frame(A.java:1)\n")
+        proc.stdin.flush()
+        # The stream stays open: the record must come from the quiet timeout, not from the end.
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "no record while the producer was quiet"
+        record = orjson.loads(proc.stdout.readline())
+        assert record["message"] == "boom\n\tat frame(A.java:1)"
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)

@@ -146,3 +146,29 @@ def test_corrupt_or_unknown_encodings():
         decompress(gzip.compress(b"x" * 1000)[:20], "gzip", 10_000)
     with pytest.raises(UnsupportedEncoding):
         decompress(b"x", "br", 1000)
+
+
+def test_text_plain_joins_a_stack_trace_into_one_entry():
+    body = (
+        b"2025-02-15 12:00:00 ERROR failed\r\n"
+        b"\tat com.acme.Api.handle(Api.java:42)\n"
+        b"Caused by: java.io.IOException: closed\n"
+        b"\n"
+        b"2025-02-15 12:00:01 INFO next\n"
+    )
+    out = decode(body, "text/plain", service="s")
+    first, second = envelopes(out)
+    assert first.line == (
+        "2025-02-15 12:00:00 ERROR failed\n\tat com.acme.Api.handle(Api.java:42)\n"
+        "Caused by: java.io.IOException: closed"
+    )
+    assert second.line == "2025-02-15 12:00:01 INFO next"
+    assert (out.received, out.accepted, out.indexes) == (2, 2, [0, 4])
+
+
+def test_text_plain_splits_an_endless_continuation_and_says_so():
+    body = b"start\n" + b"\n".join(b"  frame %d " % i + b"x" * 200 for i in range(400))
+    out = decode(body, "text/plain", service="s")
+    parts = envelopes(out)
+    assert len(parts) > 1 and all(p.attributes.get("multiline_split") == "true" for p in parts)
+    assert sum(p.line.count("\n") + 1 for p in parts if p.line) == 401

@@ -54,3 +54,14 @@ def test_spool_returns_batches_in_order(tmp_path):
     for path, _ in spool.items():
         path.unlink()
     assert len(spool) == 0
+
+
+def test_a_batch_is_not_cut_inside_a_stack_trace(tmp_path):
+    path = tmp_path / "api.log"
+    path.write_bytes(b"one\ntwo\nERROR boom\n\tat a(A.java:1)\n\tat b(B.java:2)\nCaused by: x\nthree\nfour\n")
+    batches = list(read_batches(path, 0, max_lines=3, max_bytes=1 << 20, final=True))
+    assert [b[0].split(b"\n") for b in batches] == [
+        [b"one", b"two", b"ERROR boom", b"\tat a(A.java:1)", b"\tat b(B.java:2)", b"Caused by: x"],
+        [b"three", b"four"],
+    ]
+    assert batches[-1][2] == path.stat().st_size

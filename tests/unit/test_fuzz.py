@@ -9,8 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.records.multiline import MultilineJoiner
 from core.records.pipeline import RecordPipeline
 from schemas import Record, Rejected
+from schemas.rejection import RejectReason
 
 pytestmark = pytest.mark.unit
 
@@ -53,12 +55,30 @@ FRAGMENTS = st.sampled_from(
         "1739620800123",
         "\n",
         "\r",
+        "20250215-12:00:00:123|",
+        "[02.15 12:00:00] ",
+        "25/02/15 12:00:00 ",
+        "02/15/2025 01:00:00 PM ",
+        "- 1117838570 2005.06.03 ",
+        "2005-06-03-15.42.50.675872 ",
+        "I0215 12:00:00.123456 ",
+        " | ",
+        "proc[12]: ",
+        "a.b.Component: ",
+        "Main.java:42] ",
+        " RAS KERNEL INFO ",
+        "\tat a.B(C.java:1)",
+        "Caused by: ",
+        "Traceback (most recent call last):",
+        "goroutine 1 [running]:",
     ]
 )
 
 
 def check(result: object) -> None:
     assert isinstance(result, Record | Rejected)
+    if isinstance(result, Rejected):
+        assert result.reason_code is not RejectReason.INTERNAL, result.detail
     if isinstance(result, Record):
         result.to_json()  # serializable: no lone surrogates, no odd types
         assert result.message
@@ -123,3 +143,17 @@ JSON_VALUES = st.recursive(
 def test_arbitrary_structured_entries(entry: dict[str, object]) -> None:
     envelope = {"v": 1, "tenant": "t", "received_at": "2025-02-15T12:00:00Z", "entry": entry}
     check(PIPELINE.process(orjson.dumps(envelope)))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lines=st.lists(st.one_of(FRAGMENTS, st.text(max_size=30)), max_size=40),
+    max_lines=st.integers(1, 8),
+    max_bytes=st.integers(1, 200),
+)
+def test_multiline_joining_keeps_every_line_once(lines: list[str], max_lines: int, max_bytes: int) -> None:
+    lines = [line.replace("\n", " ").replace("\r", " ") for line in lines]
+    joiner = MultilineJoiner(max_lines=max_lines, max_bytes=max_bytes)
+    events = [e for line in lines for e in joiner.push(line)] + joiner.flush()
+    assert [part for e in events for part in e.text.split("\n")] == lines
+    assert all(e.lines <= max_lines for e in events)

@@ -32,6 +32,11 @@ CASES = {
     "secret-keys": "password" * (N // 8) + "=",
     "plain-header": "2025-02-15 12:00:00 " + "[a" * (N // 2),
     "unclosed-quotes": 'k="' * (N // 3),
+    "digit-commas": "1," * (N // 2) + "a",
+    "repeated-dates": "2025-02-15 " * (N // 11),
+    "repeated-syslog-times": "Feb 15 12:00:00 " * (N // 16),
+    "open-brackets-after-time": "2025-02-15 12:00:00 " + "[" * N,
+    "colon-tokens": "2025-02-15 12:00:00 " + "a: " * (N // 3),
 }
 
 
