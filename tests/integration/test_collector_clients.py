@@ -3,12 +3,13 @@
 - syslog-ng's ``elasticsearch-http()`` destination at ``/_bulk`` (key as the Basic-auth password),
   and its ``network()`` (RFC 3164) and ``syslog()`` (RFC 5424, octet counting) destinations at the
   syslog receiver;
-- rsyslog's ``omfwd`` over TCP (RFC 5424, octet counting) and UDP (RFC 3164) at the receiver.
+- rsyslog's ``omfwd`` over TCP (RFC 5424, octet counting) and UDP (RFC 3164) at the receiver, and
+  its ``omelasticsearch`` output (Debian's rsyslog-elasticsearch) at ``/_bulk``.
 
 Each runs in the foreground with its own configuration in a temporary folder, never as a system
 service. Their packages: ``apt-get install -y syslog-ng-core syslog-ng-mod-http syslog-ng-scl``.
 rsyslog conflicts with syslog-ng-core as a package, so when ``rsyslogd`` is not installed the test
-unpacks Debian's rsyslog package into the cache (``apt-get download`` + ``dpkg-deb -x``; its
+unpacks Debian's rsyslog packages into the cache (``apt-get download`` + ``dpkg-deb -x``; its
 libraries ``libestr0 libfastjson4 liblognorm5`` must be installed). Without them the tests skip
 and say what to install.
 """
@@ -18,16 +19,20 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from schemas.record import Level
 from tests.integration import collector_support as cs
+from tests.integration.client_support import as_records
 
 pytestmark = pytest.mark.integration
 
@@ -181,18 +186,22 @@ def find_rsyslogd(cache: Path) -> tuple[str, str | None] | None:
         return installed, None
     root = cache / "rsyslog-deb"
     binary = root / "usr/sbin/rsyslogd"
-    if not binary.exists() and shutil.which("apt-get") and shutil.which("dpkg-deb"):
+    modules = root / "usr/lib/x86_64-linux-gnu/rsyslog"
+    # rsyslog itself, and its Elasticsearch output module (Debian's rsyslog-elasticsearch).
+    for package, unpacked in (("rsyslog", binary), ("rsyslog-elasticsearch", modules / "omelasticsearch.so")):
+        if unpacked.exists() or not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
+            continue
         download = cache / "rsyslog-download"
         download.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", "rsyslog"], cwd=download, capture_output=True, timeout=120)
-        debs = sorted(download.glob("rsyslog_*.deb"))
+        subprocess.run(["apt-get", "download", package], cwd=download, capture_output=True, timeout=120)
+        debs = sorted(download.glob(f"{package}_*.deb"))
         if debs:
             subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True, timeout=120)
     if not binary.exists():
         return None
     if subprocess.run([str(binary), "-v"], capture_output=True).returncode != 0:
         return None  # its libraries are missing
-    return str(binary), str(root / "usr/lib/x86_64-linux-gnu/rsyslog")
+    return str(binary), str(modules)
 
 
 def test_rsyslog_forwards_over_tcp_and_udp(setup):
@@ -242,3 +251,63 @@ ruleset(name="fwd") {{
     assert re.match(r"<\d+>1 ", tcp[0].line or "")  # RFC 5424 over TCP
     assert re.match(r"<\d+>[A-Z][a-z]{2} ", udp[0].line or "")  # RFC 3164 over UDP
     assert {e.service for e in envelopes} == {"rsapp"}
+
+
+def test_rsyslog_omelasticsearch_bulk(setup):
+    """rsyslog's Elasticsearch output (bulk mode, Basic auth, an ES 7-style ``_type`` in its action
+    lines) at Strata's ``/_bulk``, with a JSON template of its own fields."""
+    settings = setup["settings"]
+    found_binary = find_rsyslogd(settings.cache_dir)
+    if (
+        found_binary is None
+        or not found_binary[1]
+        or not Path(found_binary[1], "omelasticsearch.so").exists()
+    ):
+        pytest.skip("rsyslog with omelasticsearch is not available (Debian's rsyslog-elasticsearch)")
+    rsyslogd, module_dir = found_binary
+    work: Path = setup["dir"]
+    (work / "rs-work").mkdir()
+    marker = f"rses-{uuid.uuid4().hex[:8]}"
+    lines = write_input(work / "input.log", marker)
+    errors = work / "es-errors.json"
+    api = setup["api"]
+    port = api.url.rsplit(":", 1)[1]
+    config = work / "rsyslog.conf"
+    config.write_text(
+        f"""global(workDirectory="{work / "rs-work"}")
+module(load="imfile" mode="polling" PollingInterval="1")
+module(load="omelasticsearch")
+template(name="doc" type="list" option.jsonf="on") {{
+    property(outname="@timestamp" name="timereported" dateFormat="rfc3339" format="jsonf")
+    property(outname="host" name="hostname" format="jsonf")
+    property(outname="log.level" name="syslogseverity-text" format="jsonf")
+    property(outname="service.name" name="programname" format="jsonf")
+    property(outname="message" name="msg" format="jsonf")
+}}
+input(type="imfile" File="{work / "input.log"}" Tag="billing:" Severity="warning" ruleset="es"
+      freshStartTail="off")
+ruleset(name="es") {{
+    action(type="omelasticsearch" server="127.0.0.1" serverport="{port}" usehttps="off"
+           uid="elastic" pwd="{setup["key"]}" searchIndex="rsyslog-billing" searchType="events"
+           template="doc" bulkmode="on" errorFile="{errors}")
+}}
+"""
+    )
+    cmd = [rsyslogd, "-n", "-f", str(config), "-i", str(work / "rsyslog.pid"), "-M", module_dir]
+    started = datetime.now(UTC) - timedelta(seconds=5)
+
+    def complete(found) -> bool:
+        return sum(1 for _, e in found if marker in str(e.entry)) >= LINES
+
+    with foreground(cmd, work / "rsyslog.log"):
+        found = cs.collect_until(settings, settings.raw_topic, complete, timeout=90)
+    envelopes = [e for _, e in found if marker in str(e.entry)]
+    assert len(envelopes) == LINES, (work / "rsyslog.log").read_text()
+    assert not errors.exists(), errors.read_text()  # rsyslog writes there what Strata refused
+    assert {e.tenant for e in envelopes} == {setup["tenant_a"]}
+    records = sorted(as_records(envelopes), key=lambda r: r.message)
+    assert sorted(r.message for r in records) == sorted(lines)
+    assert {r.service for r in records} == {"billing"}
+    assert {r.level for r in records} == {Level.WARN}
+    assert {r.host for r in records} == {socket.gethostname().split(".")[0]}
+    assert all(started <= r.timestamp <= datetime.now(UTC) for r in records)
