@@ -7,7 +7,8 @@ the test set-up (PyPI into the cache, pinned) or from the system:
 - Python's ``logging.handlers.SysLogHandler`` over UDP and TCP at ``strata collect syslog``;
 - util-linux ``logger`` (RFC 5424, octet counting, TCP);
 - winston-elasticsearch and pino-elasticsearch (npm, into the cache; Node.js from the system), whose
-  buffered action lines carry extra keys and whose stream refreshes the index when it ends.
+  buffered action lines carry extra keys and whose stream refreshes the index when it ends;
+- the OpenTelemetry JavaScript SDK (``@opentelemetry/sdk-logs``) with its OTLP/HTTP JSON exporter.
 
 Each asserts that the client saw success, and that what it sent reached ``raw_logs`` in the key's
 or listener's tenant and becomes, through the ingest job's own logic, a record with the service,
@@ -304,3 +305,57 @@ def test_pino_elasticsearch(env):
     assert [r.level for r in records] == [Level.ERROR if i % 2 else Level.INFO for i in range(10)]
     assert {(r.service, r.host) for r in records} == {("pino", "node-host-2")}
     assert all(before - timedelta(seconds=1) <= r.timestamp <= after for r in records)
+
+
+# The newest OpenTelemetry JS release line that still runs on Node 20 (3.x needs Node 22).
+OTEL_JS = [
+    "@opentelemetry/api@1.9.0",
+    "@opentelemetry/api-logs@0.203.0",
+    "@opentelemetry/sdk-logs@0.203.0",
+    "@opentelemetry/exporter-logs-otlp-http@0.203.0",
+    "@opentelemetry/resources@2.0.1",
+]
+
+OTEL_JS_SCRIPT = """
+const { LoggerProvider, BatchLogRecordProcessor } = require('@opentelemetry/sdk-logs');
+const { OTLPLogExporter } = require('@opentelemetry/exporter-logs-otlp-http');
+const { resourceFromAttributes } = require('@opentelemetry/resources');
+const { SeverityNumber } = require('@opentelemetry/api-logs');
+const [url, key, marker, startMs] = process.argv.slice(1);
+const results = [];
+const exporter = new OTLPLogExporter({ url: url + '/v1/logs', headers: { Authorization: 'Bearer ' + key } });
+const original = exporter.export.bind(exporter);
+exporter.export = (logs, done) => original(logs, (result) => { results.push([logs.length, result.code]); done(result); });
+const provider = new LoggerProvider({
+  resource: resourceFromAttributes({ 'service.name': 'cart-js', 'host.name': 'js-host-1' }),
+  processors: [new BatchLogRecordProcessor(exporter)],
+});
+const logger = provider.getLogger('strata-test');
+for (let i = 0; i < 10; i++) {
+  logger.emit({
+    timestamp: new Date(Number(startMs) + i * 1000),  // a number before the process started reads as performance.now()
+    severityNumber: i % 2 ? SeverityNumber.WARN : SeverityNumber.INFO,
+    severityText: i % 2 ? 'WARN' : 'INFO',
+    body: `${marker} cart ${i} checked out`,
+    attributes: { cart: i },
+  });
+}
+provider.shutdown().then(() => console.log(JSON.stringify({ results })));
+"""
+
+
+def test_opentelemetry_js_sdk(env):
+    folder = npm_client(env["settings"].cache_dir, "opentelemetry-js", OTEL_JS)
+    marker = f"otel-js-{uuid.uuid4().hex[:8]}"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+    start_ms = str(int(start.timestamp() * 1000))
+    out = json.loads(
+        run_node(folder, OTEL_JS_SCRIPT, env["api"].url, env["key"], marker, start_ms).splitlines()[-1]
+    )
+    assert out["results"] and all(code == 0 for _, code in out["results"])  # ExportResultCode.SUCCESS
+    assert sum(n for n, _ in out["results"]) == 10
+    records = sorted(as_records(arrived(env, marker, 10)), key=lambda r: r.timestamp)
+    assert [r.timestamp for r in records] == [start + timedelta(seconds=i) for i in range(10)]
+    assert [r.message for r in records] == [f"{marker} cart {i} checked out" for i in range(10)]
+    assert [r.level for r in records] == [Level.WARN if i % 2 else Level.INFO for i in range(10)]
+    assert {(r.service, r.host) for r in records} == {("cart-js", "js-host-1")}
