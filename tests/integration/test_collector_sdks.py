@@ -325,7 +325,10 @@ const [url, key, marker, startMs] = process.argv.slice(1);
 const results = [];
 const exporter = new OTLPLogExporter({ url: url + '/v1/logs', headers: { Authorization: 'Bearer ' + key } });
 const original = exporter.export.bind(exporter);
-exporter.export = (logs, done) => original(logs, (result) => { results.push([logs.length, result.code]); done(result); });
+exporter.export = (logs, done) => original(logs, (result) => {
+  results.push([logs.length, result.code]);
+  done(result);
+});
 const provider = new LoggerProvider({
   resource: resourceFromAttributes({ 'service.name': 'cart-js', 'host.name': 'js-host-1' }),
   processors: [new BatchLogRecordProcessor(exporter)],
@@ -333,7 +336,8 @@ const provider = new LoggerProvider({
 const logger = provider.getLogger('strata-test');
 for (let i = 0; i < 10; i++) {
   logger.emit({
-    timestamp: new Date(Number(startMs) + i * 1000),  // a number before the process started reads as performance.now()
+    // A Date: a number of milliseconds before the process started would read as performance.now().
+    timestamp: new Date(Number(startMs) + i * 1000),
     severityNumber: i % 2 ? SeverityNumber.WARN : SeverityNumber.INFO,
     severityText: i % 2 ? 'WARN' : 'INFO',
     body: `${marker} cart ${i} checked out`,
