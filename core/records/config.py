@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.records.mask import DEFAULT_SECRET_KEYS, CustomRule, MaskSettings
 
@@ -150,6 +150,18 @@ class PipelineConfig(_Model):
         description="longer attribute values are cut: both stores index each value as one term "
         "(OpenSearch refuses terms over 32 KiB, Cassandra's SAI over 8 KiB)",
     )
+    max_attributes: int = Field(
+        default=1000,
+        ge=2,
+        description="attributes kept per record after flattening; the rest are counted in "
+        "attributes_dropped and the record tagged so",
+    )
+    max_record_bytes: int = Field(
+        default=1_000_000,
+        ge=128 * 1024,
+        description="a record whose JSON would be larger is rejected (TOO_LARGE, to the dead-letter "
+        "topic): Kafka's brokers refuse messages over 1 MB unless configured otherwise",
+    )
     max_line_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="raw inputs above this are rejected"
     )
@@ -175,6 +187,16 @@ class PipelineConfig(_Model):
     def _normalize_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
         # Lookups happen after names are trimmed and lower-cased; keys written "Billing-API" must match.
         return {k.strip().lower(): v for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _record_holds_a_message(self) -> PipelineConfig:
+        # A record carries its message and its mined pattern (about as long): both must fit.
+        if self.max_record_bytes < 2 * self.max_message_bytes + 64 * 1024:
+            raise ValueError(
+                "max_record_bytes must be at least twice max_message_bytes plus 64 KiB "
+                f"(got {self.max_record_bytes} for max_message_bytes={self.max_message_bytes})"
+            )
+        return self
 
     @classmethod
     def load(cls, path: str | Path) -> PipelineConfig:

@@ -17,6 +17,7 @@ test guesses of the masked values. The same input and key give the same id in ev
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -88,6 +89,8 @@ class RecordPipeline:
         self._mine_enabled = cfg.mining.enabled
         self._max_message_bytes = cfg.max_message_bytes
         self._max_attribute_bytes = cfg.max_attribute_bytes
+        self._max_attributes = cfg.max_attributes
+        self._max_record_bytes = cfg.max_record_bytes
         self._meta_cache: dict[tuple[str, str], tuple[str | None, str | None, dict[str, str]]] = {}
 
     # -- entry points ------------------------------------------------------------------------
@@ -376,6 +379,11 @@ class RecordPipeline:
             h.update(message.encode("utf-8"))
         log_id = h.hexdigest()
 
+        # A flattened object repeats its parent key in every child's name, so a few hundred KiB
+        # of JSON can become megabytes of attributes: keep the first ones, say how many were not.
+        if len(attrs) > self._max_attributes:
+            attrs = _cap_attributes(attrs, self._max_attributes, tags)
+
         # masking
         counts: dict[str, int] = {}
         if self._mask_enabled:
@@ -401,6 +409,10 @@ class RecordPipeline:
             miner = self._miners.get(tenant) or self.miner(tenant)
             cluster = miner.add(message)
             pattern_id, pattern = cluster.pattern_id, cluster.template
+
+        too_large = _too_large(message, pattern, attrs, self._max_record_bytes)
+        if too_large is not None:
+            return too_large
 
         # Positional, in FIELDS order (checked at import by schemas.record): keywords cost more here.
         return Record(
@@ -429,6 +441,44 @@ MAX_ID_CHARS = 256
 MAX_ATTRIBUTE_KEY_CHARS = 256
 
 
+# What a record holds besides its message, pattern and attributes (ids, names, times, tags),
+# generously: the size check below only has to be right about records near the limit.
+_RECORD_OVERHEAD_BYTES = 4096
+
+
+def _cap_attributes(attrs: dict[str, str], limit: int, tags: list[str]) -> dict[str, str]:
+    """The first ``limit - 1`` attributes and ``attributes_dropped`` (how many were left out)."""
+    kept = dict(itertools.islice(attrs.items(), limit - 1))
+    kept["attributes_dropped"] = str(len(attrs) - len(kept))
+    tags.append("attributes_dropped")
+    return kept
+
+
+def _too_large(message: str, pattern: str | None, attrs: dict[str, str], limit: int) -> Rejected | None:
+    """A rejection when the record's JSON would exceed ``limit`` bytes, else None.
+
+    Kafka (1 MB per message by default), OpenSearch's bulk requests and Cassandra's mutations all
+    refuse an oversized record, and a sink that cannot write one restarts the job on the same
+    offset forever; a rejection goes to the dead-letter topic instead and the job moves on."""
+    chars = len(message) + len(pattern or "") + sum(len(k) + len(v) for k, v in attrs.items())
+    # A character is at most 6 bytes of JSON (a \u escape), so most records are cleared by counting.
+    if chars * 6 + _RECORD_OVERHEAD_BYTES <= limit:
+        return None
+    size = (
+        len(orjson.dumps(message))
+        + len(orjson.dumps(pattern))
+        + len(orjson.dumps(attrs))
+        + _RECORD_OVERHEAD_BYTES
+    )
+    if size <= limit:
+        return None
+    return Rejected(
+        RejectReason.TOO_LARGE,
+        f"the record would be about {size} bytes once flattened ({len(attrs)} attributes, "
+        f"a message of {len(message)} characters); the limit is max_record_bytes={limit}",
+    )
+
+
 def _limit_attributes(attrs: dict[str, str], limit: int, tags: list[str]) -> dict[str, str]:
     """Values cut to ``limit`` UTF-8 bytes and keys to :data:`MAX_ATTRIBUTE_KEY_CHARS` characters,
     tagging the record ``attribute_truncated``; ``attrs`` itself when nothing is too long.
@@ -442,7 +492,13 @@ def _limit_attributes(attrs: dict[str, str], limit: int, tags: list[str]) -> dic
     cut = False
     for key, value in attrs.items():
         if len(key) > MAX_ATTRIBUTE_KEY_CHARS:
-            key, cut = key[:MAX_ATTRIBUTE_KEY_CHARS], True
+            short = key[:MAX_ATTRIBUTE_KEY_CHARS]
+            if short in out or short in attrs:
+                # Long keys that share their first 256 characters (the children of one long-named
+                # object) stay apart: a hash of the whole key replaces the tail.
+                digest = hashlib.blake2b(key.encode("utf-8", "replace"), digest_size=8).hexdigest()
+                short = f"{key[: MAX_ATTRIBUTE_KEY_CHARS - 17]}~{digest}"
+            key, cut = short, True
         if len(value) * 4 > limit:
             encoded = value.encode("utf-8")
             if len(encoded) > limit:

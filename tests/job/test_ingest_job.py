@@ -32,7 +32,12 @@ def _inputs() -> list[bytes]:
         for d in (20, 60)
     ]
     good = [_envelope(line) for line in lines + old]
-    return good + good[:10] + [b"{broken", b"", _envelope("   ")]
+    # Poison shapes: one whose flattened keys would make megabytes (stored, attributes capped),
+    # one still too large for a Kafka message once capped (a dead letter); the job goes on past both.
+    wide = {"message": "wide", "k" * 250: {f"c{i}": 1 for i in range(45_000)}}
+    huge = {"message": "huge", **{f"a{i}": "x" * 4000 for i in range(300)}}
+    poison = [RawEnvelope(tenant="acme", received_at=NOW, entry=e).encode() for e in (wide, huge)]
+    return poison + good + good[:10] + [b"{broken", b"", _envelope("   ")] + poison
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +109,9 @@ def test_bad_input_becomes_dead_letters_with_reasons(processed: tuple[Any, Any, 
         dead = [orjson.loads(r) for r in results]
     pipeline = RecordPipeline()
     reasons = [str(r.reason_code) for v in _inputs() if not isinstance(r := pipeline.process(v), Record)]
-    assert len(reasons) == 3
+    assert len(reasons) == 5 and reasons.count("TOO_LARGE") == 2
     assert sorted(d["reason_code"] for d in dead) == sorted(reasons)
+    too_large = [d for d in dead if d["reason_code"] == "TOO_LARGE"]
+    assert all("max_record_bytes" in d["detail"] for d in too_large)
     assert {d["original"] for d in dead} >= {"{broken", ""}
     assert all(d["source"]["topic"] == "raw_logs" and isinstance(d["source"]["offset"], int) for d in dead)
