@@ -97,12 +97,15 @@ def add_item(
             return
         own_service = _str_field(item.get("service")) or service
         own_host = _str_field(item.get("host")) or host
-        out.add(index, encoder.entry(item, service=own_service, host=own_host))
+        out.add(
+            index,
+            encoder.entry(item, service=own_service, host=own_host, entry_id=encoder.entry_id(index)),
+        )
     elif isinstance(item, str):
         if not item.strip():
             out.reject(index, str(RejectReason.EMPTY), "the line is empty")
             return
-        out.add(index, encoder.line(item, service=service, host=host))
+        out.add(index, encoder.line(item, service=service, host=host, entry_id=encoder.entry_id(index)))
     else:
         out.reject(
             index, NOT_AN_OBJECT, f"an entry must be a JSON object or a string, not {type(item).__name__}"
@@ -196,4 +199,4 @@ def decode_lines(
                 f"the line is {len(line)} bytes; the limit is {out.max_record_bytes}",
             )
             continue
-        out.add(index, encoder.line(line, service=service, host=host))
+        out.add(index, encoder.line(line, service=service, host=host, entry_id=encoder.entry_id(index)))

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path, Request, Response, status
 
 from api import metrics
 from api.collector.batch import Outcome
-from api.collector.encoder import EnvelopeEncoder
+from api.collector.encoder import EnvelopeEncoder, request_identity
 from api.collector.publish import load_body, publish
 from api.deps import IngestKey, StateDep, check_rate
 from api.responses import JSONBytes
@@ -88,7 +88,8 @@ def decode_bulk(
         except (orjson.JSONDecodeError, ValueError, AttributeError):
             raise BulkFormatError(f"malformed action/metadata line [{position + 1}]") from None
         index = str(meta.get("_index") or default_index or "")
-        doc_id = str(meta.get("_id") or uuid.uuid4().hex)
+        client_id = meta.get("_id")
+        doc_id = str(client_id or uuid.uuid4().hex)
         item: dict[str, Any] = {"_index": index, "_id": doc_id}
         items.append({action: item})
         if action not in ("index", "create", "update", "delete"):
@@ -129,8 +130,14 @@ def decode_bulk(
         if not isinstance(doc, dict) or not doc:
             _item_error(out, item, position, "NOT_AN_OBJECT", "the document must be a non-empty JSON object")
             continue
+        # The client's _id names the document across retries, as in Elasticsearch (per index).
+        entry_id = f"_id:{index}/{client_id}" if client_id else encoder.entry_id(position)
         message = encoder.entry(
-            doc, service=service_of(doc, index), host=host_of(doc), attributes={"index": index}
+            doc,
+            service=service_of(doc, index),
+            host=host_of(doc),
+            attributes={"index": index},
+            entry_id=entry_id,
         )
         if not out.add(position, message):
             error = out.errors[-1] if out.errors and out.errors[-1]["index"] == position else None
@@ -156,7 +163,7 @@ class BulkFormatError(ValueError):
 async def _bulk(request: Request, principal: IngestKey, state: StateDep, index: str | None) -> Response:
     started = time.perf_counter()
     body = await load_body(request, state, ROUTE)
-    encoder = EnvelopeEncoder(principal.tenant_id, source="bulk")
+    encoder = EnvelopeEncoder(principal.tenant_id, source="bulk", request_id=request_identity(body))
     try:
         outcome, items = decode_bulk(
             body, encoder, default_index=index, max_record_bytes=state.settings.ingest_max_record_bytes

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 
 from api import metrics
 from api.collector.batch import PayloadError, decode_json_batch
-from api.collector.encoder import EnvelopeEncoder
+from api.collector.encoder import MAX_IDEMPOTENCY_KEY_CHARS, EnvelopeEncoder, request_identity
 from api.collector.publish import load_body, publish
 from api.deps import IngestKey, StateDep, check_rate
 from api.responses import JSONBytes
@@ -96,11 +96,24 @@ async def ingest(
         str | None, Query(description="parser hint for raw lines: auto, json, syslog, …")
     ] = None,
     x_strata_service: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=MAX_IDEMPOTENCY_KEY_CHARS,
+            description="names the batch across retries: entries without a timestamp keep their "
+            "log_id when the batch is resent with the same key (default: a hash of the body)",
+        ),
+    ] = None,
 ) -> JSONBytes:
     """Accept a batch; answers 202 only once Kafka has acknowledged every accepted entry."""
     started = time.perf_counter()
     body = await load_body(request, state, ROUTE)
-    encoder = EnvelopeEncoder(principal.tenant_id, source="http", format=format)
+    encoder = EnvelopeEncoder(
+        principal.tenant_id,
+        source="http",
+        format=format,
+        request_id=request_identity(body, idempotency_key),
+    )
     try:
         outcome = decode_json_batch(
             body,

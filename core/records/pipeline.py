@@ -8,10 +8,15 @@ Steps, in order: decode and size checks -> parse (configured patterns, explicit 
 auto-detection) -> normalize (time, level, names) -> validate (skew, size) -> enrich (static
 metadata, trace ids) -> identity (log_id) -> mask PII -> mine the pattern.
 
-``log_id`` is computed on the normalized but *unmasked* message, keyed with ``identity_key``:
-before masking, so two lines that differ only in a masked value (two client IPs in the same
-second) keep two ids instead of collapsing into one; keyed, so the stored id cannot be used to
-test guesses of the masked values. The same input and key give the same id in every process.
+``log_id`` is a keyed hash of the whole normalized entry (tenant, service, host, time, level,
+environment, region, trace and span ids, message and every attribute), computed before masking
+and keyed with ``identity_key``: the whole entry, so two logs that share a message and a
+millisecond but not a trace id or a level stay two; before masking, so two lines that differ only
+in a masked value (two client IPs in the same second) keep two ids; keyed, so the stored id cannot
+be used to test guesses of the masked values. An entry without a time of its own gets the arrival
+time, which a client's retry changes; in the id it is replaced by the envelope's ``entry_id``
+when the collector gave one, so the retry lands on the same record. The same input and key give
+the same id in every process.
 """
 
 from __future__ import annotations
@@ -201,7 +206,15 @@ class RecordPipeline:
             if isinstance(parsed, Rejected):
                 return parsed
             return self._build(
-                parsed, env.tenant, env.service, env.host, received_us, tags, env.attributes, env.source
+                parsed,
+                env.tenant,
+                env.service,
+                env.host,
+                received_us,
+                tags,
+                env.attributes,
+                env.source,
+                env.entry_id,
             )
         if env.line_encoding == "base64":
             raw = env.line_bytes() or b""
@@ -211,7 +224,16 @@ class RecordPipeline:
         else:
             text = env.line or ""
         return self._process_text(
-            text, env.tenant, env.service, env.host, received_us, env.format, tags, env.attributes, env.source
+            text,
+            env.tenant,
+            env.service,
+            env.host,
+            received_us,
+            env.format,
+            tags,
+            env.attributes,
+            env.source,
+            env.entry_id,
         )
 
     def _process_text(
@@ -225,6 +247,7 @@ class RecordPipeline:
         tags: list[str],
         extra: Mapping[str, str],
         source: str,
+        entry_id: str | None = None,
     ) -> Record | Rejected:
         if len(text) > self.config.max_line_bytes and len(text.encode("utf-8", "replace")) > (
             self.config.max_line_bytes
@@ -236,7 +259,7 @@ class RecordPipeline:
         parsed = self._parse(text, fmt, service)
         if isinstance(parsed, Rejected):
             return parsed
-        return self._build(parsed, tenant, service, host, received_us, tags, extra, source)
+        return self._build(parsed, tenant, service, host, received_us, tags, extra, source, entry_id)
 
     def _parse(self, line: str, fmt: str | None, service: str | None) -> Parsed | Rejected:
         if service:
@@ -290,6 +313,7 @@ class RecordPipeline:
         tags: list[str],
         extra: Mapping[str, str],
         source: str,
+        entry_id: str | None = None,
     ) -> Record | Rejected:
         cfg = self.config
         attrs = p.attributes
@@ -303,6 +327,7 @@ class RecordPipeline:
         # time
         ts_raw = p.timestamp
         ts_us: int = received_us
+        own_time = False  # whether ts_us is the entry's own time, not its arrival
         if ts_raw is None:
             tags.append("no_timestamp")
         else:
@@ -312,23 +337,23 @@ class RecordPipeline:
                 else parse_timestamp(ts_raw, received_us)
             )
             if parsed_us is not None:
-                ts_us = parsed_us
+                ts_us, own_time = parsed_us, True
             if parsed_us is None or not _MIN_US <= ts_us < _MAX_US:
                 if cfg.on_bad_timestamp == "reject":
                     return Rejected(RejectReason.BAD_TIMESTAMP, f"cannot read time {to_str(ts_raw)[:100]!r}")
                 attrs["original_timestamp"] = to_str(ts_raw)
                 tags.append("bad_timestamp")
-                ts_us = received_us
+                ts_us, own_time = received_us, False
             elif ts_us - received_us > self._max_future_us:
                 tags.append("future_timestamp")
                 if cfg.future_policy == "arrival":
                     attrs["original_timestamp"] = to_str(ts_raw)
-                    ts_us = received_us
+                    ts_us, own_time = received_us, False
             elif received_us - ts_us > self._max_past_us:
                 tags.append("old_timestamp")
                 if cfg.past_policy == "arrival":
                     attrs["original_timestamp"] = to_str(ts_raw)
-                    ts_us = received_us
+                    ts_us, own_time = received_us, False
 
         # level
         level = None
@@ -368,16 +393,18 @@ class RecordPipeline:
             attrs["span_id_raw"], span_id = span_id, None
 
         # identity, on normalized unmasked values (see the module docstring)
-        h = hashlib.blake2b(digest_size=16, key=self._id_key)
-        h.update(f"{tenant}\x1f{service}\x1f{host}\x1f{ts_us}\x1f".encode())
         try:
-            h.update(message.encode("utf-8"))
+            message.encode("utf-8")
         except UnicodeEncodeError:
             # Lone surrogates (a Python caller's str, "\udcff"): no UTF-8 store accepts them.
             message = message.encode("utf-8", "replace").decode("utf-8")
             tags.append("invalid_utf8")
-            h.update(message.encode("utf-8"))
-        log_id = h.hexdigest()
+        when = f"t{ts_us}" if own_time or entry_id is None else f"e{entry_id}"
+        log_id = _identity(
+            self._id_key,
+            (tenant, service, host, when, level.value, environment, region, trace_id, span_id, message),
+            attrs,
+        )
 
         # A flattened object repeats its parent key in every child's name, so a few hundred KiB
         # of JSON can become megabytes of attributes: keep the first ones, say how many were not.
@@ -439,6 +466,20 @@ class RecordPipeline:
 
 MAX_ID_CHARS = 256
 MAX_ATTRIBUTE_KEY_CHARS = 256
+
+
+def _identity(key: bytes, fields: tuple[str | None, ...], attrs: Mapping[str, str]) -> str:
+    """A keyed 128-bit hash of ``fields`` and ``attrs`` (in key order), each value framed by its
+    length so no two different entries can encode to the same bytes."""
+    h = hashlib.blake2b(digest_size=16, key=key)
+    for value in (*fields, *itertools.chain.from_iterable(sorted(attrs.items()))):
+        if value is None:
+            h.update(b"\xff\xff\xff\xff")
+            continue
+        data = value.encode("utf-8", "surrogatepass")
+        h.update(len(data).to_bytes(4, "big"))
+        h.update(data)
+    return h.hexdigest()
 
 
 # What a record holds besides its message, pattern and attributes (ids, names, times, tags),

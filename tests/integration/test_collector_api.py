@@ -104,6 +104,30 @@ def test_ingest_batch_reaches_kafka_stamped_with_the_keys_tenant(topic_api):
     assert messages == sorted(f"msg {i}" for i in range(50))
 
 
+def test_a_retried_batch_without_timestamps_lands_on_the_same_log_ids(topic_api):
+    from core.records.pipeline import RecordPipeline
+    from schemas.record import Record
+
+    settings, server = topic_api
+    entries = {"service": "cron", "logs": [{"message": "job started"}, {"message": "job started"}]}
+    with tenant_with_key(settings) as (_, key), client(server, key) as http:
+        for headers in ({}, {}, {"Idempotency-Key": "run-1"}, {"Idempotency-Key": "run-1"}):
+            assert http.post("/v1/logs/ingest", json=entries, headers=headers).status_code == 202
+            time.sleep(0.01)  # the resend arrives later: another received_at
+        too_long = http.post("/v1/logs/ingest", json=entries, headers={"Idempotency-Key": "k" * 257})
+        assert too_long.status_code == 422
+        found = read_topic(settings, settings.raw_topic, 8)
+    pipeline = RecordPipeline()
+    ids = [r.log_id for _, env in found if isinstance(r := pipeline.process(env), Record)]
+    assert len(ids) == 8
+    by_entry = {}
+    for (_, env), log_id in zip(found, ids, strict=True):
+        by_entry.setdefault(env.entry_id, set()).add(log_id)
+    # Four entry names (two per body hash, two per key), each resent once under the same id.
+    assert len(by_entry) == 4 and all(len(v) == 1 for v in by_entry.values())
+    assert len(set(ids)) == 4
+
+
 def test_ndjson_array_gzip_and_zstd_bodies(stack, tenant):
     _, server = stack
     _, key = tenant

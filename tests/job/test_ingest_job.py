@@ -37,7 +37,14 @@ def _inputs() -> list[bytes]:
     wide = {"message": "wide", "k" * 250: {f"c{i}": 1 for i in range(45_000)}}
     huge = {"message": "huge", **{f"a{i}": "x" * 4000 for i in range(300)}}
     poison = [RawEnvelope(tenant="acme", received_at=NOW, entry=e).encode() for e in (wide, huge)]
-    return poison + good + good[:10] + [b"{broken", b"", _envelope("   ")] + poison
+    # A client's retry of an entry without a timestamp: a later arrival, the same entry_id.
+    retried = [
+        RawEnvelope(
+            tenant="acme", received_at=at, entry={"message": "no time of its own"}, entry_id="body:1f/0"
+        ).encode()
+        for at in (NOW, NOW + timedelta(seconds=7))
+    ]
+    return poison + good + good[:10] + retried + [b"{broken", b"", _envelope("   ")] + poison
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +101,7 @@ def test_warm_rows_carry_what_is_left_of_the_window(processed: tuple[Any, Any, S
     expected = _expected()
     warm = {lid for lid, r in expected.items() if NOW - r.timestamp < timedelta(days=settings.warm_days)}
     assert {r[0] for r in rows} == warm  # the 60-day-old line is not warm
+    assert len(rows) == len(warm)  # resent entries are one row, even a retry with a later arrival
     ttl_by_id = {r[0]: r[-1] for r in rows}
     old = next(lid for lid, r in expected.items() if NOW - r.timestamp > timedelta(days=19))
     left = timedelta(days=settings.warm_days - 20).total_seconds()

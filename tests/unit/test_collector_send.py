@@ -54,3 +54,9 @@ def test_spool_returns_batches_in_order(tmp_path):
     for path, _ in spool.items():
         path.unlink()
     assert len(spool) == 0
+
+
+def test_spooled_batches_keep_their_idempotency_key(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    spool.put(Batch("svc", None, b"line", 1, "file:1-2@300"))
+    assert [batch.key for _, batch in spool.items()] == ["file:1-2@300"]
