@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     api_url: str = ""  # where `strata send` posts; empty: the local API
     api_key: str = ""  # the key `strata send` uses
 
+    # Secret mixed into every log_id (docs/records.md, "Identity"), the same for every job. Required
+    # outside the local stack: the jobs refuse to start without it (see uses_local_stack).
+    identity_key: str = ""
+
     # Tier windows, shared by the ingest job and the search API.
     hot_days: int = 14
     warm_days: int = 45
@@ -165,6 +169,26 @@ class Settings(BaseSettings):
         if value < 0:
             raise ValueError("a tier window cannot be negative")
         return value
+
+    @field_validator("identity_key")
+    @classmethod
+    def _identity_key(cls, value: str) -> str:
+        if value and not 16 <= len(value.encode()) <= 64:
+            raise ValueError("STRATA_IDENTITY_KEY must be 16 to 64 bytes long")
+        return value
+
+    @property
+    def uses_local_stack(self) -> bool:
+        """Whether every service is the local stack's: no Kafka, OpenSearch, Cassandra, S3 or
+        PostgreSQL address is set. Pointing at any real cluster makes a deployment, which must
+        bring its own secrets (``identity_key``)."""
+        return not (
+            self.kafka_bootstrap
+            or self.opensearch_url
+            or self.cassandra_hosts
+            or self.s3_endpoint
+            or self.postgres_host
+        )
 
     # Derived endpoints: an explicit setting wins, otherwise the local stack's address.
     @property

@@ -27,6 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from core.records.mask import DEFAULT_SECRET_KEYS, CustomRule, MaskSettings
 
+# The identity key of the local stack (and of tests and `strata parse`): public, so it protects
+# nothing; a deployment sets its own (see PipelineConfig.for_deployment).
+LOCAL_IDENTITY_KEY = "strata-local-stack-identity-key"
+
+
+class MissingIdentityKey(ValueError):
+    """The job would run against real clusters with the public local-stack identity key."""
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -172,7 +180,10 @@ class PipelineConfig(_Model):
     on_bad_timestamp: Literal["arrival", "reject"] = "arrival"
 
     identity_key: str = Field(
-        default="", description="secret mixed into log_id so ids cannot confirm masked values"
+        default=LOCAL_IDENTITY_KEY,
+        max_length=64,
+        description="secret mixed into log_id so ids cannot confirm masked values (at most 64 "
+        "characters); the default is the local stack's, public one",
     )
 
     patterns: dict[str, PatternConfig] = Field(default_factory=dict)
@@ -197,6 +208,25 @@ class PipelineConfig(_Model):
                 f"(got {self.max_record_bytes} for max_message_bytes={self.max_message_bytes})"
             )
         return self
+
+    def for_deployment(self, identity_key: str, *, local_stack: bool) -> PipelineConfig:
+        """This configuration with the deployment's identity key (``STRATA_IDENTITY_KEY``), unless
+        the file names one itself. Without either, the local stack keeps its public default and
+        anything else is refused: ids keyed with a public key let anyone holding a masked record
+        confirm guesses of what was masked (``login from [IP]`` plus its id gives the address)."""
+        if self.identity_key and "identity_key" in self.model_fields_set:
+            return self
+        if identity_key:
+            return self.model_copy(update={"identity_key": identity_key})
+        if local_stack:
+            return self
+        raise MissingIdentityKey(
+            "STRATA_IDENTITY_KEY is not set, and Strata is not running on its local stack (one of "
+            "STRATA_KAFKA_BOOTSTRAP, STRATA_OPENSEARCH_URL, STRATA_CASSANDRA_HOSTS, STRATA_S3_ENDPOINT, "
+            "STRATA_POSTGRES_HOST is set). Set it to a stable secret of 16 to 64 characters, e.g. "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`, the same for every job: it is "
+            "part of every log_id, so changing it later changes the ids of new records"
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> PipelineConfig:

@@ -126,6 +126,9 @@ class IngestOptions:
             "archive_path": f"s3a://{settings.s3_bucket}/{settings.archive_prefix}",
         }
         values.update(overrides)
+        values["pipeline_config"] = (values.get("pipeline_config") or PipelineConfig()).for_deployment(
+            settings.identity_key, local_stack=settings.uses_local_stack
+        )
         return cls(**values)
 
 

@@ -143,3 +143,67 @@ def test_an_envelope_without_an_entry_id_falls_back_to_arrival_time() -> None:
 def test_the_entry_id_is_carried_by_the_envelope() -> None:
     env = RawEnvelope(tenant="t", received_at=FIRST_TRY, line="x", entry_id="body:ab/3")
     assert RawEnvelope.decode(env.encode()).entry_id == "body:ab/3"
+
+
+# -- the identity key -------------------------------------------------------------------------
+
+
+def _masked_login(pipeline: RecordPipeline, ip: str) -> Record:
+    r = pipeline.process_line(f"2025-02-15 12:00:00 INFO login from {ip}", tenant="t", received_at=FIRST_TRY)
+    assert isinstance(r, Record) and r.message == "login from [IP]"
+    return r
+
+
+def test_a_secret_identity_key_keeps_a_masked_value_from_being_confirmed() -> None:
+    from core.records.config import PipelineConfig
+
+    # Someone holding a stored record ("login from [IP]" and its id) recomputes the id for each
+    # address they guess. With the public local-stack key, the right guess matches...
+    public = _masked_login(RecordPipeline(), "10.1.2.3")
+    assert _masked_login(RecordPipeline(), "10.1.2.3").log_id == public.log_id
+    # ...with the deployment's secret key, no guess does.
+    secret = RecordPipeline(PipelineConfig(identity_key="s3cret-of-the-deployment"))
+    stored = _masked_login(secret, "10.1.2.3")
+    assert _masked_login(RecordPipeline(), "10.1.2.3").log_id != stored.log_id
+
+
+def test_jobs_take_the_identity_key_from_settings_and_refuse_to_run_without_one_off_the_local_stack() -> None:
+    from core.records.config import LOCAL_IDENTITY_KEY, MissingIdentityKey, PipelineConfig
+    from infra.settings import Settings
+    from jobs.alerts.job import AlertsOptions
+    from jobs.ingest.job import IngestOptions
+
+    addresses = ("kafka_bootstrap", "opensearch_url", "cassandra_hosts", "s3_endpoint", "postgres_host")
+    local = Settings().model_copy(update=dict.fromkeys(addresses, "") | {"identity_key": ""})
+    assert local.uses_local_stack
+    assert IngestOptions.from_settings(local).pipeline_config.identity_key == LOCAL_IDENTITY_KEY  # type: ignore[union-attr]
+
+    for address in (
+        {"kafka_bootstrap": "kafka-1:9092"},
+        {"opensearch_url": "https://os:9200"},
+        {"cassandra_hosts": "c1"},
+        {"s3_endpoint": "https://s3.example"},
+        {"postgres_host": "db"},
+    ):
+        deployed = local.model_copy(update=address)
+        assert not deployed.uses_local_stack
+        for options in (IngestOptions, AlertsOptions):
+            with pytest.raises(MissingIdentityKey, match="STRATA_IDENTITY_KEY"):
+                options.from_settings(deployed)
+
+    keyed = local.model_copy(update={"kafka_bootstrap": "kafka-1:9092", "identity_key": "k" * 32})
+    assert IngestOptions.from_settings(keyed).pipeline_config.identity_key == "k" * 32  # type: ignore[union-attr]
+    assert AlertsOptions.from_settings(keyed).pipeline_config.identity_key == "k" * 32  # type: ignore[union-attr]
+    # A key written in the pipeline's configuration file wins over the environment's.
+    own = PipelineConfig(identity_key="from-the-file-0123456789")
+    options = IngestOptions.from_settings(keyed, pipeline_config=own)
+    assert options.pipeline_config.identity_key == "from-the-file-0123456789"  # type: ignore[union-attr]
+
+
+def test_identity_key_setting_is_validated() -> None:
+    from pydantic import ValidationError
+
+    from infra.settings import Settings
+
+    with pytest.raises(ValidationError, match="16 to 64 bytes"):
+        Settings(identity_key="short")
