@@ -104,6 +104,7 @@ class MaskRules(_Model):
     bearer: bool = True
     aws_keys: bool = True
     secrets: bool = True
+    iban: bool = True
     secret_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_SECRET_KEYS))
     custom: list[CustomMaskRule] = Field(default_factory=list)
 
@@ -118,6 +119,7 @@ class MaskRules(_Model):
             bearer=self.bearer,
             aws_keys=self.aws_keys,
             secrets=self.secrets,
+            iban=self.iban,
             secret_keys=tuple(self.secret_keys),
             custom=tuple(CustomRule(r.name, r.regex, r.marker) for r in self.custom),
         )

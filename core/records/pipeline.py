@@ -416,8 +416,9 @@ class RecordPipeline:
         if self._mask_enabled:
             masker = self._maskers.get(tenant, self._masker_default)
             message = masker.mask(message, counts)
+            host = masker.mask(host, counts)
             if attrs:
-                masker.mask_attributes(attrs, counts)
+                attrs = masker.mask_attributes(attrs, counts)
 
         # size limit, after masking so a cut never leaves half a card number unmasked
         limit = self._max_message_bytes
