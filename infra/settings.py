@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     alerts_give_up_s: float = 86_400.0  # a notification still undelivered after this is marked failed
     alerts_batch_wait_s: float = 0.3  # groups firing within this are sent as one message per channel
     alerts_search_url: str = ""  # base of the link to the matching records; empty: <api>/v1/logs/search
+    # Webhook and Slack channels reach public addresses only; these hosts, addresses or networks
+    # too (comma-separated: "hooks.internal,10.1.0.0/16"). Checked after DNS resolution.
+    alerts_allowed_hosts: str = ""
+    alerts_send_timeout_s: float = 10.0  # one webhook or Slack send, connect to status, in total
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_user: str = ""

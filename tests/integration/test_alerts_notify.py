@@ -25,7 +25,8 @@ T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 @pytest.fixture(scope="module")
 def stack() -> Settings:
-    return require_stack()
+    # The test receivers listen on loopback, which channels may reach only when allowed.
+    return require_stack().model_copy(update={"alerts_allowed_hosts": "127.0.0.1"})
 
 
 @pytest.fixture(scope="module")
