@@ -8,6 +8,7 @@ index name. Elasticsearch clients send the key as Basic auth (password = key), `
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -19,7 +20,7 @@ from fastapi import APIRouter, Path, Request, Response, status
 from api import metrics
 from api.collector.batch import Outcome
 from api.collector.encoder import EnvelopeEncoder, request_identity
-from api.collector.publish import load_body, publish
+from api.collector.publish import load_body, off_loop, publish
 from api.deps import IngestKey, StateDep, check_rate
 from api.responses import JSONBytes
 from schemas.rejection import RejectReason
@@ -162,11 +163,17 @@ class BulkFormatError(ValueError):
 
 async def _bulk(request: Request, principal: IngestKey, state: StateDep, index: str | None) -> Response:
     started = time.perf_counter()
-    body = await load_body(request, state, ROUTE)
+    body = await load_body(request, state, ROUTE, principal)
     encoder = EnvelopeEncoder(principal.tenant_id, source="bulk", request_id=request_identity(body))
     try:
-        outcome, items = decode_bulk(
-            body, encoder, default_index=index, max_record_bytes=state.settings.ingest_max_record_bytes
+        outcome, items = await off_loop(
+            functools.partial(
+                decode_bulk,
+                body,
+                encoder,
+                default_index=index,
+                max_record_bytes=state.settings.ingest_max_record_bytes,
+            )
         )
     except BulkFormatError as exc:
         metrics.REQUESTS_REFUSED.labels(ROUTE, "400").inc()

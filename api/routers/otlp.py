@@ -19,7 +19,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from api import metrics
 from api.collector.batch import NOT_AN_OBJECT, Outcome
 from api.collector.encoder import EnvelopeEncoder
-from api.collector.publish import load_body, publish
+from api.collector.publish import load_body, off_loop, publish
 from api.deps import IngestKey, StateDep, check_rate
 from schemas.record import format_ts
 from schemas.rejection import RejectReason
@@ -200,11 +200,15 @@ def _response(protobuf: bool, outcome: Outcome) -> Response:
 async def otlp_logs(request: Request, principal: IngestKey, state: StateDep) -> Response:
     """OTLP/HTTP logs export (JSON or protobuf); 200 once Kafka has every accepted record."""
     started = time.perf_counter()
-    body = await load_body(request, state, ROUTE)
+    body = await load_body(request, state, ROUTE, principal)
     protobuf = request.headers.get("content-type", "").split(";")[0].strip().lower() == PROTOBUF
-    try:
+
+    def decode() -> Outcome:
         doc = protobuf_to_json(body) if protobuf else orjson.loads(body)
-        outcome = decode_otlp(doc, principal.tenant_id, state.settings.ingest_max_record_bytes)
+        return decode_otlp(doc, principal.tenant_id, state.settings.ingest_max_record_bytes)
+
+    try:
+        outcome = await off_loop(decode)
     except (ValueError, AttributeError, TypeError) as exc:  # DecodeError is a ValueError too
         metrics.REQUESTS_REFUSED.labels(ROUTE, "400").inc()
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"not an OTLP logs request: {exc}") from exc

@@ -196,3 +196,15 @@ def test_rate_limiter_lets_a_burst_through_then_says_when_to_retry():
     now[0] += wait
     assert limiter.take("a", 100, 1) == 0
     assert limiter.take("a", 0, 10**9) == 0  # 0 = unlimited
+
+
+def test_asking_the_limiter_before_the_body_spends_nothing():
+    now = [0.0]
+    limiter = RateLimiter(burst_s=1.0, clock=lambda: now[0])
+    assert limiter.wait_s("a", 100) == 0  # a tenant never seen may send
+    assert limiter.take("a", 100, 150) == 0  # into debt by 50
+    assert limiter.wait_s("a", 100) >= 1 and limiter.wait_s("a", 100) >= 1  # asking twice costs nothing
+    now[0] += 0.6  # 60 records' worth later: out of debt
+    assert limiter.wait_s("a", 100) == 0
+    assert limiter.take("a", 100, 1) == 0
+    assert limiter.wait_s("a", 0) == 0  # 0 = unlimited
