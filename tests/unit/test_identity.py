@@ -207,3 +207,16 @@ def test_identity_key_setting_is_validated() -> None:
 
     with pytest.raises(ValidationError, match="16 to 64 bytes"):
         Settings(identity_key="short")
+
+
+def test_a_retried_otlp_export_without_times_keeps_its_ids() -> None:
+    from api.routers.otlp import decode_otlp
+
+    doc = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": "no time"}}] * 2}]}]}
+    body = orjson.dumps(doc)
+    ids = []
+    for _ in range(2):
+        out = decode_otlp(doc, "acme", 1 << 20, request_identity(body))
+        pipeline = RecordPipeline()
+        ids.append([r.log_id for _, v in out.messages if isinstance(r := pipeline.process(v), Record)])
+    assert ids[0] == ids[1] and len(set(ids[0])) == 2
