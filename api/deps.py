@@ -176,10 +176,14 @@ def acting_tenant(principal: Principal, tenant: str | None, what: str = "its own
     return principal.tenant_id
 
 
-def check_rate(state: AppState, principal: Principal, count: int, route: str) -> None:
-    """429 with ``Retry-After`` when the tenant is over its rate."""
+def check_rate(state: AppState, principal: Principal, count: int | None, route: str) -> None:
+    """429 with ``Retry-After`` when the tenant is over its rate. ``count=None`` only asks whether
+    the tenant may send at all (before the body is read); a count spends that many records."""
     rate = state.settings.ingest_rate_per_s if principal.rate_per_s is None else principal.rate_per_s
-    wait = state.limiter.take(principal.tenant_id, rate, count)
+    if count is None:
+        wait = state.limiter.wait_s(principal.tenant_id, rate)
+    else:
+        wait = state.limiter.take(principal.tenant_id, rate, count)
     if wait > 0:
         from api import metrics
 

@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     # the built-in defaults. A command's --config overrides it.
     pipeline_config: str = ""
 
+    # Secret mixed into every log_id (docs/records.md, "Identity"), the same for every job. Required
+    # outside the local stack: the jobs refuse to start without it (see uses_local_stack).
+    identity_key: str = ""
+
     # Tier windows, shared by the ingest job and the search API.
     hot_days: int = 14
     warm_days: int = 45
@@ -142,6 +146,10 @@ class Settings(BaseSettings):
     alerts_give_up_s: float = 86_400.0  # a notification still undelivered after this is marked failed
     alerts_batch_wait_s: float = 0.3  # groups firing within this are sent as one message per channel
     alerts_search_url: str = ""  # base of the link to the matching records; empty: <api>/v1/logs/search
+    # Webhook and Slack channels reach public addresses only; these hosts, addresses or networks
+    # too (comma-separated: "hooks.internal,10.1.0.0/16"). Checked after DNS resolution.
+    alerts_allowed_hosts: str = ""
+    alerts_send_timeout_s: float = 10.0  # one webhook or Slack send, connect to status, in total
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_user: str = ""
@@ -177,6 +185,26 @@ class Settings(BaseSettings):
         if value < 0:
             raise ValueError("a tier window cannot be negative")
         return value
+
+    @field_validator("identity_key")
+    @classmethod
+    def _identity_key(cls, value: str) -> str:
+        if value and not 16 <= len(value.encode()) <= 64:
+            raise ValueError("STRATA_IDENTITY_KEY must be 16 to 64 bytes long")
+        return value
+
+    @property
+    def uses_local_stack(self) -> bool:
+        """Whether every service is the local stack's: no Kafka, OpenSearch, Cassandra, S3 or
+        PostgreSQL address is set. Pointing at any real cluster makes a deployment, which must
+        bring its own secrets (``identity_key``)."""
+        return not (
+            self.kafka_bootstrap
+            or self.opensearch_url
+            or self.cassandra_hosts
+            or self.s3_endpoint
+            or self.postgres_host
+        )
 
     # Derived endpoints: an explicit setting wins, otherwise the local stack's address.
     @property

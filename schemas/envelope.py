@@ -13,6 +13,10 @@ or an entry that is already structured (HTTP JSON, OTLP, ``_bulk``)::
 ``line_encoding`` is ``"base64"`` when the collector received bytes that are not valid UTF-8, so
 the pipeline can replace them and tag the record instead of the collector silently mangling them.
 ``attributes`` carries collector-side labels (OTLP resource attributes, syslog peer, file name).
+``entry_id`` is the collector's stable name for the entry (the client's ``Idempotency-Key`` or
+``_id``, else a hash of the request body and the entry's position in it): a retry of the same
+request carries the same one, and ``log_id`` uses it in place of the arrival time for an entry that
+has no timestamp of its own, so the retry lands on the same record.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class RawEnvelope:
     format: str | None = None  # a hint: auto, json, logfmt, syslog, apache, nginx, plain or a pattern name
     line_encoding: str = "utf-8"  # or "base64"
     attributes: dict[str, str] = field(default_factory=dict)
+    entry_id: str | None = None
 
     def line_bytes(self) -> bytes | None:
         """The raw line as bytes (decoding base64 when the collector had to use it)."""
@@ -74,6 +79,8 @@ class RawEnvelope:
             out["entry"] = self.entry
         if self.attributes:
             out["attributes"] = self.attributes
+        if self.entry_id is not None:
+            out["entry_id"] = self.entry_id
         return out
 
     def encode(self) -> bytes:
@@ -137,6 +144,7 @@ class RawEnvelope:
             format=_opt_str(data.get("format")),
             line_encoding=encoding,
             attributes=attributes,
+            entry_id=_opt_str(data.get("entry_id")),
         )
 
     @classmethod

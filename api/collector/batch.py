@@ -98,12 +98,15 @@ def add_item(
             return
         own_service = _str_field(item.get("service")) or service
         own_host = _str_field(item.get("host")) or host
-        out.add(index, encoder.entry(item, service=own_service, host=own_host))
+        out.add(
+            index,
+            encoder.entry(item, service=own_service, host=own_host, entry_id=encoder.entry_id(index)),
+        )
     elif isinstance(item, str):
         if not item.strip():
             out.reject(index, str(RejectReason.EMPTY), "the line is empty")
             return
-        out.add(index, encoder.line(item, service=service, host=host))
+        out.add(index, encoder.line(item, service=service, host=host, entry_id=encoder.entry_id(index)))
     else:
         out.reject(
             index, NOT_AN_OBJECT, f"an entry must be a JSON object or a string, not {type(item).__name__}"
@@ -214,4 +217,9 @@ def _add_line(
         return
     # A split event says so on both parts (records carry it as an attribute).
     attributes = {"multiline_split": "true"} if "multiline_split" in event.tags else None
-    out.add(index, encoder.line(line, service=service, host=host, attributes=attributes))
+    out.add(
+        index,
+        encoder.line(
+            line, service=service, host=host, attributes=attributes, entry_id=encoder.entry_id(index)
+        ),
+    )

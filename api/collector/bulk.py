@@ -144,7 +144,8 @@ def decode_bulk(
         out.received += 1
         action, meta = parse_action(raw_action, line_number)
         index = str(meta.get("_index") or default_index or "")
-        doc_id = str(meta.get("_id") or uuid.uuid4().hex)
+        client_id = meta.get("_id")
+        doc_id = str(client_id or uuid.uuid4().hex)
         item: dict[str, Any] = {"_index": index, "_id": doc_id}
         items.append({action: item})
         source: bytes | None = None
@@ -185,8 +186,14 @@ def decode_bulk(
         if not isinstance(doc, dict) or not doc:
             _item_error(out, item, position, "NOT_AN_OBJECT", "the document must be a non-empty JSON object")
             continue
+        # The client's _id names the document across retries, as in Elasticsearch (per index).
+        entry_id = f"_id:{index}/{client_id}" if client_id else encoder.entry_id(position)
         message = encoder.entry(
-            doc, service=service_of(doc, index), host=host_of(doc), attributes={"index": index}
+            doc,
+            service=service_of(doc, index),
+            host=host_of(doc),
+            attributes={"index": index},
+            entry_id=entry_id,
         )
         if not out.add(position, message):
             error = out.errors[-1] if out.errors and out.errors[-1]["index"] == position else None

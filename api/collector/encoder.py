@@ -7,6 +7,7 @@ the one the server authenticated, never one the client wrote) and the message ke
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,8 +18,27 @@ from schemas.envelope import RawEnvelope
 UNKNOWN_SERVICE = "unknown"
 
 
+MAX_IDEMPOTENCY_KEY_CHARS = 256
+
+
 def message_key(tenant: str, service: str | None) -> bytes:
     return f"{tenant}/{service or UNKNOWN_SERVICE}".encode()
+
+
+def request_identity(body: bytes, idempotency_key: str | None = None) -> str:
+    """What names a request across a client's retries: its ``Idempotency-Key`` when it sent one,
+    else a hash of its (decompressed) body. Entry ``i`` of the request is then ``<this>/i``.
+
+    Without a key, two deliberate sends of byte-identical batches are one batch: their entries
+    that carry no timestamp get the same ids. A client that means to send the same lines twice
+    sends a different ``Idempotency-Key`` each time.
+
+    >>> request_identity(b"x", "retry-42")
+    'key:retry-42'
+    """
+    if idempotency_key is not None and idempotency_key.strip():
+        return "key:" + idempotency_key.strip()
+    return "body:" + hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
 class EnvelopeEncoder:
@@ -38,8 +58,10 @@ class EnvelopeEncoder:
         received_at: datetime | None = None,
         format: str | None = None,
         attributes: dict[str, str] | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.tenant = tenant
+        self._request_id = request_id
         self._received_at = received_at or datetime.now(UTC)
         self._format = format
         self._attributes = attributes or {}
@@ -52,6 +74,10 @@ class EnvelopeEncoder:
         ).to_dict()
         self._base = base
 
+    def entry_id(self, position: int) -> str | None:
+        """The stable id of the request's entry at ``position`` (see :func:`request_identity`)."""
+        return None if self._request_id is None else f"{self._request_id}/{position}"
+
     def entry(
         self,
         entry: dict[str, Any],
@@ -59,12 +85,13 @@ class EnvelopeEncoder:
         service: str | None,
         host: str | None = None,
         attributes: dict[str, str] | None = None,
+        entry_id: str | None = None,
     ) -> tuple[bytes, bytes]:
         """``(key, value)`` for a structured entry. A ``tenant`` field inside it is dropped: the
         tenant is the key's, and a client must not be able to claim another one."""
         if "tenant" in entry:
             entry = {k: v for k, v in entry.items() if k != "tenant"}
-        return self._encode("entry", entry, service, host, attributes)
+        return self._encode("entry", entry, service, host, attributes, entry_id)
 
     def line(
         self,
@@ -73,6 +100,7 @@ class EnvelopeEncoder:
         service: str | None,
         host: str | None = None,
         attributes: dict[str, str] | None = None,
+        entry_id: str | None = None,
     ) -> tuple[bytes, bytes]:
         """``(key, value)`` for a raw line the ingest job will parse (bytes that are not UTF-8 are
         carried as base64, so nothing is mangled on the way)."""
@@ -86,9 +114,10 @@ class EnvelopeEncoder:
                 host=host or None,
                 format=self._format,
                 attributes={**self._attributes, **(attributes or {})},
+                entry_id=entry_id,
             )
             return message_key(self.tenant, service), envelope.encode()
-        return self._encode("line", raw, service, host, attributes)
+        return self._encode("line", raw, service, host, attributes, entry_id)
 
     def _encode(
         self,
@@ -97,6 +126,7 @@ class EnvelopeEncoder:
         service: str | None,
         host: str | None,
         attributes: dict[str, str] | None,
+        entry_id: str | None,
     ) -> tuple[bytes, bytes]:
         """The envelope of an ``entry`` or a ``line``: this request's base, the per-item overrides."""
         out = dict(self._base)
@@ -106,5 +136,7 @@ class EnvelopeEncoder:
             out["host"] = host
         if attributes:
             out["attributes"] = {**self._attributes, **attributes}
+        if entry_id is not None:
+            out["entry_id"] = entry_id
         out[kind] = payload
         return message_key(self.tenant, service), orjson.dumps(out)

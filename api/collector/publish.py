@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from fastapi import HTTPException, Request, status
 
 from api import metrics
 from api.collector.batch import Outcome
 from api.collector.body import BadBody, BodyTooLarge, UnsupportedEncoding, decompress, read_body
-from api.deps import AppState
+from api.deps import AppState, Principal, check_rate
 from connectors.kafka.producer import KafkaUnavailable
 
 log = logging.getLogger(__name__)
@@ -17,14 +21,34 @@ log = logging.getLogger(__name__)
 # Long enough for a broker restart or a leader election, short enough for agents to keep retrying.
 RETRY_AFTER_KAFKA_S = 5
 
+T = TypeVar("T")
 
-async def load_body(request: Request, state: AppState, route: str) -> bytes:
-    """The decompressed body, or the 400/413/415 a client can act on."""
+# Decompressing and decoding a body is CPU work (16 MiB of small JSON objects takes seconds): done
+# on the event loop it would freeze every other request of the worker. A small pool bounds how
+# many bodies are expanded at once, so a burst of them also bounds the memory they take.
+_DECODE_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-decode")
+
+
+async def off_loop(fn: Callable[..., T], *args: object) -> T:
+    """``fn(*args)`` on the decode pool, leaving the event loop free for other requests."""
+    return await asyncio.get_running_loop().run_in_executor(_DECODE_POOL, fn, *args)
+
+
+async def load_body(
+    request: Request, state: AppState, route: str, principal: Principal | None = None
+) -> bytes:
+    """The decompressed body, or the 400/413/415 a client can act on. With ``principal``, a
+    tenant already over its rate gets its 429 before anything is read or decompressed."""
     limit = state.settings.ingest_max_body_bytes
+    if principal is not None:
+        check_rate(state, principal, None, route)
     try:
         raw = await read_body(request, limit)
         metrics.BYTES.labels(route).inc(len(raw))
-        return decompress(raw, request.headers.get("content-encoding"), limit)
+        encoding = request.headers.get("content-encoding")
+        if encoding is None or encoding.strip().lower() in ("", "identity"):
+            return raw
+        return await off_loop(decompress, raw, encoding, limit)
     except BodyTooLarge as exc:
         metrics.REQUESTS_REFUSED.labels(route, "413").inc()
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc)) from exc

@@ -25,6 +25,19 @@ class RateLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._clock = clock or time.monotonic
 
+    def wait_s(self, tenant: str, rate_per_s: float) -> float:
+        """Seconds until ``tenant`` may send again (0: now), spending nothing: asked before a
+        request's body is read, so a tenant over its rate costs no decompression or parsing."""
+        if rate_per_s <= 0:
+            return 0.0
+        bucket = self._buckets.get(tenant)
+        if bucket is None:
+            return 0.0
+        tokens = min(
+            rate_per_s * self._burst_s, bucket.tokens + (self._clock() - bucket.updated) * rate_per_s
+        )
+        return max(1.0, math.ceil(-tokens / rate_per_s)) if tokens < 0 else 0.0
+
     def take(self, tenant: str, rate_per_s: float, count: int) -> float:
         """Spend ``count`` records; returns 0 when allowed, else the seconds to wait before retrying."""
         if rate_per_s <= 0 or count <= 0:

@@ -18,7 +18,7 @@ import zstandard
 
 from api import metrics
 from api.collector.batch import MAX_LISTED_ERRORS, Outcome, decode_lines, decode_ndjson
-from api.collector.encoder import EnvelopeEncoder
+from api.collector.encoder import EnvelopeEncoder, request_identity
 from api.deps import AppState
 from connectors.kafka.producer import KafkaUnavailable
 from connectors.postgres import uploads
@@ -117,9 +117,6 @@ async def process_upload(
     totals = {"lines": 0, "accepted": 0, "rejected": 0}
     errors: list[dict[str, Any]] = []
     ndjson = is_ndjson(filename, fmt)
-    encoder = EnvelopeEncoder(
-        tenant, source="file", format=None if ndjson else fmt, attributes={"file": filename}
-    )
     max_line = state.settings.ingest_max_record_bytes
 
     async def update(**fields: Any) -> None:
@@ -136,6 +133,15 @@ async def process_upload(
                 break
             outcome = Outcome(max_record_bytes=max_line)
             body = b"\n".join(lines)
+            # Chunks are cut the same way every time, so a file sent again names its lines again:
+            # entries without a timestamp land on the records of the first upload.
+            encoder = EnvelopeEncoder(
+                tenant,
+                source="file",
+                format=None if ndjson else fmt,
+                attributes={"file": filename},
+                request_id=f"{request_identity(body)}@{first_line}",
+            )
             if ndjson:
                 decode_ndjson(body, outcome, encoder, service=service, host=None)
             else:

@@ -7,6 +7,7 @@ within ``STRATA_ALERTS_RULES_REFRESH_S`` of being saved, without a restart.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 from api.deps import AdminKey, EngineDep, Principal, StateDep, TenantQuery, acting_tenant
 from api.search.engine import SearchEngine
 from connectors.postgres import alerts as store
+from core.alerts.egress import EgressPolicy, literal_refusal
 from core.alerts.rules import Rule, RuleSpec
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
@@ -66,6 +68,35 @@ def _out(stored: store.StoredRule) -> RuleOut:
     )
 
 
+def _check_channels(spec: RuleSpec, state: Any) -> None:
+    """422 for a webhook or Slack URL that names a non-public address outright (``127.0.0.1``,
+    ``169.254.169.254``, ``localhost``); names are checked again, resolved, at every send."""
+    policy = EgressPolicy.parse(state.settings.alerts_allowed_hosts)
+    for index, channel in enumerate(spec.channels):
+        url = getattr(channel, "url", None)
+        reason = literal_refusal(url, policy) if url else None
+        if reason is not None:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                detail=[{"loc": ["body", "channels", index, "url"], "msg": reason, "type": "value_error"}],
+            )
+
+
+# A receiver's reply may echo anything (internal pages, tokens); stored errors from before replies
+# were dropped said "HTTP 500: <reply>". The history shows the status only.
+_REPLY_IN_ERROR = re.compile(r"^(HTTP \d{3})(?:: .*)?$", re.S)
+
+
+def _history_out(row: dict[str, Any]) -> HistoryEntry:
+    deliveries = []
+    for d in row.get("deliveries") or []:
+        error = d.get("last_error")
+        if isinstance(error, str):
+            d = {**d, "last_error": _REPLY_IN_ERROR.sub(r"\1", error)}
+        deliveries.append(d)
+    return HistoryEntry.model_validate({**row, "group": row["group_values"], "deliveries": deliveries})
+
+
 def _not_found(rule_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alert rule {rule_id!r} in this tenant")
 
@@ -83,6 +114,7 @@ async def create_rule(
 ) -> Any:
     """Create a rule; the running alerts job picks it up without a restart."""
     tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
+    _check_channels(body, state)
     async with state.pool.connection() as conn:
         return _out(await store.create_rule(conn, tenant_id, body))
 
@@ -110,6 +142,7 @@ async def replace_rule(
 ) -> Any:
     """Replace a rule's definition (its revision goes up; its alert state is kept)."""
     tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
+    _check_channels(body, state)
     async with state.pool.connection() as conn:
         stored = await store.update_rule(conn, tenant_id, rule_id, body)
     return _out(_existing(stored, rule_id))
@@ -133,6 +166,7 @@ async def update_rule(
                 status.HTTP_422_UNPROCESSABLE_ENTITY,
                 detail=exc.errors(include_url=False, include_context=False, include_input=False),
             ) from exc
+        _check_channels(spec, state)
         updated = await store.update_rule(conn, tenant_id, rule_id, spec)
     if updated is None:
         raise _not_found(rule_id)
@@ -186,7 +220,7 @@ async def history(
         rows = await store.list_history(
             conn, tenant_id, rule_id=rule_id, state=state_name, since=since, until=until, limit=limit
         )
-    return [HistoryEntry.model_validate({**r, "group": r["group_values"]}) for r in rows]
+    return [_history_out(r) for r in rows]
 
 
 def _tier_reader(engine: SearchEngine) -> Any:

@@ -8,6 +8,7 @@ index name. Elasticsearch clients send the key as Basic auth (password = key), `
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Annotated, Any
 
@@ -15,8 +16,8 @@ from fastapi import APIRouter, Path, Request, Response, status
 
 from api import metrics
 from api.collector.bulk import BulkFormatError, decode_bulk
-from api.collector.encoder import EnvelopeEncoder
-from api.collector.publish import load_body, publish
+from api.collector.encoder import EnvelopeEncoder, request_identity
+from api.collector.publish import load_body, off_loop, publish
 from api.deps import IngestKey, StateDep, check_rate
 from api.responses import JSONBytes
 
@@ -35,11 +36,17 @@ def _es_json(body: Any, status_code: int = 200) -> JSONBytes:
 
 async def _bulk(request: Request, principal: IngestKey, state: StateDep, index: str | None) -> Response:
     started = time.perf_counter()
-    body = await load_body(request, state, ROUTE)
-    encoder = EnvelopeEncoder(principal.tenant_id, source="bulk")
+    body = await load_body(request, state, ROUTE, principal)
+    encoder = EnvelopeEncoder(principal.tenant_id, source="bulk", request_id=request_identity(body))
     try:
-        outcome, items = decode_bulk(
-            body, encoder, default_index=index, max_record_bytes=state.settings.ingest_max_record_bytes
+        outcome, items = await off_loop(
+            functools.partial(
+                decode_bulk,
+                body,
+                encoder,
+                default_index=index,
+                max_record_bytes=state.settings.ingest_max_record_bytes,
+            )
         )
     except BulkFormatError as exc:
         metrics.REQUESTS_REFUSED.labels(ROUTE, "400").inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from typing import Annotated
@@ -10,8 +11,8 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 
 from api import metrics
 from api.collector.batch import PayloadError, decode_json_batch
-from api.collector.encoder import EnvelopeEncoder
-from api.collector.publish import load_body, publish
+from api.collector.encoder import MAX_IDEMPOTENCY_KEY_CHARS, EnvelopeEncoder, request_identity
+from api.collector.publish import load_body, off_loop, publish
 from api.deps import IngestKey, StateDep, check_rate
 from api.responses import JSONBytes
 
@@ -96,18 +97,34 @@ async def ingest(
         str | None, Query(description="parser hint for raw lines: auto, json, syslog, …")
     ] = None,
     x_strata_service: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=MAX_IDEMPOTENCY_KEY_CHARS,
+            description="names the batch across retries: entries without a timestamp keep their "
+            "log_id when the batch is resent with the same key (default: a hash of the body)",
+        ),
+    ] = None,
 ) -> JSONBytes:
     """Accept a batch; answers 202 only once Kafka has acknowledged every accepted entry."""
     started = time.perf_counter()
-    body = await load_body(request, state, ROUTE)
-    encoder = EnvelopeEncoder(principal.tenant_id, source="http", format=format)
+    body = await load_body(request, state, ROUTE, principal)
+    encoder = EnvelopeEncoder(
+        principal.tenant_id,
+        source="http",
+        format=format,
+        request_id=request_identity(body, idempotency_key),
+    )
     try:
-        outcome = decode_json_batch(
-            body,
-            encoder,
-            max_record_bytes=state.settings.ingest_max_record_bytes,
-            default_service=service or x_strata_service,
-            content_type=request.headers.get("content-type", "application/json"),
+        outcome = await off_loop(
+            functools.partial(
+                decode_json_batch,
+                body,
+                encoder,
+                max_record_bytes=state.settings.ingest_max_record_bytes,
+                default_service=service or x_strata_service,
+                content_type=request.headers.get("content-type", "application/json"),
+            )
         )
     except PayloadError as exc:
         metrics.REQUESTS_REFUSED.labels(ROUTE, "400").inc()

@@ -18,8 +18,8 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from api import metrics
 from api.collector.batch import NOT_AN_OBJECT, Outcome
-from api.collector.encoder import EnvelopeEncoder
-from api.collector.publish import load_body, publish
+from api.collector.encoder import EnvelopeEncoder, request_identity
+from api.collector.publish import load_body, off_loop, publish
 from api.deps import IngestKey, StateDep, check_rate
 from schemas.record import format_ts
 from schemas.rejection import RejectReason
@@ -85,8 +85,9 @@ def _nanos_to_ts(value: Any) -> str | None:
     return format_ts(datetime.fromtimestamp(nanos // 1000 / 1_000_000, UTC))
 
 
-def decode_otlp(doc: Any, tenant: str, max_record_bytes: int) -> Outcome:
-    """Messages for every log record of an ExportLogsServiceRequest in its JSON form."""
+def decode_otlp(doc: Any, tenant: str, max_record_bytes: int, request_id: str | None = None) -> Outcome:
+    """Messages for every log record of an ExportLogsServiceRequest in its JSON form.
+    ``request_id`` names the request across retries (see :func:`request_identity`)."""
     out = Outcome(max_record_bytes=max_record_bytes)
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceLogs", []), list):
         raise ValueError('expected an ExportLogsServiceRequest: {"resourceLogs": [...]}')
@@ -96,7 +97,10 @@ def decode_otlp(doc: Any, tenant: str, max_record_bytes: int) -> Outcome:
         service = resource.pop("service.name", None)
         host = resource.pop("host.name", None)
         encoder = EnvelopeEncoder(
-            tenant, source="otlp", attributes={k: _as_text(v) for k, v in resource.items()}
+            tenant,
+            source="otlp",
+            attributes={k: _as_text(v) for k, v in resource.items()},
+            request_id=request_id,
         )
         scopes = resource_logs.get("scopeLogs") or resource_logs.get("instrumentationLibraryLogs") or []
         for scope_logs in scopes:
@@ -139,6 +143,7 @@ def decode_otlp(doc: Any, tenant: str, max_record_bytes: int) -> Outcome:
                         entry,
                         service=_as_text(service) if service else None,
                         host=_as_text(host) if host else None,
+                        entry_id=encoder.entry_id(index),
                     ),
                 )
     return out
@@ -200,11 +205,17 @@ def _response(protobuf: bool, outcome: Outcome) -> Response:
 async def otlp_logs(request: Request, principal: IngestKey, state: StateDep) -> Response:
     """OTLP/HTTP logs export (JSON or protobuf); 200 once Kafka has every accepted record."""
     started = time.perf_counter()
-    body = await load_body(request, state, ROUTE)
+    body = await load_body(request, state, ROUTE, principal)
     protobuf = request.headers.get("content-type", "").split(";")[0].strip().lower() == PROTOBUF
-    try:
+
+    def decode() -> Outcome:
         doc = protobuf_to_json(body) if protobuf else orjson.loads(body)
-        outcome = decode_otlp(doc, principal.tenant_id, state.settings.ingest_max_record_bytes)
+        return decode_otlp(
+            doc, principal.tenant_id, state.settings.ingest_max_record_bytes, request_identity(body)
+        )
+
+    try:
+        outcome = await off_loop(decode)
     except (ValueError, AttributeError, TypeError) as exc:  # DecodeError is a ValueError too
         metrics.REQUESTS_REFUSED.labels(ROUTE, "400").inc()
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"not an OTLP logs request: {exc}") from exc

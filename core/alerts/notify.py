@@ -32,6 +32,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from core.alerts.egress import EgressPolicy, guarded_client, time_budget
 from core.alerts.evaluate import AlertEvent, State
 from core.alerts.messages import Decision, GroupSeen, admit, after, email_text, slack_body, webhook_body
 from core.alerts.rules import Rule
@@ -192,7 +193,12 @@ class Sender:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.search_url = settings.alerts_search_url or f"{settings.api_endpoint}/v1/logs/search"
-        self.http = httpx.Client(timeout=SEND_TIMEOUT_S, headers={"User-Agent": "strata-alerts/1"})
+        self.budget_s = settings.alerts_send_timeout_s
+        self.http = guarded_client(
+            EgressPolicy.parse(settings.alerts_allowed_hosts),
+            min(SEND_TIMEOUT_S, self.budget_s),
+            headers={"User-Agent": "strata-alerts/1"},
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -203,11 +209,17 @@ class Sender:
             body = (webhook_body if kind == "webhook" else slack_body)(out.rule, out.events, self.search_url)
             headers = dict(out.channel.get("headers") or {})
             try:
-                response = self.http.post(out.channel["url"], json=body, headers=headers)
+                # Only the status is read, never the reply: what a receiver answers must not reach
+                # the tenant (the history shows delivery errors), and a huge reply costs nothing.
+                with (
+                    time_budget(self.budget_s),
+                    self.http.stream("POST", out.channel["url"], json=body, headers=headers) as response,
+                ):
+                    status = response.status_code
             except httpx.HTTPError as exc:
                 raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
-            if response.status_code >= 300:
-                raise DeliveryError(f"HTTP {response.status_code}: {response.text[:200]}")
+            if status >= 300:
+                raise DeliveryError(f"HTTP {status} from {_origin(out.channel['url'])}")
         elif kind == "email":
             subject, text = email_text(out.rule, out.events, self.search_url)
             message = EmailMessage()
@@ -227,6 +239,13 @@ class Sender:
                 raise DeliveryError(f"SMTP {s.smtp_host}:{s.smtp_port}: {exc}") from exc
         else:
             raise DeliveryError(f"unknown channel type {kind!r}")
+
+
+def _origin(url: str) -> str:
+    """The scheme, host and port of ``url``: enough to say which receiver failed, without the
+    path or query, which often hold the receiver's own secret (Slack's webhook token)."""
+    parts = httpx.URL(url)
+    return f"{parts.scheme}://{parts.host}" + (f":{parts.port}" if parts.port else "")
 
 
 def _history_event(row: dict[str, Any]) -> AlertEvent:

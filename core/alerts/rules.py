@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -165,10 +166,40 @@ class RuleFilter(_Strict):
         return value.strip()
 
 
+# Headers that would change where or how the request goes rather than add to it.
+_RESERVED_HEADERS = frozenset(
+    ("host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer")
+)
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the URL must be http:// or https:// with a host name or address")
+    if any(ch.isspace() for ch in value):
+        raise ValueError("the URL must not contain spaces")
+    return value
+
+
 class WebhookChannel(_Strict):
     type: Literal["webhook"]
     url: str = Field(pattern=r"^https?://", max_length=2000)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, max_length=20)
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(k for k in value if k.strip().lower() in _RESERVED_HEADERS)
+        if reserved:
+            raise ValueError(f"these headers are set by the notifier and cannot be chosen: {reserved}")
+        if any(("\r" in k or "\n" in k or "\r" in v or "\n" in v) for k, v in value.items()):
+            raise ValueError("header names and values cannot contain line breaks")
+        return value
 
 
 class SlackChannel(_Strict):
@@ -176,6 +207,11 @@ class SlackChannel(_Strict):
 
     type: Literal["slack"]
     url: str = Field(pattern=r"^https?://", max_length=2000)
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        return _http_url(value)
 
 
 class EmailChannel(_Strict):

@@ -23,10 +23,18 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.records.header import zone
 from core.records.mask import MaskRules, valid_regex
+
+# The identity key of the local stack (and of tests and `strata parse`): public, so it protects
+# nothing; a deployment sets its own (see PipelineConfig.for_deployment).
+LOCAL_IDENTITY_KEY = "strata-local-stack-identity-key"
+
+
+class MissingIdentityKey(ValueError):
+    """The job would run against real clusters with the public local-stack identity key."""
 
 
 class _Model(BaseModel):
@@ -125,6 +133,18 @@ class PipelineConfig(_Model):
         description="longer attribute values are cut: both stores index each value as one term "
         "(OpenSearch refuses terms over 32 KiB, Cassandra's SAI over 8 KiB)",
     )
+    max_attributes: int = Field(
+        default=1000,
+        ge=2,
+        description="attributes kept per record after flattening; the rest are counted in "
+        "attributes_dropped and the record tagged so",
+    )
+    max_record_bytes: int = Field(
+        default=1_000_000,
+        ge=128 * 1024,
+        description="a record whose JSON would be larger is rejected (TOO_LARGE, to the dead-letter "
+        "topic): Kafka's brokers refuse messages over 1 MB unless configured otherwise",
+    )
     max_line_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="raw inputs above this are rejected"
     )
@@ -149,7 +169,10 @@ class PipelineConfig(_Model):
         return value
 
     identity_key: str = Field(
-        default="", description="secret mixed into log_id so ids cannot confirm masked values"
+        default=LOCAL_IDENTITY_KEY,
+        max_length=64,
+        description="secret mixed into log_id so ids cannot confirm masked values (at most 64 "
+        "characters); the default is the local stack's, public one",
     )
 
     patterns: dict[str, PatternConfig] = Field(default_factory=dict)
@@ -164,6 +187,35 @@ class PipelineConfig(_Model):
     def _normalize_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
         # Lookups happen after names are trimmed and lower-cased; keys written "Billing-API" must match.
         return {k.strip().lower(): v for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _record_holds_a_message(self) -> PipelineConfig:
+        # A record carries its message and its mined pattern (about as long): both must fit.
+        if self.max_record_bytes < 2 * self.max_message_bytes + 64 * 1024:
+            raise ValueError(
+                "max_record_bytes must be at least twice max_message_bytes plus 64 KiB "
+                f"(got {self.max_record_bytes} for max_message_bytes={self.max_message_bytes})"
+            )
+        return self
+
+    def for_deployment(self, identity_key: str, *, local_stack: bool) -> PipelineConfig:
+        """This configuration with the deployment's identity key (``STRATA_IDENTITY_KEY``), unless
+        the file names one itself. Without either, the local stack keeps its public default and
+        anything else is refused: ids keyed with a public key let anyone holding a masked record
+        confirm guesses of what was masked (``login from [IP]`` plus its id gives the address)."""
+        if self.identity_key and "identity_key" in self.model_fields_set:
+            return self
+        if identity_key:
+            return self.model_copy(update={"identity_key": identity_key})
+        if local_stack:
+            return self
+        raise MissingIdentityKey(
+            "STRATA_IDENTITY_KEY is not set, and Strata is not running on its local stack (one of "
+            "STRATA_KAFKA_BOOTSTRAP, STRATA_OPENSEARCH_URL, STRATA_CASSANDRA_HOSTS, STRATA_S3_ENDPOINT, "
+            "STRATA_POSTGRES_HOST is set). Set it to a stable secret of 16 to 64 characters, e.g. "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`, the same for every job: it is "
+            "part of every log_id, so changing it later changes the ids of new records"
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> PipelineConfig:

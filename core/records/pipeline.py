@@ -8,15 +8,21 @@ Steps, in order: decode and size checks -> parse (configured patterns, explicit 
 auto-detection) -> normalize (time, level, names) -> validate (skew, size) -> enrich (static
 metadata, trace ids) -> identity (log_id) -> mask PII -> mine the pattern.
 
-``log_id`` is computed on the normalized but *unmasked* message, keyed with ``identity_key``:
-before masking, so two lines that differ only in a masked value (two client IPs in the same
-second) keep two ids instead of collapsing into one; keyed, so the stored id cannot be used to
-test guesses of the masked values. The same input and key give the same id in every process.
+``log_id`` is a keyed hash of the whole normalized entry (tenant, service, host, time, level,
+environment, region, trace and span ids, message and every attribute), computed before masking
+and keyed with ``identity_key``: the whole entry, so two logs that share a message and a
+millisecond but not a trace id or a level stay two; before masking, so two lines that differ only
+in a masked value (two client IPs in the same second) keep two ids; keyed, so the stored id cannot
+be used to test guesses of the masked values. An entry without a time of its own gets the arrival
+time, which a client's retry changes; in the id it is replaced by the envelope's ``entry_id``
+when the collector gave one, so the retry lands on the same record. The same input and key give
+the same id in every process.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -89,6 +95,8 @@ class RecordPipeline:
         self._mine_enabled = cfg.mining.enabled
         self._max_message_bytes = cfg.max_message_bytes
         self._max_attribute_bytes = cfg.max_attribute_bytes
+        self._max_attributes = cfg.max_attributes
+        self._max_record_bytes = cfg.max_record_bytes
         self._meta_cache: dict[tuple[str, str], tuple[str | None, str | None, dict[str, str]]] = {}
         self._headers = HeaderReader() if cfg.read_headers else None
         self._zone = zone(cfg.timezone)
@@ -204,7 +212,15 @@ class RecordPipeline:
             if isinstance(parsed, Rejected):
                 return parsed
             return self._build(
-                parsed, env.tenant, env.service, env.host, received_us, tags, env.attributes, env.source
+                parsed,
+                env.tenant,
+                env.service,
+                env.host,
+                received_us,
+                tags,
+                env.attributes,
+                env.source,
+                env.entry_id,
             )
         if env.line_encoding == "base64":
             raw = env.line_bytes() or b""
@@ -214,7 +230,16 @@ class RecordPipeline:
         else:
             text = env.line or ""
         return self._process_text(
-            text, env.tenant, env.service, env.host, received_us, env.format, tags, env.attributes, env.source
+            text,
+            env.tenant,
+            env.service,
+            env.host,
+            received_us,
+            env.format,
+            tags,
+            env.attributes,
+            env.source,
+            env.entry_id,
         )
 
     def _process_text(
@@ -228,6 +253,7 @@ class RecordPipeline:
         tags: list[str],
         extra: Mapping[str, str],
         source: str,
+        entry_id: str | None = None,
     ) -> Record | Rejected:
         if len(text) > self.config.max_line_bytes and len(text.encode("utf-8", "replace")) > (
             self.config.max_line_bytes
@@ -247,7 +273,7 @@ class RecordPipeline:
                 h = self._headers.read(text, (tenant, key), received_us, tz)
                 parsed = with_header(text, h, parsed)
                 tags.extend(h.tags)
-        return self._build(parsed, tenant, service, host, received_us, tags, extra, source)
+        return self._build(parsed, tenant, service, host, received_us, tags, extra, source, entry_id)
 
     def _parse(self, line: str, fmt: str | None, service: str | None) -> Parsed | Rejected:
         if service:
@@ -301,6 +327,7 @@ class RecordPipeline:
         tags: list[str],
         extra: Mapping[str, str],
         source: str,
+        entry_id: str | None = None,
     ) -> Record | Rejected:
         cfg = self.config
         attrs = p.attributes
@@ -314,6 +341,7 @@ class RecordPipeline:
         # time
         ts_raw = p.timestamp
         ts_us: int = received_us
+        own_time = False  # whether ts_us is the entry's own time, not its arrival
         if ts_raw is None:
             tags.append("no_timestamp")
         else:
@@ -325,23 +353,23 @@ class RecordPipeline:
                 else parse_timestamp(ts_raw, received_us)
             )
             if parsed_us is not None:
-                ts_us = parsed_us
+                ts_us, own_time = parsed_us, True
             if parsed_us is None or not _MIN_US <= ts_us < _MAX_US:
                 if cfg.on_bad_timestamp == "reject":
                     return Rejected(RejectReason.BAD_TIMESTAMP, f"cannot read time {to_str(ts_raw)[:100]!r}")
                 attrs["original_timestamp"] = to_str(ts_raw)
                 tags.append("bad_timestamp")
-                ts_us = received_us
+                ts_us, own_time = received_us, False
             elif ts_us - received_us > self._max_future_us:
                 tags.append("future_timestamp")
                 if cfg.future_policy == "arrival":
                     attrs["original_timestamp"] = to_str(ts_raw)
-                    ts_us = received_us
+                    ts_us, own_time = received_us, False
             elif received_us - ts_us > self._max_past_us:
                 tags.append("old_timestamp")
                 if cfg.past_policy == "arrival":
                     attrs["original_timestamp"] = to_str(ts_raw)
-                    ts_us = received_us
+                    ts_us, own_time = received_us, False
 
         # level
         level = None
@@ -381,24 +409,32 @@ class RecordPipeline:
             attrs["span_id_raw"], span_id = span_id, None
 
         # identity, on normalized unmasked values (see the module docstring)
-        h = hashlib.blake2b(digest_size=16, key=self._id_key)
-        h.update(f"{tenant}\x1f{service}\x1f{host}\x1f{ts_us}\x1f".encode())
         try:
-            h.update(message.encode("utf-8"))
+            message.encode("utf-8")
         except UnicodeEncodeError:
             # Lone surrogates (a Python caller's str, "\udcff"): no UTF-8 store accepts them.
             message = message.encode("utf-8", "replace").decode("utf-8")
             tags.append("invalid_utf8")
-            h.update(message.encode("utf-8"))
-        log_id = h.hexdigest()
+        when = f"t{ts_us}" if own_time or entry_id is None else f"e{entry_id}"
+        log_id = _identity(
+            self._id_key,
+            (tenant, service, host, when, level.value, environment, region, trace_id, span_id, message),
+            attrs,
+        )
+
+        # A flattened object repeats its parent key in every child's name, so a few hundred KiB
+        # of JSON can become megabytes of attributes: keep the first ones, say how many were not.
+        if len(attrs) > self._max_attributes:
+            attrs = _cap_attributes(attrs, self._max_attributes, tags)
 
         # masking
         counts: dict[str, int] = {}
         if self._mask_enabled:
             masker = self._maskers.get(tenant, self._masker_default)
             message = masker.mask(message, counts)
+            host = masker.mask_host(host, counts)
             if attrs:
-                masker.mask_attributes(attrs, counts)
+                attrs = masker.mask_attributes(attrs, counts)
 
         # size limit, after masking so a cut never leaves half a card number unmasked
         limit = self._max_message_bytes
@@ -408,8 +444,9 @@ class RecordPipeline:
                 message = encoded[:limit].decode("utf-8", "ignore")
                 tags.append("truncated")
                 attrs["original_size"] = str(len(encoded))
+        limit_a = self._max_attribute_bytes
         if attrs:
-            attrs = _limit_attributes(attrs, self._max_attribute_bytes, tags)
+            attrs = _limit_attributes(attrs, limit_a, tags)
 
         # pattern
         pattern_id = pattern = None
@@ -426,6 +463,14 @@ class RecordPipeline:
                 miner = self._miners.get(tenant) or self.miner(tenant)
                 cluster = miner.add(headline)
                 pattern_id, pattern = cluster.pattern_id, cluster.template
+
+        # Every attribute is at most a 256-character key and a max_attribute_bytes value by now, so
+        # most records are cleared by their attribute count alone, without summing their sizes.
+        worst = (len(message) + len(pattern or "") + len(attrs) * (MAX_ATTRIBUTE_KEY_CHARS + limit_a)) * 6
+        if worst + _RECORD_OVERHEAD_BYTES > self._max_record_bytes:
+            too_large = _too_large(message, pattern, attrs, self._max_record_bytes)
+            if too_large is not None:
+                return too_large
 
         # Positional, in FIELDS order (checked at import by schemas.record): keywords cost more here.
         return Record(
@@ -454,6 +499,59 @@ MAX_ID_CHARS = 256
 MAX_ATTRIBUTE_KEY_CHARS = 256
 
 
+def _identity(key: bytes, fields: tuple[str | None, ...], attrs: Mapping[str, str]) -> str:
+    """A keyed 128-bit hash of ``fields`` and ``attrs`` (in key order), serialized as JSON, so no
+    two different entries can encode to the same bytes."""
+    h = hashlib.blake2b(digest_size=16, key=key)
+    try:
+        h.update(orjson.dumps((fields, attrs), option=orjson.OPT_SORT_KEYS))
+    except orjson.JSONEncodeError:
+        # Lone surrogates in an attribute (a Python caller's str): the same framing, by hand.
+        for value in (*fields, *itertools.chain.from_iterable(sorted(attrs.items()))):
+            data = b"\xff" if value is None else value.encode("utf-8", "surrogatepass")
+            h.update(len(data).to_bytes(4, "big"))
+            h.update(data)
+    return h.hexdigest()
+
+
+# What a record holds besides its message, pattern and attributes (ids, names, times, tags),
+# generously: the size check below only has to be right about records near the limit.
+_RECORD_OVERHEAD_BYTES = 4096
+
+
+def _cap_attributes(attrs: dict[str, str], limit: int, tags: list[str]) -> dict[str, str]:
+    """The first ``limit - 1`` attributes and ``attributes_dropped`` (how many were left out)."""
+    kept = dict(itertools.islice(attrs.items(), limit - 1))
+    kept["attributes_dropped"] = str(len(attrs) - len(kept))
+    tags.append("attributes_dropped")
+    return kept
+
+
+def _too_large(message: str, pattern: str | None, attrs: dict[str, str], limit: int) -> Rejected | None:
+    """A rejection when the record's JSON would exceed ``limit`` bytes, else None.
+
+    Kafka (1 MB per message by default), OpenSearch's bulk requests and Cassandra's mutations all
+    refuse an oversized record, and a sink that cannot write one restarts the job on the same
+    offset forever; a rejection goes to the dead-letter topic instead and the job moves on."""
+    chars = len(message) + len(pattern or "") + sum(len(k) + len(v) for k, v in attrs.items())
+    # A character is at most 6 bytes of JSON (a \u escape), so most records are cleared by counting.
+    if chars * 6 + _RECORD_OVERHEAD_BYTES <= limit:
+        return None
+    size = (
+        len(orjson.dumps(message))
+        + len(orjson.dumps(pattern))
+        + len(orjson.dumps(attrs))
+        + _RECORD_OVERHEAD_BYTES
+    )
+    if size <= limit:
+        return None
+    return Rejected(
+        RejectReason.TOO_LARGE,
+        f"the record would be about {size} bytes once flattened ({len(attrs)} attributes, "
+        f"a message of {len(message)} characters); the limit is max_record_bytes={limit}",
+    )
+
+
 def _limit_attributes(attrs: dict[str, str], limit: int, tags: list[str]) -> dict[str, str]:
     """Values cut to ``limit`` UTF-8 bytes and keys to :data:`MAX_ATTRIBUTE_KEY_CHARS` characters,
     tagging the record ``attribute_truncated``; ``attrs`` itself when nothing is too long.
@@ -467,7 +565,13 @@ def _limit_attributes(attrs: dict[str, str], limit: int, tags: list[str]) -> dic
     cut = False
     for key, value in attrs.items():
         if len(key) > MAX_ATTRIBUTE_KEY_CHARS:
-            key, cut = key[:MAX_ATTRIBUTE_KEY_CHARS], True
+            short = key[:MAX_ATTRIBUTE_KEY_CHARS]
+            if short in out or short in attrs:
+                # Long keys that share their first 256 characters (the children of one long-named
+                # object) stay apart: a hash of the whole key replaces the tail.
+                digest = hashlib.blake2b(key.encode("utf-8", "replace"), digest_size=8).hexdigest()
+                short = f"{key[: MAX_ATTRIBUTE_KEY_CHARS - 17]}~{digest}"
+            key, cut = short, True
         if len(value) * 4 > limit:
             encoded = value.encode("utf-8")
             if len(encoded) > limit:

@@ -84,6 +84,9 @@ class Batch:
     fmt: str | None
     body: bytes  # raw lines joined by \n, not compressed
     lines: int
+    # The file (device, inode) and byte offset the batch starts at: sent as Idempotency-Key, so a
+    # batch resent after a crash names its lines as the first send did, even if it now holds more.
+    key: str | None = None
 
 
 class Spool:
@@ -101,14 +104,19 @@ class Spool:
 
     def put(self, batch: Batch) -> None:
         name = f"{time.time_ns():020d}-{os.getpid()}.batch"
-        header = orjson.dumps({"service": batch.service, "format": batch.fmt, "lines": batch.lines})
+        header = orjson.dumps(
+            {"service": batch.service, "format": batch.fmt, "lines": batch.lines, "key": batch.key}
+        )
         _atomic_write(self.dir / name, header + b"\n" + gzip.compress(batch.body, 1))
 
     def items(self) -> Iterator[tuple[Path, Batch]]:
         for path in self._files():
             header, _, body = path.read_bytes().partition(b"\n")
             meta = orjson.loads(header)
-            yield path, Batch(meta["service"], meta["format"], gzip.decompress(body), meta["lines"])
+            yield (
+                path,
+                Batch(meta["service"], meta["format"], gzip.decompress(body), meta["lines"], meta.get("key")),
+            )
 
 
 class Shipper:
@@ -123,6 +131,9 @@ class Shipper:
         if batch.fmt:
             params["format"] = batch.fmt
         body = gzip.compress(batch.body, 1)
+        headers = {"Content-Type": "text/plain; charset=utf-8", "Content-Encoding": "gzip"}
+        if batch.key:
+            headers["Idempotency-Key"] = batch.key
         deadline = time.monotonic() + self.retry_s
         while True:
             try:
@@ -130,7 +141,7 @@ class Shipper:
                     "/v1/logs/ingest",
                     params=params,
                     content=body,
-                    headers={"Content-Type": "text/plain; charset=utf-8", "Content-Encoding": "gzip"},
+                    headers=headers,
                 )
             except httpx.TransportError as exc:
                 raise Unreachable(f"the API is unreachable: {exc}") from exc
@@ -258,11 +269,13 @@ def ship(args: argparse.Namespace) -> int:
                     continue
                 service = args.service or path.name.split(".", 1)[0]
                 start = state.offset(path)
+                stat = path.stat()
                 for body, count, end in read_batches(
                     path, start, max_lines=args.batch_lines, max_bytes=args.batch_bytes, final=not args.follow
                 ):
                     if count:
-                        batch = Batch(service, args.format, body, count)
+                        key = f"file:{stat.st_dev}-{stat.st_ino}@{start}"
+                        batch = Batch(service, args.format, body, count, key)
                         if not api_down:
                             api_down = not drain_spool(spool, shipper)
                         if api_down:

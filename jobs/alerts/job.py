@@ -58,6 +58,10 @@ class AlertsOptions:
             "idle_ms": settings.alerts_idle_s * 1000,
         }
         values.update(overrides)
+        # The ingest job's identity key too: a sample's log_id must name the stored record.
+        values["pipeline_config"] = (values.get("pipeline_config") or PipelineConfig()).for_deployment(
+            settings.identity_key, local_stack=settings.uses_local_stack
+        )
         return cls(**values)
 
 

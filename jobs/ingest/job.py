@@ -129,6 +129,9 @@ class IngestOptions:
             "archive_path": f"s3a://{settings.s3_bucket}/{settings.archive_prefix}",
         }
         values.update(overrides)
+        values["pipeline_config"] = (values.get("pipeline_config") or PipelineConfig()).for_deployment(
+            settings.identity_key, local_stack=settings.uses_local_stack
+        )
         return cls(**values)
 
 
@@ -361,7 +364,7 @@ class Processed:
 
     dedupe_view: str  # a temporary view: the deduplicated records with EXTRA_COLUMNS
     dead_letters: Any  # DataStream[str]: DeadLetter JSON
-    warm_rows: Any  # DataStream[Row]: Cassandra values + TTL, before deduplication
+    warm_rows: Any  # DataStream[Row]: Cassandra values + TTL, deduplicated
     warm_services: Any  # DataStream[Row]: (tenant, day, service, TTL)
 
 
@@ -394,9 +397,11 @@ def build_processing(t_env: Any, raw: Any, settings: Settings, options: IngestOp
             "(PARTITION BY `log_id` ORDER BY `proc_time` ASC) AS rn FROM parsed) WHERE rn = 1"
         ),
     )
-    # Warm rows are projected on the Java side from the same parsed stream, before the dedupe (the
-    # table's primary key makes a repeated row a no-op): one row type crosses from Python, not two.
-    warm = t_env.sql_query(f"SELECT {_warm_select()} FROM parsed WHERE `warm_ttl` > 0")
+    # Warm rows are projected on the Java side from the deduplicated records: one row type crosses
+    # from Python, not two. After the dedupe, not before: the table's primary key holds the
+    # timestamp, and a retried entry without a time of its own has the same log_id but the retry's
+    # arrival time, which would be a second row.
+    warm = t_env.sql_query(f"SELECT {_warm_select()} FROM deduped WHERE `warm_ttl` > 0")
     return Processed(
         "deduped",
         parsed.get_side_output(dlq_tag),

@@ -44,10 +44,11 @@ def _job_jars(settings: Settings) -> None:
 # The API fixtures load the application only in the modules that ask for them.
 @pytest.fixture(scope="module")
 def stack() -> Settings:
-    """The settings, once PostgreSQL and Kafka answer and the database is migrated."""
+    """The settings, once PostgreSQL and Kafka answer and the database is migrated. The alerts
+    tests' receivers listen on loopback, which channels may reach only when allowed."""
     from tests.integration.collector_support import require_stack
 
-    return require_stack()
+    return require_stack().model_copy(update={"alerts_allowed_hosts": "127.0.0.1"})
 
 
 @pytest.fixture(scope="module")

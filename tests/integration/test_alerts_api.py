@@ -65,6 +65,15 @@ def test_rule_lifecycle(client: httpx.Client) -> None:
         ({"group_by": ["hostname"]}, "unknown field 'hostname'"),
         ({"window": "1m", "slide": "5m"}, "cannot be longer than the window"),
         ({"window": "100s", "slide": "30s"}, "whole multiple"),
+        (
+            {"channels": [{"type": "webhook", "url": "http://169.254.169.254/latest/meta-data/"}]},
+            "a link-local address",
+        ),
+        ({"channels": [{"type": "slack", "url": "http://10.0.0.5/hook"}]}, "a private address"),
+        (
+            {"channels": [{"type": "webhook", "url": "https://h.example/x", "headers": {"Host": "db"}}]},
+            "cannot be chosen",
+        ),
     ],
 )
 def test_an_invalid_rule_is_refused_with_a_clear_message(
@@ -79,6 +88,9 @@ def test_an_invalid_patch_leaves_the_rule_as_it_was(client: httpx.Client) -> Non
     rid = client.post("/v1/alerts/rules", json=SEED_RULE).json()["id"]
     response = client.patch(f"/v1/alerts/rules/{rid}", json={"slide": "10m"})
     assert response.status_code == 422 and "cannot be longer than the window" in response.text
+    metadata = [{"type": "webhook", "url": "http://169.254.169.254/latest/meta-data/"}]
+    response = client.patch(f"/v1/alerts/rules/{rid}", json={"channels": metadata})
+    assert response.status_code == 422 and "STRATA_ALERTS_ALLOWED_HOSTS" in response.text
     assert client.get(f"/v1/alerts/rules/{rid}").json()["revision"] == 1
 
 

@@ -32,7 +32,19 @@ def _inputs() -> list[bytes]:
         for d in (20, 60)
     ]
     good = [_envelope(line) for line in lines + old]
-    return good + good[:10] + [b"{broken", b"", _envelope("   ")]
+    # Poison shapes: one whose flattened keys would make megabytes (stored, attributes capped),
+    # one still too large for a Kafka message once capped (a dead letter); the job goes on past both.
+    wide = {"message": "wide", "k" * 250: {f"c{i}": 1 for i in range(45_000)}}
+    huge = {"message": "huge", **{f"a{i}": "x" * 4000 for i in range(300)}}
+    poison = [RawEnvelope(tenant="acme", received_at=NOW, entry=e).encode() for e in (wide, huge)]
+    # A client's retry of an entry without a timestamp: a later arrival, the same entry_id.
+    retried = [
+        RawEnvelope(
+            tenant="acme", received_at=at, entry={"message": "no time of its own"}, entry_id="body:1f/0"
+        ).encode()
+        for at in (NOW, NOW + timedelta(seconds=7))
+    ]
+    return poison + good + good[:10] + retried + [b"{broken", b"", _envelope("   ")] + poison
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +101,7 @@ def test_warm_rows_carry_what_is_left_of_the_window(processed: tuple[Any, Any, S
     expected = _expected()
     warm = {lid for lid, r in expected.items() if NOW - r.timestamp < timedelta(days=settings.warm_days)}
     assert {r[0] for r in rows} == warm  # the 60-day-old line is not warm
+    assert len(rows) == len(warm)  # resent entries are one row, even a retry with a later arrival
     ttl_by_id = {r[0]: r[-1] for r in rows}
     old = next(lid for lid, r in expected.items() if NOW - r.timestamp > timedelta(days=19))
     left = timedelta(days=settings.warm_days - 20).total_seconds()
@@ -104,7 +117,9 @@ def test_bad_input_becomes_dead_letters_with_reasons(processed: tuple[Any, Any, 
         dead = [orjson.loads(r) for r in results]
     pipeline = RecordPipeline()
     reasons = [str(r.reason_code) for v in _inputs() if not isinstance(r := pipeline.process(v), Record)]
-    assert len(reasons) == 3
+    assert len(reasons) == 5 and reasons.count("TOO_LARGE") == 2
     assert sorted(d["reason_code"] for d in dead) == sorted(reasons)
+    too_large = [d for d in dead if d["reason_code"] == "TOO_LARGE"]
+    assert all("max_record_bytes" in d["detail"] for d in too_large)
     assert {d["original"] for d in dead} >= {"{broken", ""}
     assert all(d["source"]["topic"] == "raw_logs" and isinstance(d["source"]["offset"], int) for d in dead)

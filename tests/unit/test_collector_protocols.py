@@ -257,3 +257,15 @@ def test_the_documents_own_service_comes_before_its_dataset_and_the_index():
     assert service_of({"event": {"dataset": "system.auth"}}, index) == "system.auth"
     assert service_of({"data_stream": {"dataset": "generic"}, "app": "web"}, index) == "web"
     assert service_of({"service": {"name": " "}}, index) == "filebeat"
+
+
+def test_asking_the_limiter_before_the_body_spends_nothing():
+    now = [0.0]
+    limiter = RateLimiter(burst_s=1.0, clock=lambda: now[0])
+    assert limiter.wait_s("a", 100) == 0  # a tenant never seen may send
+    assert limiter.take("a", 100, 150) == 0  # into debt by 50
+    assert limiter.wait_s("a", 100) >= 1 and limiter.wait_s("a", 100) >= 1  # asking twice costs nothing
+    now[0] += 0.6  # 60 records' worth later: out of debt
+    assert limiter.wait_s("a", 100) == 0
+    assert limiter.take("a", 100, 1) == 0
+    assert limiter.wait_s("a", 0) == 0  # 0 = unlimited

@@ -65,3 +65,9 @@ def test_a_batch_is_not_cut_inside_a_stack_trace(tmp_path):
         [b"three", b"four"],
     ]
     assert batches[-1][2] == path.stat().st_size
+
+
+def test_spooled_batches_keep_their_idempotency_key(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    spool.put(Batch("svc", None, b"line", 1, "file:1-2@300"))
+    assert [batch.key for _, batch in spool.items()] == ["file:1-2@300"]

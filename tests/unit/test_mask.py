@@ -13,7 +13,7 @@ from faker import Faker
 from core.records.config import PipelineConfig
 from core.records.mask import Masker, MaskRules, luhn_ok
 from core.records.pipeline import RecordPipeline
-from schemas import Record
+from schemas import RawEnvelope, Record
 
 pytestmark = pytest.mark.unit
 
@@ -163,3 +163,150 @@ def test_masking_can_be_disabled() -> None:
     record = pipeline.process_line("mail bob@example.com", tenant="t", received_at=ARRIVAL)
     assert isinstance(record, Record)
     assert record.message == "mail bob@example.com" and record.masked == {}
+
+
+# -- secrets and identifiers beyond the basic kinds ---------------------------------------------
+
+PEM_BODY = (
+    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n"
+    "VJTUt9Us8cKjMzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu\n"
+)
+GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+SLACK_TOKEN = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
+STRIPE_KEY = "sk_live_51HqLyjWDarjtT1zdp7dcXjYqUo"
+STRATA_KEY = "strata_0123456789abcdef_" + "Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "kind"),
+    [
+        (
+            "connecting to postgres://app:hunter2@db.internal:5432/orders",
+            "connecting to postgres://app:[REDACTED]@db.internal:5432/orders",
+            "SECRET",
+        ),
+        (
+            "broker amqp://guest:s3cr%40t@rabbit/vhost up",
+            "broker amqp://guest:[REDACTED]@rabbit/vhost up",
+            "SECRET",
+        ),
+        ("redis url redis://:p4ss@cache:6379", "redis url redis://:[REDACTED]@cache:6379", "SECRET"),
+        (
+            f"loaded -----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}-----END RSA PRIVATE KEY----- ok",
+            "loaded [PRIVATE_KEY] ok",
+            "PRIVATE_KEY",
+        ),
+        (f"key: -----BEGIN PRIVATE KEY-----\n{PEM_BODY}", "key: [PRIVATE_KEY]", "PRIVATE_KEY"),  # cut short
+        (
+            f"-----BEGIN OPENSSH PRIVATE KEY-----{PEM_BODY}-----END OPENSSH PRIVATE KEY-----",
+            "[PRIVATE_KEY]",
+            "PRIVATE_KEY",
+        ),
+        (f"git clone with {GITHUB_TOKEN} failed", "git clone with [TOKEN] failed", "TOKEN"),
+        (f"slack token={SLACK_TOKEN}".replace("token=", "using "), "slack using [TOKEN]", "TOKEN"),
+        (f"stripe charge with {STRIPE_KEY}", "stripe charge with [TOKEN]", "TOKEN"),
+        (f"client key {STRATA_KEY} refused", "client key strata_0123456789abcdef_[TOKEN] refused", "TOKEN"),
+        ("refund to DE89 3704 0044 0532 0130 00 queued", "refund to [IBAN] queued", "IBAN"),
+        ("refund to GB82WEST12345698765432, done", "refund to [IBAN], done", "IBAN"),
+        ("iban FR1420041010050500013M02606 OK", "iban [IBAN] OK", "IBAN"),
+        ("customer ssn 078051120 on file", "customer ssn [SSN] on file", "SSN"),
+        ("Social Security number: 078051120", "Social Security number: [SSN]", "SSN"),
+        ("paid with card4111111111111111 today", "paid with card[CARD] today", "CARD"),
+        ("amount 4111111111111111USD", "amount [CARD]USD", "CARD"),
+    ],
+)
+def test_secrets_and_identifiers_are_masked(text: str, expected: str, kind: str) -> None:
+    counts: dict[str, int] = {}
+    assert Masker(MaskRules()).mask(text, counts) == expected
+    assert counts == {kind: 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "see https://example.com/a@b for details",  # no password in the URL
+        "-----BEGIN CERTIFICATE----- MIIB -----END CERTIFICATE-----",  # a certificate is public
+        "-----BEGIN PUBLIC KEY----- MIIB -----END PUBLIC KEY-----",
+        "order DE12345678901234567 shipped",  # IBAN-shaped, fails mod 97
+        "job 078051120 finished in 3s",  # nine digits without a word saying SSN
+        "host web4111111111111112 up",  # glued, but not Luhn
+        "ghp_short and sk_live_ alone",
+        "block blk_3587508140051953248 and blk_4111111111111111",  # HDFS block ids
+    ],
+)
+def test_lookalikes_stay(text: str) -> None:
+    counts: dict[str, int] = {}
+    assert Masker(MaskRules()).mask(text, counts) == text
+    assert counts == {}
+
+
+def test_faker_ibans_are_masked() -> None:
+    fake = Faker("de_DE")
+    fake.seed_instance(7)
+    masker = Masker(MaskRules())
+    for _ in range(200):
+        iban = fake.iban()
+        counts: dict[str, int] = {}
+        assert masker.mask(f"payout to {iban} sent", counts) == "payout to [IBAN] sent", iban
+    assert Masker(MaskRules(iban=False)).mask("payout to DE89370400440532013000", {}).endswith("3000")
+
+
+def test_host_and_attribute_keys_are_masked() -> None:
+    entry = {
+        "message": "seen",
+        "host": "10.20.30.40",
+        "users": {"bob@example.com": "admin", "alice@example.org": "viewer"},
+        "by_ip": {"10.0.0.7": "blocked"},
+        "exampleSDID@32473": {"eventID": "1011"},
+    }
+    r = RecordPipeline().process(RawEnvelope(tenant="t", received_at=ARRIVAL, entry=entry))
+    assert isinstance(r, Record)
+    assert r.host == "[IP]"
+    assert r.attributes == {
+        # An e-mail's local part may hold dots, so the whole dotted name is taken for one.
+        "[EMAIL]": "admin",
+        "[EMAIL]~2": "viewer",
+        "by_ip.[IP]": "blocked",
+        "exampleSDID@32473.eventID": "1011",
+    }
+    assert r.masked == {"IP": 2, "EMAIL": 2}
+    assert "bob" not in r.to_json().decode()
+
+
+def test_ssn_labelled_attribute_masks_bare_digits() -> None:
+    r = RecordPipeline().process(
+        RawEnvelope(
+            tenant="t", received_at=ARRIVAL, entry={"message": "m", "ssn": "078051120", "n": "078051120"}
+        )
+    )
+    assert isinstance(r, Record)
+    assert r.attributes == {"ssn": "[SSN]", "n": "078051120"}
+
+
+MIB = 1024 * 1024
+HOSTILE_MASK_LINES = {
+    "schemes": "a://" * (MIB // 4),
+    "url-no-at": "postgres://u:" + "p" * (MIB - 20),
+    "url-colons": "x://:" * (MIB // 5) + "@",
+    "pem-begins": "-----BEGIN PRIVATE KEY-----" * (MIB // 27),
+    "pem-near-begins": "-----BEGIN " * (MIB // 11),
+    "token-prefixes": "ghp_" * (MIB // 4),
+    "slack-dashes": "xoxb-" + "-" * (MIB - 5),
+    "strata-ids": "strata_0123456789abcdef_" * (MIB // 24),
+    "iban-run": "DE89" + "A" * (MIB - 4),
+    "iban-groups": "DE89 " + "ABCD " * (MIB // 5),
+    "digits": "1" * MIB,
+    "glued-cards": "a4111111111111111" * (MIB // 17),
+    "ssn-context": "ssn " * (MIB // 4) + "078051120",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_MASK_LINES))
+def test_masking_a_hostile_mebibyte_line_is_one_scan(name: str) -> None:
+    # The bound is loose (machines are shared): a backtracking pattern takes minutes here.
+    import time
+
+    masker = Masker(MaskRules())
+    start = time.process_time()
+    masker.mask(HOSTILE_MASK_LINES[name], {})
+    assert time.process_time() - start < 2.0

@@ -370,3 +370,62 @@ def test_invalid_configs_fail_at_load(bad: dict[str, object]) -> None:
 def test_naive_arrival_time_is_utc() -> None:
     r = ok(RecordPipeline().process_line("hi", tenant="t", received_at=datetime(2025, 2, 15, 12)))
     assert r.ingested_at == datetime(2025, 2, 15, 12, tzinfo=UTC)
+
+
+# -- poison shapes: what flattening makes of nested JSON --------------------------------------
+
+
+def _wide_under_a_long_key(children: int) -> dict[str, object]:
+    """Every child's attribute name repeats the 250-character parent key: 484 KB of JSON for
+    45,000 children, 11 MB of attributes once flattened."""
+    return {"message": "m", "k" * 250: {f"c{i}": 1 for i in range(children)}}
+
+
+def _deep_with_long_keys() -> dict[str, object]:
+    inner: dict[str, object] = {f"leaf{i}": "v" for i in range(50)}
+    for depth in range(7):
+        inner = {f"{depth}" + "p" * 120: inner, f"{depth}" + "q" * 120: dict(inner)}
+    return {"message": "m", **inner}
+
+
+def test_attribute_count_is_capped_and_the_record_says_how_many_were_dropped() -> None:
+    pipeline = RecordPipeline(PipelineConfig(max_attributes=100))
+    r = ok(pipeline.process(_entry(**{f"a{i}": "v" for i in range(5000)})))
+    assert len(r.attributes) == 100 and "attributes_dropped" in r.tags
+    assert r.attributes["attributes_dropped"] == "4901" and r.attributes["a0"] == "v"
+    few = ok(pipeline.process(_entry(**{f"a{i}": "v" for i in range(99)})))
+    assert len(few.attributes) == 99 and "attributes_dropped" not in few.tags
+
+
+def test_a_record_too_large_once_flattened_is_rejected_with_a_reason() -> None:
+    entry = _wide_under_a_long_key(45_000)
+    assert len(orjson.dumps(entry)) < 512 * 1024  # what the API accepts as one entry
+    # Even with every attribute kept, the record is refused rather than written too large.
+    pipeline = RecordPipeline(PipelineConfig(max_attributes=100_000))
+    r = pipeline.process(RawEnvelope(tenant="t", received_at=ARRIVAL, entry=entry))
+    assert isinstance(r, Rejected) and r.reason_code is RejectReason.TOO_LARGE
+    assert "max_record_bytes=1000000" in r.detail and "attributes" in r.detail
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [_wide_under_a_long_key(45_000), _wide_under_a_long_key(2000), _deep_with_long_keys()],
+    ids=["wide-45k", "wide-2k", "deep"],
+)
+def test_every_record_built_from_nested_json_fits_the_record_limit(entry: dict[str, object]) -> None:
+    r = RecordPipeline().process(RawEnvelope(tenant="t", received_at=ARRIVAL, entry=entry))
+    if isinstance(r, Rejected):
+        assert r.reason_code is RejectReason.TOO_LARGE
+    else:
+        assert len(orjson.dumps(r.to_dict())) <= 1_000_000
+
+
+def test_long_keys_sharing_their_first_256_characters_stay_apart() -> None:
+    r = ok(RecordPipeline().process(_entry(**{"k" * 300 + "1": "a", "k" * 300 + "2": "b"})))
+    assert sorted(r.attributes.values()) == ["a", "b"]
+    assert all(len(k) <= 256 for k in r.attributes)
+
+
+def test_record_limit_must_hold_a_message() -> None:
+    with pytest.raises(ValueError, match="max_record_bytes"):
+        PipelineConfig(max_message_bytes=1024 * 1024)
