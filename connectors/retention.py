@@ -56,18 +56,10 @@ def _warm(settings: Settings) -> TierStore:
 
 
 def _cold(settings: Settings) -> TierStore:
-    import boto3
-
+    from connectors.s3.client import s3_client
     from connectors.s3.retention import ArchiveStore
 
-    client = boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-    )
-    return ArchiveStore(client, settings.s3_bucket, settings.archive_prefix)
+    return ArchiveStore(s3_client(settings), settings.s3_bucket, settings.archive_prefix)
 
 
 STORES: tuple[Callable[[Settings], TierStore], ...] = (_hot, _warm, _cold)

@@ -53,14 +53,17 @@ class Outcome:
         if len(self.errors) < MAX_LISTED_ERRORS:
             self.errors.append({"index": index, "reason": reason, "detail": detail})
 
+    def too_large(self, index: int, size: int, what: str = "the line is") -> bool:
+        """Whether ``size`` bytes are over the record limit; if so the item is rejected, saying so."""
+        if size <= self.max_record_bytes:
+            return False
+        self.reject(
+            index, str(RejectReason.TOO_LARGE), f"{what} {size} bytes; the limit is {self.max_record_bytes}"
+        )
+        return True
+
     def add(self, index: int, message: tuple[bytes, bytes]) -> bool:
-        size = len(message[1])
-        if size > self.max_record_bytes:
-            self.reject(
-                index,
-                str(RejectReason.TOO_LARGE),
-                f"the entry is {size} bytes once encoded; the limit is {self.max_record_bytes}",
-            )
+        if self.too_large(index, len(message[1]), "the entry is, once encoded,"):
             return False
         self.messages.append(message)
         self.indexes.append(index)
@@ -170,12 +173,7 @@ def decode_ndjson(
             continue
         out.received += 1
         # Checked before parsing, so a huge line is refused without building it in memory first.
-        if len(line) > out.max_record_bytes:
-            out.reject(
-                index,
-                str(RejectReason.TOO_LARGE),
-                f"the line is {len(line)} bytes; the limit is {out.max_record_bytes}",
-            )
+        if out.too_large(index, len(line)):
             continue
         try:
             item = orjson.loads(line)
@@ -208,12 +206,7 @@ def _add_line(
         return
     line = event.text.encode("utf-8", "surrogateescape")
     out.received += 1
-    if len(line) > out.max_record_bytes:
-        out.reject(
-            index,
-            str(RejectReason.TOO_LARGE),
-            f"the line is {len(line)} bytes; the limit is {out.max_record_bytes}",
-        )
+    if out.too_large(index, len(line)):
         return
     # A split event says so on both parts (records carry it as an attribute).
     attributes = {"multiline_split": "true"} if "multiline_split" in event.tags else None

@@ -58,11 +58,11 @@ import orjson
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from connectors.s3.client import s3_client  # noqa: E402
 from infra.settings import Settings, get_settings  # noqa: E402
 from schemas.envelope import RawEnvelope  # noqa: E402
 from schemas.record import format_ts, micros, parse_ts  # noqa: E402
 from tests.support.loggen import HOSTS, SERVICES, fill_message  # noqa: E402
-from tests.support.stack import s3_client  # noqa: E402
 
 RESULTS = REPO / "bench-results" / "ingest.json"
 JOB_LOGS: list[Path] = []  # the jobs' output, kept only when something went wrong

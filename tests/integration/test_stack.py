@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from connectors.s3.client import s3_client
 from infra.settings import Settings
-from tests.support.stack import cassandra_keyspace, kafka_topic, produce, s3_client
+from tests.support.stack import cassandra_keyspace, kafka_topic, produce
 
 pytestmark = pytest.mark.integration
 

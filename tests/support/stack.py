@@ -9,19 +9,6 @@ from typing import Any
 from infra.settings import Settings
 
 
-def s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client of the stack's object store, with boto3's own timeouts and retries."""
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-    )
-
-
 @contextmanager
 def kafka_topic(settings: Settings, name: str, partitions: int = 1) -> Iterator[str]:
     """A new topic ``name``, deleted afterwards."""

@@ -76,17 +76,13 @@ class S3Proxy(Service):
         return Launch(cmd=cmd)
 
     def client(self) -> Any:
-        import boto3
+        """One quick attempt: the health check's."""
         from botocore.config import Config
 
-        s = self.settings
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=s.s3_access_key,
-            aws_secret_access_key=s.s3_secret_key,
-            region_name=s.s3_region,
-            config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 1}),
+        from connectors.s3.client import s3_client
+
+        return s3_client(
+            self.settings, Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 1})
         )
 
     def check(self) -> str | None:
