@@ -320,9 +320,9 @@ def cold_sink_ddl(options: IngestOptions) -> str:
         "parquet.utc-timezone": "true",
         "sink.rolling-policy.file-size": "128MB",
         "sink.rolling-policy.rollover-interval": "10 min",
-        "sink.partition-commit.trigger": "process-time",
-        "sink.partition-commit.delay": "0 s",
-        "sink.partition-commit.policy.kind": "success-file",
+        # No partition-commit policy: its _SUCCESS markers lay non-Parquet objects among the data
+        # files, which engines globbing the prefix (DuckDB, polars) then fail to read. A file is
+        # visible only once Flink committed it on a checkpoint, so a marker adds nothing here.
     }
     partitions = ", ".join(f"`{p}`" for p in ARCHIVE_PARTITIONS)
     return (

@@ -39,16 +39,18 @@ class Archive:
 
 def write_archive(fs: Any, root: str, records: list[Record]) -> None:
     """``records`` laid out as the ingest job writes them: one Parquet part file per tenant-hour
-    (no suffix, no partition columns, JSON-text maps) beside a _SUCCESS marker and an in-progress
-    file, neither of them Parquet."""
+    (no partition columns, JSON-text maps), named as Flink names them, with no suffix or with
+    ``.parquet`` in turn, beside an in-progress file and, in older archives, a _SUCCESS marker,
+    neither of them Parquet."""
     groups: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
     for r in records:
         groups[(r.tenant, f"{r.timestamp:%Y-%m-%d}", f"{r.timestamp:%H}")].append(r)
-    for (tenant, dt, hour), group in groups.items():
+    for i, ((tenant, dt, hour), group) in enumerate(sorted(groups.items())):
         rows = [to_archive_row(r) for r in sorted(group, key=lambda r: r.timestamp)]
         table = pa.Table.from_pylist(rows, schema=archive_arrow_schema()).drop(list(ARCHIVE_PARTITIONS))
         folder = f"{root}/tenant={tenant}/dt={dt}/hour={hour}"
-        pq.write_table(table, f"{folder}/part-{uuid.uuid4()}-0-0", filesystem=fs, compression="zstd")
+        suffix = ".parquet" if i % 2 else ""
+        pq.write_table(table, f"{folder}/part-{uuid.uuid4()}-0-0{suffix}", filesystem=fs, compression="zstd")
         with fs.open_output_stream(f"{folder}/_SUCCESS") as out:
             out.write(b"")
         with fs.open_output_stream(f"{folder}/.part-{uuid.uuid4()}-1-0.inprogress.{uuid.uuid4()}") as out:
@@ -197,3 +199,24 @@ def test_polars_reads_the_same_archive(archive: Archive) -> None:
     )
     expected = archive.records["acme"]
     assert sorted(frame.iter_rows()) == sorted((r.log_id, r.tenant, r.service) for r in expected)
+
+
+def test_the_search_tiers_cold_reader_reads_old_and_new_part_names(archive: Archive) -> None:
+    from connectors.s3.archive import ColdArchive
+    from core.query import TierQuery, parse
+    from schemas.record import micros
+
+    s = archive.settings
+    cold = ColdArchive(
+        s3_filesystem(s.s3_endpoint_url, s.s3_access_key, s.s3_secret_key, s.s3_region),
+        s.s3_bucket,
+        s.archive_prefix,
+    )
+    expected = archive.records["acme"]
+    start = micros(min(r.timestamp for r in expected))
+    end = micros(max(r.timestamp for r in expected)) + 1
+    names = {path.rsplit("/", 1)[1] for path in cold.files("acme", start, end)}
+    assert any(n.endswith(".parquet") for n in names) and any(not n.endswith(".parquet") for n in names)
+    page = cold.search(TierQuery("acme", parse(None), start, end, limit=1000))
+    assert sorted(r.log_id for r in page.records) == sorted(r.log_id for r in expected)
+    assert page.total == len(expected)
