@@ -13,7 +13,7 @@ import sys
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -176,6 +176,17 @@ def test_sql_command_says_what_is_wrong(archive: Archive) -> None:
     bad_tenant = strata(archive, "sql", "--tenant", "x'; DROP", "SELECT 1")
     assert bad_tenant.returncode == 2
     assert "not a tenant id" in bad_tenant.stderr
+
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    down = replace(archive, env=archive.env | {"STRATA_S3_ENDPOINT": f"http://127.0.0.1:{port}"})
+    unreachable = strata(down, "sql", "--tenant", "acme", "SELECT count(*) FROM logs")
+    assert unreachable.returncode == 1
+    assert "cannot read the archive at s3://" in unreachable.stderr
+    assert f"127.0.0.1:{port}" in unreachable.stderr
 
 
 def test_polars_reads_the_same_archive(archive: Archive) -> None:
