@@ -549,7 +549,7 @@ class ColdArchive:
             parts = rel.split("/")
             name = parts[-1]
             if name.startswith((".", "_")):
-                continue  # in-progress files and commit markers (Flink's part files have no suffix)
+                continue  # in-progress files, commit markers (part files: .parquet, or no suffix if older)
             values = dict(p.split("=", 1) for p in parts[:-1] if "=" in p)
             try:
                 hour_start = datetime.strptime(

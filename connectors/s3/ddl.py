@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 ENGINES = ("athena", "trino", "duckdb", "spark")
 # The first day Athena's partition projection enumerates; a query's dt filter narrows it.
 ATHENA_FIRST_DAY = "2020-01-01"
-# Flink names its finished part files part-<uuid>-<subtask>-<n>[.parquet]; the commit markers
-# (_SUCCESS) and in-progress files (.part-…) beside them are not Parquet. Hive, Athena, Trino and
-# Spark skip names starting with '_' or '.'; DuckDB reads what its glob matches, so it gets this one.
+# The ingest job names its part files part-<uuid>-<subtask>-<n>.parquet (archives written by
+# earlier versions: no suffix, with _SUCCESS markers beside them). In-progress files (.part-…)
+# and markers are not Parquet: Hive, Athena, Trino and Spark skip names starting with '_' or '.';
+# DuckDB reads what its glob matches, so it gets one that matches both namings and nothing else.
 PART_GLOB = "part-*"
 
 
