@@ -9,7 +9,7 @@ Graph::
       ├→ warm projection (SQL) → Cassandra (batched per partition, USING TTL)
       → dedupe-by-log-id (SQL ROW_NUMBER, keep first, state TTL)
       → OpenSearch daily indices (opensearch-2, _id = log_id)      if the event is within hot_days
-      → Parquet on s3a:// (filesystem, tenant/dt/hour partitions)  if past the group's mark
+      → Parquet on s3a:// (FileSink, tenant/dt/hour, *.parquet)    if past the group's mark
       → Kafka logs (processed, masked JSON)                        if past the group's mark
 
 Delivery: every sink flushes (or commits) on checkpoints. OpenSearch and Cassandra are idempotent
