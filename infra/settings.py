@@ -32,7 +32,13 @@ class Settings(BaseSettings):
     kafka_version: str = "4.1.2"
     opensearch_version: str = "2.19.4"
     cassandra_version: str = "5.0.7"
-    s3proxy_version: str = "2.6.0"
+    # s3proxy 2.6 url-encoded its ListObjectsV2 continuation token when a client asked for
+    # encoding-type=url (boto3 always does), and read the token back verbatim: past 1,000 keys with
+    # '=' in them (every Hive partition) it answered the second page with the first again.
+    s3proxy_version: str = "4.1.0"
+    # s3proxy 4 uses Jackson 3, which needs these annotations; Maven's nearest-wins mediation
+    # otherwise picks an older 2.x from the cloud SDKs' dependency paths (NoClassDefFoundError).
+    s3proxy_jackson_annotations_version: str = "2.22"
     flink_version: str = "1.20.3"
     flink_kafka_connector_version: str = "3.4.0-1.20"
     flink_opensearch_connector_version: str = "2.0.0-1.19"

@@ -1,12 +1,13 @@
 """Reading the cold tier: DuckDB SQL over the Parquet archive, scanned by pyarrow from S3.
 
-DuckDB's httpfs extension cannot be fetched here, so pyarrow reads S3: the files of a search are
+pyarrow reads S3 (through boto3, with read-ahead of whole small files): the files of a search are
 listed only under the tenant's ``dt=`` (and ``hour=``) partitions of its time slice, scanned with
 the time filter pushed into the Parquet reader, and handed to DuckDB as an Arrow stream. The query
 AST becomes SQL with every user value a bound parameter; words are matched by the same Python
 splitter as :func:`core.query.matches` (a DuckDB function), behind a cheap ``contains`` check.
+For SQL of a user's own over the archive, DuckDB reads S3 itself: see :mod:`connectors.s3.sql`.
 
-DuckDB 2 takes Arrow data through the PyCapsule interface, which pyarrow 11 (PyFlink's pin) lacks:
+DuckDB takes Arrow data through the PyCapsule interface, which pyarrow 11 (PyFlink's pin) lacks:
 :class:`ArrowStream` exports a pyarrow reader through the C stream interface it does have.
 """
 
@@ -548,7 +549,7 @@ class ColdArchive:
             parts = rel.split("/")
             name = parts[-1]
             if name.startswith((".", "_")):
-                continue  # in-progress files and commit markers (Flink's part files have no suffix)
+                continue  # in-progress files, commit markers (part files: .parquet, or no suffix if older)
             values = dict(p.split("=", 1) for p in parts[:-1] if "=" in p)
             try:
                 hour_start = datetime.strptime(

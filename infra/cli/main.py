@@ -12,7 +12,20 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from infra.cli import alerts, collect, demo, job, parse, retention, search, send, serve, stack, tenant
+from infra.cli import (
+    alerts,
+    archive,
+    collect,
+    demo,
+    job,
+    parse,
+    retention,
+    search,
+    send,
+    serve,
+    stack,
+    tenant,
+)
 
 # The order of `strata --help`; each module's docstring's first line is its help.
 COMMANDS: dict[str, ModuleType] = {
@@ -24,6 +37,7 @@ COMMANDS: dict[str, ModuleType] = {
     "collect": collect,
     "send": send,
     "search": search,
+    "archive": archive,
     "alerts": alerts,
     "retention": retention,
     "demo": demo,

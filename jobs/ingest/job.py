@@ -9,7 +9,7 @@ Graph::
       ├→ warm projection (SQL) → Cassandra (batched per partition, USING TTL)
       → dedupe-by-log-id (SQL ROW_NUMBER, keep first, state TTL)
       → OpenSearch daily indices (opensearch-2, _id = log_id)      if the event is within hot_days
-      → Parquet on s3a:// (filesystem, tenant/dt/hour partitions)  if past the group's mark
+      → Parquet on s3a:// (FileSink, tenant/dt/hour, *.parquet)    if past the group's mark
       → Kafka logs (processed, masked JSON)                        if past the group's mark
 
 Delivery: every sink flushes (or commits) on checkpoints. OpenSearch and Cassandra are idempotent
@@ -279,27 +279,34 @@ def hot_sink_ddl(settings: Settings, options: IngestOptions) -> str:
     ).replace("CREATE TABLE", "CREATE TEMPORARY TABLE", 1)
 
 
-def cold_sink_ddl(options: IngestOptions) -> str:
-    cols = [f"  `{n}` {t}" for n, t in archive_flink_columns()]
-    opts = {
-        "connector": "filesystem",
-        "path": options.archive_path,
-        "format": "parquet",
-        "parquet.compression": "ZSTD",
-        "parquet.write.int64.timestamp": "true",
-        "parquet.timestamp.time.unit": "micros",
-        "parquet.utc-timezone": "true",
-        "sink.rolling-policy.file-size": "128MB",
-        "sink.rolling-policy.rollover-interval": "10 min",
-        "sink.partition-commit.trigger": "process-time",
-        "sink.partition-commit.delay": "0 s",
-        "sink.partition-commit.policy.kind": "success-file",
-    }
-    partitions = ", ".join(f"`{p}`" for p in ARCHIVE_PARTITIONS)
-    return (
-        "CREATE TEMPORARY TABLE cold_sink (\n"
-        + ",\n".join(cols)
-        + f"\n) PARTITIONED BY ({partitions}) WITH (\n{_with(opts)}\n)"
+# The Parquet writer's settings, as Flink's Parquet format takes them: zstd, timestamps as int64
+# microseconds (not the legacy int96), converted in UTC.
+COLD_PARQUET_CONF = {
+    "parquet.compression": "ZSTD",
+    "parquet.write.int64.timestamp": "true",
+    "parquet.timestamp.time.unit": "micros",
+}
+
+
+def attach_cold_sink(t_env: Any, table: Any, options: IngestOptions) -> None:
+    """The archive's sink (``dev.strata.flink.ArchiveParquetSink``): ``table``'s rows as Parquet
+    files ``part-<uuid>-<subtask>-<n>.parquet`` under ``tenant=…/dt=…/hour=…/``, each one visible
+    once the checkpoint that wrote it completes, and nothing else under the prefix (Flink's
+    filesystem SQL connector names its files without a suffix and adds _SUCCESS markers, which are
+    not Parquet, to the folders)."""
+    from pyflink.java_gateway import get_gateway
+    from pyflink.util.java_utils import to_jarray
+
+    gateway = get_gateway()
+    jstring = gateway.jvm.String
+    gateway.jvm.dev.strata.flink.ArchiveParquetSink.attach(
+        t_env._j_tenv,
+        table._j_table,
+        options.archive_path,
+        to_jarray(jstring, list(ARCHIVE_PARTITIONS)),
+        to_jarray(jstring, [f"{k}={v}" for k, v in COLD_PARQUET_CONF.items()]),
+        True,
+        names.COLD_SINK,
     )
 
 
@@ -452,13 +459,13 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
 
     view = processed.dedupe_view
     t_env.execute_sql(hot_sink_ddl(settings, options))
-    t_env.execute_sql(cold_sink_ddl(options))
     t_env.execute_sql(logs_sink_ddl(settings, options))
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"INSERT INTO hot_sink SELECT {_record_select()} FROM {view} WHERE in_hot")
-    statements.add_insert_sql(
-        f"INSERT INTO cold_sink SELECT {_record_select(json=True)}, `dt`, `hour` FROM {view} WHERE first_read"
-    )
+    # The archive's own column types (schemas.projections), so its files keep one schema.
+    cold_columns = ", ".join(f"CAST(`{n}` AS {t}) AS `{n}`" for n, t in archive_flink_columns())
+    cold_rows = f"SELECT {_record_select(json=True)}, `dt`, `hour` FROM {view} WHERE first_read"
+    attach_cold_sink(t_env, t_env.sql_query(f"SELECT {cold_columns} FROM ({cold_rows})"), options)
     statements.add_insert_sql(
         f"INSERT INTO logs_sink SELECT `kafka_key`, `json` FROM {view} WHERE first_read"
     )

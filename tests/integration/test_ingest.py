@@ -174,6 +174,34 @@ def test_ingest_fills_each_tier_once_and_dead_letters_bad_input(run_names: Run) 
     paid = archive.search(TierQuery("acme", parse("payment AND req_id:r7"), since, micros(now) + 1))
     assert [r.attributes.get("req_id") for r in paid.records] == ["r7"]
 
+    # Nothing but Parquet part files named *.parquet under the data prefix (no commit markers),
+    # and DuckDB reads them through its own S3 extension as `strata archive sql` does.
+    from connectors.s3.ddl import ArchiveLocation
+    from connectors.s3.sql import archive_connection
+    from infra.stack.services.s3 import S3Proxy
+
+    client = S3Proxy(s).client()
+    keys = [
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=s.s3_bucket, Prefix=s.archive_prefix
+        )
+        for o in page.get("Contents", [])
+    ]
+    names = [k.rsplit("/", 1)[1] for k in keys]
+    assert names and all(n.startswith("part-") and n.endswith(".parquet") for n in names), keys
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(fs.open_input_file(f"{s.s3_bucket}/{keys[0]}")).metadata
+    stored = {meta.schema.column(i).name for i in range(meta.num_columns)}
+    assert not stored & {"tenant", "dt", "hour"}  # partition values live in the path only
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    with archive_connection(ArchiveLocation.from_settings(s), "acme") as con:
+        assert con.execute("SELECT count(*), count(DISTINCT log_id) FROM logs").fetchone() == (
+            len(expected),
+            len(expected),
+        )
+
     # The logs topic carries each processed record once, masked.
     live = [orjson.loads(v) for v in topic_values(s, s.logs_topic)]
     assert sorted(d["log_id"] for d in live) == sorted(expected)

@@ -135,6 +135,51 @@ def test_s3_put_list_get_with_boto3_and_pyarrow(settings: Settings, require, uni
             client.delete_object(Bucket=bucket, Key=o["Key"])
 
 
+def test_s3_lists_past_1000_partition_keys_with_boto3_and_pyarrow(
+    settings: Settings, require, unique_name
+) -> None:
+    """A listing longer than one page, of keys with '=' in them, returns each key exactly once."""
+    require("s3")
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.fs as pafs
+
+    client = s3_client(settings)
+    bucket = settings.s3_bucket
+    prefix = unique_name("stack-listing")
+    keys = {
+        f"{prefix}/logs/tenant=x/dt=2026-01-{1 + i // 500:02d}/hour={i // 25 % 20:02d}/part-{i:04d}.parquet"
+        for i in range(1500)
+    }
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:  # within boto3's 10 pooled connections
+            list(pool.map(lambda k: client.put_object(Bucket=bucket, Key=k, Body=b"x"), keys))
+
+        listed = [
+            o["Key"]
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
+            for o in page.get("Contents", [])
+        ]
+        assert len(listed) == 1500
+        assert set(listed) == keys
+
+        fs = pafs.S3FileSystem(
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key,
+            endpoint_override=settings.s3_endpoint_url,
+            region=settings.s3_region,
+        )
+        infos = fs.get_file_info(pafs.FileSelector(f"{bucket}/{prefix}/logs", recursive=True))
+        files = [i.path for i in infos if i.type == pafs.FileType.File]
+        assert len(files) == 1500
+        assert {f.split("/", 1)[1] for f in files} == keys
+    finally:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
+            batch = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if batch:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": batch})
+
+
 def test_postgres_query(settings: Settings, require) -> None:
     require("postgres")
     import psycopg

@@ -33,7 +33,18 @@ class S3Proxy(Service):
         return self.settings.cache_dir / f"s3proxy-{self.version}"
 
     def fetch(self) -> None:
-        fetch([Artifact("org.gaul", "s3proxy", self.version)], self.lib_dir)
+        fetch(
+            [
+                Artifact("org.gaul", "s3proxy", self.version),
+                Artifact(
+                    "com.fasterxml.jackson.core",
+                    "jackson-annotations",
+                    self.settings.s3proxy_jackson_annotations_version,
+                    transitive=False,
+                ),
+            ],
+            self.lib_dir,
+        )
 
     def prepare(self) -> Launch:
         s = self.settings
