@@ -45,11 +45,18 @@ def opensearch_mappings() -> dict[str, Any]:
 
 
 def opensearch_index_template(
-    index_prefix: str = "strata-logs", *, shards: int = 1, replicas: int = 0, priority: int = 100
+    index_prefix: str = "strata-logs",
+    *,
+    shards: int = 1,
+    replicas: int = 0,
+    priority: int = 100,
+    refresh_interval: str = "1s",
 ) -> dict[str, Any]:
     """The composable index template body for ``PUT _index_template/<name>``.
 
     Daily indices are named ``<prefix>-YYYY.MM.DD`` (see :func:`opensearch_index_name`).
+    ``refresh_interval`` is how soon a written document is searchable (the ingest job passes
+    ``STRATA_OPENSEARCH_REFRESH_INTERVAL``).
     """
     mappings = opensearch_mappings()
     # `masked` counts are the only open-ended object: its values must map as integers, not longs
@@ -64,7 +71,7 @@ def opensearch_index_template(
             "settings": {
                 "number_of_shards": shards,
                 "number_of_replicas": replicas,
-                "refresh_interval": "1s",
+                "refresh_interval": refresh_interval,
             },
             "mappings": mappings,
         },

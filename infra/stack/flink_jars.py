@@ -182,7 +182,8 @@ def ensure_flink_jars(settings: Settings) -> list[Path]:
 
 # Strata's own Java classes (a Flink function the connectors do not offer), compiled on first use
 # against PyFlink's Flink and the connector jars. Sources live beside the connector they extend.
-JAVA_SOURCE_ROOTS = (Path(__file__).resolve().parents[2] / "connectors" / "cassandra" / "java",)
+_CONNECTORS = Path(__file__).resolve().parents[2] / "connectors"
+JAVA_SOURCE_ROOTS = (_CONNECTORS / "cassandra" / "java", _CONNECTORS / "opensearch" / "java")
 
 
 def _java_sources() -> list[Path]:

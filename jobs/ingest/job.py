@@ -7,16 +7,17 @@ Graph::
       → parse-normalize-mask (Python: core.records) ──side──→ raw_logs_dlq (DataStream KafkaSink)
       │                                            └─side──→ (tenant, day, service) → Cassandra
       ├→ warm projection (SQL) → Cassandra (batched per partition, USING TTL)
+      ├→ hot projection (SQL) → OpenSearch daily indices (index requests, _id = log_id)
+      │                                                            if the event is within hot_days
       → dedupe-by-log-id (SQL ROW_NUMBER, keep first, state TTL)
-      → OpenSearch daily indices (opensearch-2, _id = log_id)      if the event is within hot_days
       → Parquet on s3a:// (filesystem, tenant/dt/hour partitions)  if past the group's mark
       → Kafka logs (processed, masked JSON)                        if past the group's mark
 
 Delivery: every sink flushes (or commits) on checkpoints. OpenSearch and Cassandra are idempotent
 on ``log_id``; the append-only outputs (archive, logs, DLQ) take only messages past what the
 consumer group had already processed when the job started (:mod:`jobs.ingest.marks`), so a replay
-re-fills the first and does not repeat itself in the others. Cassandra takes rows before the dedupe
-step on purpose: its primary key already makes a repeated row a no-op.
+re-fills the first and does not repeat itself in the others. OpenSearch and Cassandra take rows
+before the dedupe step on purpose: ``_id`` and the primary key already make a repeat harmless.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import orjson
 
 from connectors.cassandra.flink_sink import batched_cassandra_sink
+from connectors.opensearch.flink_sink import Bulk, index_request_sink, index_row_sql
 from core.ingest import DeadLetter, ingest_one
 from core.records.config import PipelineConfig
 from core.tiers import TierPolicy
@@ -44,7 +46,6 @@ from schemas.projections import (
     cql_insert,
     cql_insert_service,
     flink_row_type_info,
-    flink_sql_ddl,
     to_flink_row_values,
 )
 from schemas.record import FIELDS, Kind, micros
@@ -255,27 +256,6 @@ def source_ddl(settings: Settings, options: IngestOptions) -> str:
     )
 
 
-def hot_sink_ddl(settings: Settings, options: IngestOptions) -> str:
-    return flink_sql_ddl(
-        "hot_sink",
-        {
-            "connector": "opensearch-2",
-            "hosts": settings.opensearch_endpoint,
-            # Daily indices by the record's event day, as schemas.projections.opensearch_index_name.
-            "index": f"{options.index_prefix}-{{timestamp|yyyy.MM.dd}}",
-            "sink.delivery-guarantee": "at-least-once",
-            "sink.bulk-flush.max-actions": "2000",
-            "sink.bulk-flush.max-size": "5mb",
-            "sink.bulk-flush.interval": "1s",
-            "sink.bulk-flush.backoff.strategy": "EXPONENTIAL",
-            "sink.bulk-flush.backoff.max-retries": "8",
-            "sink.bulk-flush.backoff.delay": "200ms",
-            "format": "json",
-            "json.timestamp-format.standard": "ISO-8601",
-        },
-    ).replace("CREATE TABLE", "CREATE TEMPORARY TABLE", 1)
-
-
 def cold_sink_ddl(options: IngestOptions) -> str:
     cols = [f"  `{n}` {t}" for n, t in archive_flink_columns()]
     opts = {
@@ -363,6 +343,7 @@ class Processed:
     dead_letters: Any  # DataStream[str]: DeadLetter JSON
     warm_rows: Any  # DataStream[Row]: Cassandra values + TTL, before deduplication
     warm_services: Any  # DataStream[Row]: (tenant, day, service, TTL)
+    hot_rows: Any  # DataStream[Row]: (log_id, daily index, JSON) of the hot records, before deduplication
 
 
 def raw_source(t_env: Any, settings: Settings, options: IngestOptions) -> Any:
@@ -397,11 +378,16 @@ def build_processing(t_env: Any, raw: Any, settings: Settings, options: IngestOp
     # Warm rows are projected on the Java side from the same parsed stream, before the dedupe (the
     # table's primary key makes a repeated row a no-op): one row type crosses from Python, not two.
     warm = t_env.sql_query(f"SELECT {_warm_select()} FROM parsed WHERE `warm_ttl` > 0")
+    # Hot rows likewise: an index request with _id = log_id makes a repeat one more version of the
+    # same document, and a second dedupe (the planner does not share one between a DataStream and
+    # the statement set) would cost every record a shuffle and an hour of keyed state.
+    hot = t_env.sql_query(f"SELECT {index_row_sql(options.index_prefix)}, `json` FROM parsed WHERE in_hot")
     return Processed(
         "deduped",
         parsed.get_side_output(dlq_tag),
         t_env.to_data_stream(warm),
         parsed.get_side_output(services_tag),
+        t_env.to_data_stream(hot),
     )
 
 
@@ -426,6 +412,16 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
     )
     processed.dead_letters.sink_to(dlq_sink).name(names.DLQ_SINK).uid(names.DLQ_SINK)
 
+    hot_sink = index_request_sink(
+        settings.opensearch_endpoint.split(","),
+        Bulk(
+            actions=settings.opensearch_bulk_actions,
+            size_mb=settings.opensearch_bulk_size_mb,
+            interval_ms=settings.opensearch_bulk_interval_ms,
+        ),
+    )
+    processed.hot_rows.sink_to(hot_sink).name(names.HOT_SINK).uid(names.HOT_SINK)
+
     host = settings.cassandra_contact_points[0]
     columns = [name for name, _ in cql_columns()]
     warm_sink = batched_cassandra_sink(
@@ -446,11 +442,9 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
     )
 
     view = processed.dedupe_view
-    t_env.execute_sql(hot_sink_ddl(settings, options))
     t_env.execute_sql(cold_sink_ddl(options))
     t_env.execute_sql(logs_sink_ddl(settings, options))
     statements = t_env.create_statement_set()
-    statements.add_insert_sql(f"INSERT INTO hot_sink SELECT {_record_select()} FROM {view} WHERE in_hot")
     statements.add_insert_sql(
         f"INSERT INTO cold_sink SELECT {_record_select(json=True)}, `dt`, `hour` FROM {view} WHERE first_read"
     )
@@ -486,7 +480,10 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
 
     client = OpenSearch(settings.opensearch_endpoint, timeout=30)
     client.indices.put_index_template(
-        name=options.index_prefix, body=opensearch_index_template(options.index_prefix)
+        name=options.index_prefix,
+        body=opensearch_index_template(
+            options.index_prefix, refresh_interval=settings.opensearch_refresh_interval
+        ),
     )
     from cassandra.cluster import Cluster
 
