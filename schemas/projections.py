@@ -440,7 +440,7 @@ def from_flink_row_values(values: Sequence[Any]) -> Record:
 
 
 def flink_sql_ddl(table: str, options: Mapping[str, str], *, primary_key: bool = True) -> str:
-    """``CREATE TABLE`` for a Table API sink (e.g. the opensearch-2 connector), keyed on log_id."""
+    """``CREATE TABLE`` for a Table API sink with the record's columns, keyed on log_id."""
     cols = [f"  `{name}` {sql_type}" for name, sql_type in flink_row_fields()]
     if primary_key:
         cols.append("  PRIMARY KEY (`log_id`) NOT ENFORCED")

@@ -392,7 +392,7 @@ def build_processing(t_env: Any, raw: Any, settings: Settings, options: IngestOp
 
 
 def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: IngestOptions) -> Any:
-    """The DLQ and Cassandra sinks on the streams, and the statement set of the Table sinks."""
+    """The DLQ, OpenSearch and Cassandra sinks on the streams, and the statement set of the Table sinks."""
     from pyflink.common.serialization import SimpleStringSchema
     from pyflink.datastream.connectors.base import DeliveryGuarantee
     from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
