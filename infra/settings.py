@@ -10,6 +10,7 @@ Flink runtime settings stay in ``flink-conf.yaml``.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,6 +69,14 @@ class Settings(BaseSettings):
     opensearch_url: str = ""
     opensearch_user: str = "strata"  # the unprivileged OS user that runs OpenSearch when we are root
     opensearch_index_prefix: str = "strata-logs"
+    # How soon an indexed document is searchable: each refresh writes a new Lucene segment, so a
+    # longer interval is cheaper to index and later to search (docs/benchmarks.md, "Ingest job").
+    opensearch_refresh_interval: str = "1s"
+    # The ingest job's bulk requests: sent at this many documents, this many MiB, this often, and
+    # on every checkpoint.
+    opensearch_bulk_actions: int = 2000
+    opensearch_bulk_size_mb: int = 5
+    opensearch_bulk_interval_ms: int = 1000
 
     # Cassandra
     cassandra_port: int = 9042
@@ -178,7 +187,14 @@ class Settings(BaseSettings):
     # (a broker without a group coordinator, a cluster still recovering, a schema not agreed).
     service_wait_s: float = 120.0
 
-    @field_validator("topic_partitions", "cassandra_replication_factor", "archive_days")
+    @field_validator(
+        "topic_partitions",
+        "cassandra_replication_factor",
+        "archive_days",
+        "opensearch_bulk_actions",
+        "opensearch_bulk_size_mb",
+        "opensearch_bulk_interval_ms",
+    )
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:
@@ -211,6 +227,13 @@ class Settings(BaseSettings):
             or self.s3_endpoint
             or self.postgres_host
         )
+
+    @field_validator("opensearch_refresh_interval")
+    @classmethod
+    def _refresh_interval(cls, value: str) -> str:
+        if not re.fullmatch(r"-1|\d+(ms|s|m)", value.strip()):
+            raise ValueError("an OpenSearch time like 500ms, 1s or 1m (or -1: only on demand)")
+        return value.strip()
 
     # Derived endpoints: an explicit setting wins, otherwise the local stack's address.
     @property

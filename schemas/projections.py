@@ -45,11 +45,18 @@ def opensearch_mappings() -> dict[str, Any]:
 
 
 def opensearch_index_template(
-    index_prefix: str = "strata-logs", *, shards: int = 1, replicas: int = 0, priority: int = 100
+    index_prefix: str = "strata-logs",
+    *,
+    shards: int = 1,
+    replicas: int = 0,
+    priority: int = 100,
+    refresh_interval: str = "1s",
 ) -> dict[str, Any]:
     """The composable index template body for ``PUT _index_template/<name>``.
 
     Daily indices are named ``<prefix>-YYYY.MM.DD`` (see :func:`opensearch_index_name`).
+    ``refresh_interval`` is how soon a written document is searchable (the ingest job passes
+    ``STRATA_OPENSEARCH_REFRESH_INTERVAL``).
     """
     mappings = opensearch_mappings()
     # `masked` counts are the only open-ended object: its values must map as integers, not longs
@@ -64,7 +71,7 @@ def opensearch_index_template(
             "settings": {
                 "number_of_shards": shards,
                 "number_of_replicas": replicas,
-                "refresh_interval": "1s",
+                "refresh_interval": refresh_interval,
             },
             "mappings": mappings,
         },
@@ -433,7 +440,7 @@ def from_flink_row_values(values: Sequence[Any]) -> Record:
 
 
 def flink_sql_ddl(table: str, options: Mapping[str, str], *, primary_key: bool = True) -> str:
-    """``CREATE TABLE`` for a Table API sink (e.g. the opensearch-2 connector), keyed on log_id."""
+    """``CREATE TABLE`` for a Table API sink with the record's columns, keyed on log_id."""
     cols = [f"  `{name}` {sql_type}" for name, sql_type in flink_row_fields()]
     if primary_key:
         cols.append("  PRIMARY KEY (`log_id`) NOT ENFORCED")

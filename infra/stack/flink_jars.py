@@ -183,7 +183,8 @@ def ensure_flink_jars(settings: Settings) -> list[Path]:
 # Strata's own Java classes (a Flink function the connectors do not offer), compiled on first use
 # against PyFlink's Flink and the connector jars. Sources live beside the connector they extend.
 JAVA_SOURCE_ROOTS = tuple(
-    Path(__file__).resolve().parents[2] / "connectors" / name / "java" for name in ("cassandra", "s3")
+    Path(__file__).resolve().parents[2] / "connectors" / name / "java"
+    for name in ("cassandra", "opensearch", "s3")
 )
 
 

@@ -6,17 +6,20 @@ Graph::
     Kafka raw_logs (Table source: value bytes + partition/offset metadata)
       → parse-normalize-mask (Python: core.records) ──side──→ raw_logs_dlq (DataStream KafkaSink)
       │                                            └─side──→ (tenant, day, service) → Cassandra
-      ├→ warm projection (SQL) → Cassandra (batched per partition, USING TTL)
+      ├→ hot projection (SQL) → OpenSearch daily indices (index requests, _id = log_id)
+      │                                                            if the event is within hot_days
       → dedupe-by-log-id (SQL ROW_NUMBER, keep first, state TTL)
-      → OpenSearch daily indices (opensearch-2, _id = log_id)      if the event is within hot_days
+      → warm projection (SQL) → Cassandra (batched per partition, USING TTL)
       → Parquet on s3a:// (FileSink, tenant/dt/hour, *.parquet)    if past the group's mark
       → Kafka logs (processed, masked JSON)                        if past the group's mark
 
 Delivery: every sink flushes (or commits) on checkpoints. OpenSearch and Cassandra are idempotent
 on ``log_id``; the append-only outputs (archive, logs, DLQ) take only messages past what the
 consumer group had already processed when the job started (:mod:`jobs.ingest.marks`), so a replay
-re-fills the first and does not repeat itself in the others. Cassandra takes rows before the dedupe
-step on purpose: its primary key already makes a repeated row a no-op.
+re-fills the first and does not repeat itself in the others. OpenSearch takes rows before the
+dedupe step on purpose: ``_id`` already makes a repeat one more version of the same document.
+Cassandra takes them after it: its key holds the timestamp, which a retried entry without a time
+of its own would change.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 import orjson
 
 from connectors.cassandra.flink_sink import batched_cassandra_sink
+from connectors.opensearch.flink_sink import Bulk, index_request_sink, index_row_sql
 from core.ingest import DeadLetter, ingest_one
 from core.records.config import PipelineConfig
 from core.tiers import TierPolicy
@@ -44,7 +48,6 @@ from schemas.projections import (
     cql_insert,
     cql_insert_service,
     flink_row_type_info,
-    flink_sql_ddl,
     to_flink_row_values,
 )
 from schemas.record import FIELDS, Kind, micros
@@ -258,27 +261,6 @@ def source_ddl(settings: Settings, options: IngestOptions) -> str:
     )
 
 
-def hot_sink_ddl(settings: Settings, options: IngestOptions) -> str:
-    return flink_sql_ddl(
-        "hot_sink",
-        {
-            "connector": "opensearch-2",
-            "hosts": settings.opensearch_endpoint,
-            # Daily indices by the record's event day, as schemas.projections.opensearch_index_name.
-            "index": f"{options.index_prefix}-{{timestamp|yyyy.MM.dd}}",
-            "sink.delivery-guarantee": "at-least-once",
-            "sink.bulk-flush.max-actions": "2000",
-            "sink.bulk-flush.max-size": "5mb",
-            "sink.bulk-flush.interval": "1s",
-            "sink.bulk-flush.backoff.strategy": "EXPONENTIAL",
-            "sink.bulk-flush.backoff.max-retries": "8",
-            "sink.bulk-flush.backoff.delay": "200ms",
-            "format": "json",
-            "json.timestamp-format.standard": "ISO-8601",
-        },
-    ).replace("CREATE TABLE", "CREATE TEMPORARY TABLE", 1)
-
-
 # The Parquet writer's settings, as Flink's Parquet format takes them: zstd, timestamps as int64
 # microseconds (not the legacy int96), converted in UTC.
 COLD_PARQUET_CONF = {
@@ -373,6 +355,7 @@ class Processed:
     dead_letters: Any  # DataStream[str]: DeadLetter JSON
     warm_rows: Any  # DataStream[Row]: Cassandra values + TTL, deduplicated
     warm_services: Any  # DataStream[Row]: (tenant, day, service, TTL)
+    hot_rows: Any  # DataStream[Row]: (log_id, daily index, JSON) of the hot records, before deduplication
 
 
 def raw_source(t_env: Any, settings: Settings, options: IngestOptions) -> Any:
@@ -409,16 +392,21 @@ def build_processing(t_env: Any, raw: Any, settings: Settings, options: IngestOp
     # timestamp, and a retried entry without a time of its own has the same log_id but the retry's
     # arrival time, which would be a second row.
     warm = t_env.sql_query(f"SELECT {_warm_select()} FROM deduped WHERE `warm_ttl` > 0")
+    # Hot rows likewise: an index request with _id = log_id makes a repeat one more version of the
+    # same document, and a second dedupe (the planner does not share one between a DataStream and
+    # the statement set) would cost every record a shuffle and an hour of keyed state.
+    hot = t_env.sql_query(f"SELECT {index_row_sql(options.index_prefix)}, `json` FROM parsed WHERE in_hot")
     return Processed(
         "deduped",
         parsed.get_side_output(dlq_tag),
         t_env.to_data_stream(warm),
         parsed.get_side_output(services_tag),
+        t_env.to_data_stream(hot),
     )
 
 
 def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: IngestOptions) -> Any:
-    """The DLQ and Cassandra sinks on the streams, and the statement set of the Table sinks."""
+    """The DLQ, OpenSearch and Cassandra sinks on the streams, and the statement set of the Table sinks."""
     from pyflink.common.serialization import SimpleStringSchema
     from pyflink.datastream.connectors.base import DeliveryGuarantee
     from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
@@ -437,6 +425,16 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
         .build()
     )
     processed.dead_letters.sink_to(dlq_sink).name(names.DLQ_SINK).uid(names.DLQ_SINK)
+
+    hot_sink = index_request_sink(
+        settings.opensearch_endpoint.split(","),
+        Bulk(
+            actions=settings.opensearch_bulk_actions,
+            size_mb=settings.opensearch_bulk_size_mb,
+            interval_ms=settings.opensearch_bulk_interval_ms,
+        ),
+    )
+    processed.hot_rows.sink_to(hot_sink).name(names.HOT_SINK).uid(names.HOT_SINK)
 
     host = settings.cassandra_contact_points[0]
     columns = [name for name, _ in cql_columns()]
@@ -458,10 +456,8 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
     )
 
     view = processed.dedupe_view
-    t_env.execute_sql(hot_sink_ddl(settings, options))
     t_env.execute_sql(logs_sink_ddl(settings, options))
     statements = t_env.create_statement_set()
-    statements.add_insert_sql(f"INSERT INTO hot_sink SELECT {_record_select()} FROM {view} WHERE in_hot")
     # The archive's own column types (schemas.projections), so its files keep one schema.
     cold_columns = ", ".join(f"CAST(`{n}` AS {t}) AS `{n}`" for n, t in archive_flink_columns())
     cold_rows = f"SELECT {_record_select(json=True)}, `dt`, `hour` FROM {view} WHERE first_read"
@@ -508,7 +504,10 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
     wait_for_cluster(client, wait_s)
     retry_until(
         lambda: client.indices.put_index_template(
-            name=options.index_prefix, body=opensearch_index_template(options.index_prefix)
+            name=options.index_prefix,
+            body=opensearch_index_template(
+                options.index_prefix, refresh_interval=settings.opensearch_refresh_interval
+            ),
         ),
         what="OpenSearch index template",
         retriable=opensearch_retriable,

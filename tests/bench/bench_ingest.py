@@ -827,6 +827,8 @@ def run_latency(
             except BufferError:
                 p.poll(0.01)
 
+    from opensearchpy.exceptions import TransportError
+
     def poll_once() -> None:
         with lock:
             if not sent:
@@ -848,7 +850,13 @@ def run_latency(
                 }
             },
         }
-        hits = client.search(index=f"{prefix}-*", body=body, params={"ignore_unavailable": "true"})
+        try:
+            hits = client.search(index=f"{prefix}-*", body=body, params={"ignore_unavailable": "true"})
+        except TransportError as exc:
+            # A daily index the job has just created answers 503 until its shard has started.
+            if exc.status_code == 503:
+                return
+            raise
         seen_at = time.time()
         with lock:
             for hit in hits["hits"]["hits"]:

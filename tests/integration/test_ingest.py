@@ -254,3 +254,95 @@ def test_large_records_reach_every_tier(run_names: Run) -> None:
     hits = client.search(index=f"{s.opensearch_index_prefix}-*", body={"size": 100, "_source": ["tags"]})
     assert sorted(h["_id"] for h in hits["hits"]["hits"]) == sorted(expected)
     assert sorted(v["log_id"] for v in map(orjson.loads, topic_values(s, s.logs_topic))) == sorted(expected)
+
+
+def _hot_documents(s: Settings) -> tuple[dict[str, int], dict[str, int]]:
+    """Every hot document's ``_version`` by ``_id``, and the indices' primary indexing stats."""
+    from opensearchpy import OpenSearch
+
+    client = OpenSearch(s.opensearch_endpoint)
+    pattern = f"{s.opensearch_index_prefix}-*"
+    client.indices.refresh(index=pattern)
+    hits = client.search(index=pattern, body={"size": 1000, "version": True})["hits"]["hits"]
+    versions: dict[str, int] = {}
+    for h in hits:
+        assert h["_id"] not in versions, f"{h['_id']} is stored twice"
+        versions[h["_id"]] = h["_version"]
+    stats = client.indices.stats(index=pattern, metric="indexing")["_all"]["primaries"]["indexing"]
+    return versions, stats
+
+
+def test_a_replay_rewrites_each_hot_document_with_one_index_request(run_names: Run) -> None:
+    """The hot tier is written with plain index requests, ``_id = log_id``: a replay leaves one
+    document per record, and each is written once per run. (An update with ``doc_as_upsert``, which
+    a keyed Table sink sends, would find the replayed document unchanged and skip it as a no-op,
+    leaving ``_version`` at 1 and counting ``noop_update_total``.)"""
+    s = run_names.settings
+    now = datetime.now(UTC)
+
+    def envelope(i: int) -> bytes:
+        ts = now - timedelta(seconds=i, days=2 if i % 4 == 0 else 0)  # two daily indices
+        return RawEnvelope(
+            tenant="acme", received_at=now, line=f"{ts:%Y-%m-%d %H:%M:%S.%f} INFO [jobs] job {i} done"
+        ).encode()
+
+    messages = [envelope(i) for i in range(80)]
+    produce(s, s.raw_topic, messages)
+    pipeline = RecordPipeline()
+    expected = {r.log_id for m in messages if isinstance(r := pipeline.process(m), Record)}
+    assert len(expected) == 80
+
+    _run_bounded(run_names)
+    versions, stats = _hot_documents(s)
+    assert sorted(versions) == sorted(expected)
+    assert set(versions.values()) == {1}
+    assert stats["index_total"] == 80 and stats["noop_update_total"] == 0
+
+    _run_bounded(run_names)  # a replay: --from earliest, fresh state
+    versions, stats = _hot_documents(s)
+    assert sorted(versions) == sorted(expected)
+    assert set(versions.values()) == {2}  # each record indexed once more, not skipped
+    assert stats["index_total"] == 160 and stats["noop_update_total"] == 0
+
+
+def test_a_document_the_mapping_refuses_does_not_stop_the_job(run_names: Run) -> None:
+    """A document its index's mapping refuses would be refused again on every retry: the hot sink
+    logs and skips it (the warm tier still holds it), while every other document is indexed. Here
+    today's index exists beforehand with a strict mapping that knows only ``log_id``."""
+    from opensearchpy import OpenSearch
+
+    s = run_names.settings
+    now = datetime.now(UTC)
+    today = f"{s.opensearch_index_prefix}-{now:%Y.%m.%d}"
+    client = OpenSearch(s.opensearch_endpoint)
+    client.indices.create(
+        index=today,
+        body={"mappings": {"dynamic": "strict", "properties": {"log_id": {"type": "keyword"}}}},
+    )
+
+    def envelope(i: int, days: int) -> bytes:
+        ts = now - timedelta(days=days, seconds=i % 60)
+        return RawEnvelope(
+            tenant="acme", received_at=now, line=f"{ts:%Y-%m-%d %H:%M:%S.%f} WARN [disks] disk {i} slow"
+        ).encode()
+
+    # Event times of a minute ago at most: of today (UTC) unless the test runs at midnight.
+    messages = [envelope(i, 0) for i in range(20)] + [envelope(i, 3) for i in range(20, 40)]
+    produce(s, s.raw_topic, messages)
+    pipeline = RecordPipeline()
+    records = [r for m in messages if isinstance(r := pipeline.process(m), Record)]
+    refused = {r.log_id for r in records if f"{r.timestamp:%Y.%m.%d}" == f"{now:%Y.%m.%d}"}
+    indexed = {r.log_id for r in records} - refused
+
+    _run_bounded(run_names)  # finishes: the refused documents do not fail the job
+
+    versions, _ = _hot_documents(s)
+    assert sorted(versions) == sorted(indexed)
+    assert client.count(index=today)["count"] == 0
+    from cassandra.cluster import Cluster
+
+    cluster = Cluster(s.cassandra_contact_points, port=s.cassandra_port)
+    session = cluster.connect(s.cassandra_keyspace)
+    warm = {r.log_id for r in session.execute(f"SELECT log_id FROM {s.cassandra_table}", timeout=60)}
+    cluster.shutdown()
+    assert warm == refused | indexed

@@ -12,6 +12,7 @@ from core.records.pipeline import RecordPipeline
 from infra.settings import Settings
 from jobs.ingest.job import IngestOptions, build_processing
 from schemas.envelope import RawEnvelope
+from schemas.projections import from_opensearch_doc, opensearch_index_name
 from schemas.record import Record
 
 pytestmark = pytest.mark.job
@@ -92,6 +93,20 @@ def test_records_are_deduplicated_and_routed_by_event_time(processed: tuple[Any,
         assert in_hot == (NOW - record.timestamp < timedelta(days=settings.hot_days))
         assert dt == f"{record.timestamp:%Y-%m-%d}"
         assert Record.from_dict(orjson.loads(as_json)).log_id == log_id
+
+
+def test_hot_rows_are_index_requests_for_the_daily_indices(processed: tuple[Any, Any, Settings]) -> None:
+    _, graph, settings = processed
+    with graph.hot_rows.execute_and_collect() as results:
+        rows = [tuple(r) for r in results]
+    expected = _expected()
+    hot = {lid for lid, r in expected.items() if NOW - r.timestamp < timedelta(days=settings.hot_days)}
+    # Not the 20- or 60-day-old lines; the repeated ones (before the dedupe) again under the same id.
+    assert {r[0] for r in rows} == hot and len(rows) == len(hot) + 10
+    for log_id, index, source in rows:
+        record = expected[log_id]
+        assert index == opensearch_index_name(settings.opensearch_index_prefix, record)
+        assert from_opensearch_doc(orjson.loads(source)) == record
 
 
 def test_warm_rows_carry_what_is_left_of_the_window(processed: tuple[Any, Any, Settings]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.settings import Settings
+from infra.settings import REPO_ROOT, Settings
 from infra.stack import flink_jars
 from jobs import flink
 from jobs.flink import FlinkSetupError
@@ -107,3 +107,12 @@ def test_a_java_compile_error_is_reported_with_javac_s_message(
     monkeypatch.setattr(flink_jars, "JAVA_SOURCE_ROOTS", (src,))
     with pytest.raises(flink_jars.FlinkJarsError, match=r"javac failed:[\s\S]*Broken\.java"):
         flink_jars.strata_jar(settings)
+
+
+def test_every_connector_s_java_folder_is_compiled() -> None:
+    """A connector's Java classes are found by the job only if their folder is a source root."""
+    roots = set(flink_jars.JAVA_SOURCE_ROOTS)
+    folders = {p for p in (REPO_ROOT / "connectors").glob("*/java") if p.is_dir()}
+    assert folders and folders <= roots
+    sources = {p.name for p in flink_jars._java_sources()}
+    assert {"BatchedCassandraSink.java", "OpensearchIndexSink.java"} <= sources

@@ -58,6 +58,11 @@ def test_opensearch_mapping_has_exactly_the_fields() -> None:
     assert template["index_patterns"] == ["strata-logs-*"]
 
 
+def test_opensearch_refresh_interval_is_the_template_s_setting() -> None:
+    settings = pj.opensearch_index_template("strata-logs", refresh_interval="5s")["template"]["settings"]
+    assert settings["refresh_interval"] == "5s"
+
+
 def test_cql_table_has_the_fields_plus_the_day_bucket() -> None:
     names = [n for n, _ in pj.cql_columns()]
     assert names[: len(FIELD_NAMES)] == list(FIELD_NAMES)
