@@ -168,19 +168,72 @@ def decode_json_batch(
 def decode_ndjson(
     body: bytes, out: Outcome, encoder: EnvelopeEncoder, *, service: str | None, host: str | None
 ) -> None:
+    """One entry per line. Entries whose message continues the one before (a stack trace a
+    container runtime wrote one line per entry, as Docker's json-file does) join that entry."""
+    joiner = _EntryJoiner(out, encoder, service, host)
     for index, line in enumerate(body.split(b"\n")):
         if not line.strip():
             continue
-        out.received += 1
         # Checked before parsing, so a huge line is refused without building it in memory first.
-        if out.too_large(index, len(line)):
+        if len(line) > out.max_record_bytes:
+            joiner.flush()  # nothing joins across a refused line
+            out.received += 1
+            out.too_large(index, len(line))
             continue
         try:
             item = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
+            joiner.flush()
+            out.received += 1
             out.reject(index, str(RejectReason.MALFORMED_JSON), f"line {index} is not JSON: {exc}")
             continue
-        add_item(out, encoder, index, item, service=service, host=host)
+        joiner.push(index, item)
+    joiner.flush()
+
+
+# Where NDJSON entries carry their text: Strata's and most loggers' "message", Docker's "log".
+_MESSAGE_KEYS = ("message", "log", "msg")
+
+
+class _EntryJoiner:
+    """Joins consecutive NDJSON entries into one when each later entry's message continues the
+    first's (:class:`MultilineJoiner`'s rules); the joined entry keeps the first's other fields."""
+
+    def __init__(self, out: Outcome, encoder: EnvelopeEncoder, service: str | None, host: str | None) -> None:
+        self.out, self.encoder, self.service, self.host = out, encoder, service, host
+        self.joiner = MultilineJoiner(max_bytes=max(out.max_record_bytes // 2, 1024))
+        self.waiting: list[tuple[int, dict[str, Any], str]] = []  # (index, entry, its message key)
+
+    def push(self, index: int, item: Any) -> None:
+        key = _message_key(item)
+        if key is None:  # not a joinable entry: what waits goes first, in order
+            self.flush()
+            self.out.received += 1
+            add_item(self.out, self.encoder, index, item, service=self.service, host=self.host)
+            return
+        self.waiting.append((index, item, key))
+        self._emit(self.joiner.push(item[key].rstrip("\n")))
+
+    def flush(self) -> None:
+        self._emit(self.joiner.flush())
+
+    def _emit(self, events: list[Event]) -> None:
+        for event in events:
+            taken, self.waiting = self.waiting[: event.lines], self.waiting[event.lines :]
+            index, first, key = taken[0]
+            entry = first if event.lines == 1 else {**first, key: event.text}
+            if "multiline_split" in event.tags:
+                entry = {**entry, "multiline_split": "true"}
+            self.out.received += 1
+            add_item(self.out, self.encoder, index, entry, service=self.service, host=self.host)
+
+
+def _message_key(item: Any) -> str | None:
+    if isinstance(item, dict):
+        for key in _MESSAGE_KEYS:
+            if isinstance(item.get(key), str):
+                return key
+    return None
 
 
 def decode_lines(

@@ -172,3 +172,33 @@ def test_text_plain_splits_an_endless_continuation_and_says_so():
     parts = envelopes(out)
     assert len(parts) > 1 and all(p.attributes.get("multiline_split") == "true" for p in parts)
     assert sum(p.line.count("\n") + 1 for p in parts if p.line) == 401
+
+
+def test_ndjson_entries_that_continue_a_stack_trace_join_it():
+    # Docker's json-file driver writes one entry per line of output, stack traces included.
+    lines = [
+        "2025-02-15 12:00:00 ERROR request failed\n",
+        "java.lang.IllegalStateException: boom\n",
+        "\tat com.acme.Api.handle(Api.java:42)\n",
+        "Caused by: java.io.IOException: closed\n",
+        "\t... 12 more\n",
+        "2025-02-15 12:00:01 INFO next\n",
+    ]
+    body = b"".join(
+        orjson.dumps({"log": line, "stream": "stderr", "time": "2025-02-15T12:00:00Z"}) + b"\n"
+        for line in lines
+    )
+    body += b"not json\n" + orjson.dumps({"log": "\tat after.the(Bad.java:1)\n"}) + b"\n" + b"[1]\n"
+    out = decode(body, "application/x-ndjson", service="api")
+    entries = [e.entry for e in envelopes(out)]
+    assert [e["log"] for e in entries] == [
+        "2025-02-15 12:00:00 ERROR request failed\n",  # an entry left alone is left as it was
+        "java.lang.IllegalStateException: boom\n\tat com.acme.Api.handle(Api.java:42)\n"
+        "Caused by: java.io.IOException: closed\n\t... 12 more",
+        "2025-02-15 12:00:01 INFO next\n",
+        "\tat after.the(Bad.java:1)\n",  # nothing joins across a line that was refused
+    ]
+    assert all(e["stream"] == "stderr" for e in entries[:3])
+    assert out.indexes == [0, 1, 5, 7]
+    assert (out.received, out.accepted) == (6, 4)
+    assert [(e["index"], e["reason"]) for e in out.errors] == [(6, "MALFORMED_JSON"), (8, "NOT_AN_OBJECT")]
