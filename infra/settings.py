@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     upload_max_bytes: int = 20 * 1024**3
     syslog_tenant: str = "default"
     syslog_service: str = ""  # empty: the syslog APP-NAME or tag
+    # How long the syslog receiver holds a sender's last line for a continuation (a stack trace
+    # logged line by line) before sending it on: the latency a line pays for being joined.
+    multiline_flush_s: float = 2.0
     api_url: str = ""  # where `strata send` posts; empty: the local API
     api_key: str = ""  # the key `strata send` uses
 

@@ -16,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections import Counter
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from api.collector.encoder import EnvelopeEncoder
 from connectors.kafka.producer import Producer, producer_config
+from core.records.multiline import Event, MultilineJoiner
 from core.records.parsers import parse_syslog
 from infra.settings import Settings
 
@@ -146,6 +149,33 @@ class Stats:
     oversized: int = 0
 
 
+# How many senders may have an event waiting for its continuation at once.
+MAX_JOINS = 10_000
+_TAB_ESCAPE = "#011"
+
+
+def _unescape(body: str) -> str:
+    return "\t" + body[len(_TAB_ESCAPE) :] if body.startswith(_TAB_ESCAPE) else body
+
+
+@dataclass
+class _Line:
+    message: bytes
+    tenant: str
+    transport: str
+    peer: str
+    service: str | None
+    host: str | None
+    # When it arrived: a line held for a continuation keeps its own arrival time.
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class _Join:
+    joiner: MultilineJoiner
+    lines: list[tuple[_Line, str]] = field(default_factory=list)
+
+
 class SyslogCollector:
     """Turns syslog messages into envelopes on Kafka; shared by all listeners of one process."""
 
@@ -154,8 +184,11 @@ class SyslogCollector:
         self.producer = producer
         self.service = service
         self.stats = Stats()
-        self._encoders: dict[str, EnvelopeEncoder] = {}
         self._paused: set[asyncio.Transport] = set()
+        # Per (tenant, transport, host, program, pid): the joiner and the messages it holds.
+        self._joins: dict[tuple[Any, ...], _Join] = {}
+        # Envelopes taken but not yet in Kafka's queue (it was full): sent first, in order.
+        self._unsent: deque[tuple[bytes, bytes]] = deque()
         self._tcp: set[asyncio.Transport] = set()
 
     def _on_delivery(self, err: Any, _msg: Any) -> None:
@@ -166,21 +199,86 @@ class SyslogCollector:
             log.error("Kafka refused a syslog message: %s", err)
 
     def handle(self, message: bytes, tenant: str, transport: str, peer: str) -> bool:
-        """Queue one message; False when the producer's queue is full (the message was not taken)."""
+        """Take one message; False (nothing taken) while Kafka's queue is full and what was taken
+        before still waits for room, so TCP readers pause and UDP counts the datagram dropped.
+
+        A message whose text continues the one before from the same sender, program and process
+        (a stack trace logged line by line) joins it: one record, as for every other path.
+        """
+        if self._unsent and not self._send_unsent():
+            return False
         text = message.decode("utf-8", "replace")
         parsed = parse_syslog(text)
         service = self.service or (parsed.service if parsed and parsed.service else None)
         # A message without HOSTNAME (Python's SysLogHandler, "<11>app: msg") is from its sender's
         # address, as rsyslog's fromhost-ip.
         host = parsed.host if parsed and parsed.host else peer or None
-        # The encoder's received_at is per message here: syslog lines arrive one by one.
-        encoder = EnvelopeEncoder(tenant, source="syslog", format="syslog")
-        key, value = encoder.line(
-            message, service=service, host=host, attributes={"peer": peer, "transport": transport}
-        )
-        if not self.producer.produce(self.settings.raw_topic, key, value, self._on_delivery):
-            return False
         self.stats.received[tenant] += 1
+        line = _Line(message, tenant, transport, peer, service, host)
+        if parsed is None:  # not syslog: nothing to join it to
+            self._send(line.message, line)
+            return True
+        key = (tenant, transport, host, service, parsed.attributes.get("pid"))
+        join = self._joins.get(key)
+        if join is None:
+            if len(self._joins) >= MAX_JOINS:  # bounded: the oldest source's event goes now
+                self._emit(next(iter(self._joins)), flush=True)
+            join = self._joins[key] = _Join(MultilineJoiner(flush_after=self.settings.multiline_flush_s))
+        # rsyslog writes a tab as "#011" (its control-character escape): a frame's indent.
+        body = _unescape(parsed.message or "")
+        join.lines.append((line, body))
+        self._emit_events(key, join, join.joiner.push(body, time.monotonic()))
+        return True
+
+    def poll(self, now: float) -> None:
+        """Emit the events of sources that went quiet (their last line may still get a continuation
+        until then), and retry what Kafka had no room for."""
+        for key in list(self._joins):
+            join = self._joins[key]
+            self._emit_events(key, join, join.joiner.poll(now))
+        if self._unsent:
+            self._send_unsent()
+
+    def flush(self) -> None:
+        """Everything pending, at shutdown."""
+        for key in list(self._joins):
+            self._emit(key, flush=True)
+        self._send_unsent()
+
+    def _emit(self, key: tuple[Any, ...], *, flush: bool) -> None:
+        join = self._joins[key]
+        self._emit_events(key, join, join.joiner.flush() if flush else [])
+
+    def _emit_events(self, key: tuple[Any, ...], join: _Join, events: list[Event]) -> None:
+        for event in events:
+            taken, join.lines = join.lines[: event.lines], join.lines[event.lines :]
+            first = taken[0][0]
+            if len(taken) == 1 and "multiline_split" not in event.tags:
+                self._send(first.message, first)
+                continue
+            # The first message as it came (its header is the record's), then the later lines.
+            text = "\n".join([first.message.decode("utf-8", "replace"), *(body for _, body in taken[1:])])
+            self._send(text, first, split="multiline_split" in event.tags)
+        if not join.lines and not join.joiner.pending:
+            del self._joins[key]
+
+    def _send(self, payload: bytes | str, line: _Line, *, split: bool = False) -> None:
+        # The encoder's received_at is per message here: syslog lines arrive one by one.
+        encoder = EnvelopeEncoder(line.tenant, source="syslog", format="syslog", received_at=line.received_at)
+        attributes = {"peer": line.peer, "transport": line.transport}
+        if split:
+            attributes["multiline_split"] = "true"
+        key, value = encoder.line(payload, service=line.service, host=line.host, attributes=attributes)
+        self._unsent.append((key, value))
+        self._send_unsent()
+
+    def _send_unsent(self) -> bool:
+        """Hand what waits to Kafka in order; False while its queue is still full."""
+        while self._unsent:
+            key, value = self._unsent[0]
+            if not self.producer.produce(self.settings.raw_topic, key, value, self._on_delivery):
+                return False
+            self._unsent.popleft()
         return True
 
     def register_tcp(self, transport: asyncio.Transport) -> None:
@@ -300,12 +398,14 @@ async def serve(
             try:
                 await asyncio.wait_for(stop.wait(), 0.2)
             except TimeoutError:
+                collector.poll(time.monotonic())
                 collector.backpressure()
     finally:
         for server in servers:
             server.close()
         for endpoint in transports:
             endpoint.close()
+        collector.flush()
         left = await asyncio.to_thread(producer.close, 30.0)
         if left:
             log.error("%d syslog messages were not acknowledged by Kafka before exit", left)
