@@ -18,6 +18,7 @@ import io
 import re
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -26,7 +27,8 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from core.query import (
@@ -569,34 +571,49 @@ class ColdArchive:
         return infos
 
     def _reader(self, files: list[str], q: TierQuery, columns: list[str]) -> tuple[pa.RecordBatchReader, Any]:
-        """A scan of ``files`` (time filter pushed into the Parquet reader) and what to close after."""
-        fs: pafs.FileSystem = self.fs
+        """A scan of ``files`` in order (time filter applied per batch) and what to close after.
+
+        Each file is read whole (prefetched ahead, in parallel) and decoded from memory in this
+        thread. pyarrow's dataset scanner over a Python filesystem is not used: its I/O threads call
+        back into Python while a scan holds one of their locks, and the thread that started the
+        scan holds the interpreter lock while it waits for that lock, so both wait forever.
+        """
         prefetch = None
         handler = getattr(self.fs, "handler", None)
         if isinstance(handler, Boto3Handler):
             prefetch = _Prefetch(handler.client, files)
-            fs = pafs.PyFileSystem(Boto3Handler(handler.client, handler.sizes, prefetch))
-        # from_paths does not stat every file (ds.dataset would, one request each); the partition
-        # values come from each path, as hive partitioning would read them
-        partitions = []
-        for path in files:
-            values = dict(p.split("=", 1) for p in path[len(self.root) + 1 :].split("/")[:-1] if "=" in p)
-            expr = ds.field("tenant") == values.get("tenant", "")
-            expr = (
-                expr & (ds.field("dt") == values.get("dt", "")) & (ds.field("hour") == values.get("hour", ""))
-            )
-            partitions.append(expr)
-        dataset = ds.FileSystemDataset.from_paths(
-            files, schema=self.schema, format=ds.ParquetFileFormat(), filesystem=fs, partitions=partitions
-        )
+        schema = pa.schema([self.schema.field(name) for name in columns])
         ts_type = self.schema.field("timestamp").type
-        filt = (
-            (ds.field("tenant") == q.tenant)
-            & (ds.field("timestamp") >= pa.scalar(from_micros(q.start_us), ts_type))
-            & (ds.field("timestamp") < pa.scalar(from_micros(q.end_us), ts_type))
-        )
-        scanner = dataset.scanner(columns=columns, filter=filt, batch_size=64 * 1024, fragment_readahead=8)
-        return _maps_from_json(scanner.to_reader()), prefetch
+        start = pa.scalar(from_micros(q.start_us), ts_type)
+        end = pa.scalar(from_micros(q.end_us), ts_type)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for path in files:
+                # the partition values come from each path, as hive partitioning would read them
+                values = dict(p.split("=", 1) for p in path[len(self.root) + 1 :].split("/")[:-1] if "=" in p)
+                data = prefetch.take(path) if prefetch is not None else None
+                source = pa.BufferReader(data) if data is not None else self.fs.open_input_file(path)
+                parquet = pq.ParquetFile(source)
+                present = set(parquet.schema_arrow.names)
+                in_file = [name for name in columns if name in present]
+                for batch in parquet.iter_batches(batch_size=64 * 1024, columns=in_file):
+                    table = pa.Table.from_batches([batch])
+                    if "timestamp" in present:
+                        stamps = table.column("timestamp").cast(ts_type)
+                        keep = pc.and_(pc.greater_equal(stamps, start), pc.less(stamps, end))
+                        table = table.filter(keep)
+                    if not table.num_rows:
+                        continue
+                    arrays = []
+                    for field in schema:
+                        if field.name in present:
+                            arrays.append(table.column(field.name).cast(field.type))
+                        else:
+                            value = values.get(field.name)
+                            arrays.append(pa.array([value] * table.num_rows, field.type))
+                    yield from pa.Table.from_arrays(arrays, schema=schema).to_batches()
+
+        return _maps_from_json(pa.RecordBatchReader.from_batches(schema, batches())), prefetch
 
     def _query(self, reader: tuple[pa.RecordBatchReader, Any], sql: str, params: list[Any]) -> list[Any]:
         stream, prefetch = reader
