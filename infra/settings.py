@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     postgres_db: str = "strata"
     postgres_bin_dir: Path | None = None
 
-    # Collector API and receivers (issue #5).
+    # Collector API and receivers.
     api_port: int = 8000
     api_workers: int = 1
     admin_token: str = ""  # empty: the admin routes are closed; tenants are then made with `strata tenant`
@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     flink_jobmanager: str = ""  # host:port; empty: this host on flink_rest_port
     flink_rest_port: int = 8081
 
-    # The alerts job and its notifier (issue #7).
+    # The alerts job and its notifier.
     alerts_group: str = "strata-alerts"  # the job's consumer group on raw_topic
     alerts_topic: str = "alert_events"  # the job's state changes, read by `strata alerts notify`
     alerts_notifier_group: str = "strata-alert-notifier"
@@ -175,7 +175,7 @@ class Settings(BaseSettings):
     smtp_from: str = "strata-alerts@localhost"
     smtp_starttls: bool = False
 
-    # Search API (issue #6).
+    # Search API.
     search_tier_timeout_s: float = 10.0  # a tier slower than this is reported as timed out
     search_max_limit: int = 1000
     search_warm_scan_rows: int = 200_000  # rows one request may read from Cassandra

@@ -1,4 +1,4 @@
-"""The ingest job end to end (issue #4): throughput into every tier, the OpenSearch ceiling, latency to
+"""The ingest job end to end: throughput into every tier, the OpenSearch ceiling, latency to
 searchable, and the cold tier's compression.
 
     .venv/bin/python tests/bench/bench_ingest.py [--records 300000] [--parallelism 2]

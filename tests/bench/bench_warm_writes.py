@@ -1,5 +1,5 @@
 """What a warm-tier row costs Cassandra: single inserts against UNLOGGED batches per partition, and
-what each storage-attached index adds (issue #4, the ingest job's throughput).
+what each storage-attached index adds to the ingest job's throughput.
 
     .venv/bin/python tests/bench/bench_warm_writes.py [--rows 60000] [--batch 50]
 

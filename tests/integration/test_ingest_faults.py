@@ -1,4 +1,4 @@
-"""The ingest job under faults (issue #4): a SIGKILL mid-run, a tier restarted under it, a replay.
+"""The ingest job under faults: a SIGKILL mid-run, a tier restarted under it, a replay.
 
 Each test runs ``strata job run ingest`` as a user would, in its own process group, on its own
 topics, index prefix, table, archive prefix and consumer group, and then counts what a user would
