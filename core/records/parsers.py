@@ -640,10 +640,7 @@ def detect_and_parse(line: str) -> Parsed | Rejected:
             p = parse_nginx_error(line)
             if p is not None:
                 return p
-        if " [" in line and '] "' in line:
-            p = parse_access(line)
-            if p is not None:
-                return p
+        # an access line (an IP first) is tried just below, once, as for any other line
     elif c.isupper() and _SYSLOG_MONTH.match(line):
         p = parse_syslog3164(line)
         if p is not None:
