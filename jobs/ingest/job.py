@@ -8,7 +8,7 @@ Graph::
       │                                            └─side──→ (tenant, day, service) → Cassandra
       ├→ hot projection (SQL) → OpenSearch daily indices (index requests, _id = log_id)
       │                                                            if the event is within hot_days
-      → dedupe-by-log-id (SQL ROW_NUMBER, keep first, state TTL)
+      → dedupe-by-log-id (SQL ROW_NUMBER, keep first, state TTL; one operator for every branch below)
       → warm projection (SQL) → Cassandra (batched per partition, USING TTL)
       → Parquet on s3a:// (FileSink, tenant/dt/hour, *.parquet)    if past the group's mark
       → Kafka logs (processed, masked JSON)                        if past the group's mark
@@ -380,13 +380,15 @@ def build_processing(t_env: Any, raw: Any, settings: Settings, options: IngestOp
         ),
     )
     # Keep-first deduplication on processing time: append-only, state kept dedupe_ttl_s per log_id.
-    t_env.create_temporary_view(
-        "deduped",
-        t_env.sql_query(
-            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER "
-            "(PARTITION BY `log_id` ORDER BY `proc_time` ASC) AS rn FROM parsed) WHERE rn = 1"
-        ),
+    # Every consumer reads it through one DataStream: the planner optimises each Table-to-DataStream
+    # conversion and the statement set apart, so a view over the SQL itself would be deduplicated
+    # once per consumer (three shuffles and three copies of the keyed state).
+    columns = ", ".join(f"`{name}`" for name in (*(f.name for f in FIELDS), *(n for n, _ in EXTRA_COLUMNS)))
+    deduped = t_env.sql_query(
+        f"SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER "
+        "(PARTITION BY `log_id` ORDER BY `proc_time` ASC) AS rn FROM parsed) WHERE rn = 1"
     )
+    t_env.create_temporary_view("deduped", t_env.from_data_stream(t_env.to_data_stream(deduped)))
     # Warm rows are projected on the Java side from the deduplicated records: one row type crosses
     # from Python, not two. After the dedupe, not before: the table's primary key holds the
     # timestamp, and a retried entry without a time of its own has the same log_id but the retry's
