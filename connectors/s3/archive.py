@@ -18,7 +18,7 @@ import io
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -42,6 +42,7 @@ from core.query import (
     Term,
     Text,
     TextPrefix,
+    TierCounts,
     TierPage,
     TierQuery,
     attribute_key,
@@ -667,11 +668,11 @@ class ColdArchive:
             return TierPage([], 0, True, [])
         return TierPage([], None, False, [])
 
-    def histogram(self, q: TierQuery, interval_us: int) -> tuple[Counter[tuple[int, str]], bool]:
+    def histogram(self, q: TierQuery, interval_us: int) -> TierCounts[tuple[int, str]]:
         files = self.files(q.tenant, q.start_us, q.end_us)
         counts: Counter[tuple[int, str]] = Counter()
         if not files:
-            return counts, True
+            return TierCounts(counts)
         params: list[Any] = [interval_us]
         where = self._where(q, params)
         sql = (
@@ -682,12 +683,12 @@ class ColdArchive:
             self._reader(files, q, _columns_for(q.ast, ("level",))), sql, params
         ):
             counts[(int(bucket), str(level))] += int(n)
-        return counts, True
+        return TierCounts(counts)
 
-    def top(self, q: TierQuery, field: str, size: int) -> tuple[Counter[str], bool]:
+    def top(self, q: TierQuery, field: str, size: int) -> TierCounts[str]:
         files = self.files(q.tenant, q.start_us, q.end_us)
         if not files:
-            return Counter(), True
+            return TierCounts(Counter())
         column = _ident(field)
         params: list[Any] = []
         where = self._where(q, params)
@@ -697,10 +698,16 @@ class ColdArchive:
             f"GROUP BY ALL ORDER BY n DESC, {column} LIMIT ?"
         )
         rows = self._query(self._reader(files, q, _columns_for(q.ast, (field,))), sql, params)
-        return Counter({str(k): int(n) for k, n in rows}), True
+        return TierCounts(Counter({str(k): int(n) for k, n in rows}))
 
-    def get(self, tenant: str, log_id: str, start_us: int, end_us: int) -> Record | None:
-        """The tenant's record with ``log_id`` within ``[start_us, end_us)`` (a scan of that range)."""
-        q = TierQuery(tenant, Term("log_id", log_id), start_us, end_us, "desc", 1)
-        page = self.search(q)
-        return page.records[0] if page.records else None
+    def get(self, tenant: str, log_ids: Sequence[str], start_us: int, end_us: int) -> list[Record]:
+        """A scan of the range's files for the ids: the archive has no index to look them up in."""
+        wanted = list(dict.fromkeys(log_ids))
+        if not wanted:
+            return []
+        ast = (
+            Or(tuple(Term("log_id", log_id) for log_id in wanted))
+            if len(wanted) > 1
+            else Term("log_id", wanted[0])
+        )
+        return self.search(TierQuery(tenant, ast, start_us, end_us, "desc", len(wanted))).records
