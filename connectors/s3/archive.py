@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from connectors.s3.compaction import visible_paths
 from core.query import (
     And,
     Exists,
@@ -562,7 +563,8 @@ class ColdArchive:
             span = timedelta(hours=1) if "hour" in values else timedelta(days=1)
             if hour_start + span > first and hour_start <= last:
                 out.append(info.path)
-        return sorted(out)
+        # an hour being compacted holds its records twice for a while: each is read once
+        return visible_paths(self.fs, out)
 
     def _list(self, path: str) -> list[pafs.FileInfo]:
         infos: list[pafs.FileInfo] = self.fs.get_file_info(

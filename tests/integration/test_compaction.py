@@ -1,0 +1,240 @@
+"""Archive compaction on the real S3 server: closed hours merged into a few sorted files, every
+record exactly once for readers before, during and after the swap, and a run that dies midway
+leaving a correct archive that the next run finishes."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from connectors.s3.archive import ColdArchive, s3_filesystem
+from connectors.s3.client import s3_client
+from connectors.s3.compaction import ArchiveCompactor
+from core.compaction import META_KEY, GroupMeta, parse_output
+from core.query import MatchAll, TierQuery
+from infra.settings import Settings
+from schemas.record import Record
+from tests.integration.search_support import make_records, now_utc
+from tests.support.tiers import write_archive_file
+
+pytestmark = pytest.mark.integration
+
+FILES_PER_HOUR = 6
+
+
+@dataclass
+class Layout:
+    settings: Settings
+    fs: Any
+    client: Any
+    records: list[Record]  # distinct records (by log_id) the archive holds
+    closed_hours: set[tuple[str, str]]
+    open_hour: tuple[str, str]
+    now: datetime
+
+    @property
+    def root(self) -> str:
+        return f"{self.settings.s3_bucket}/{self.settings.archive_prefix}"
+
+    def compactor(self, **kwargs: Any) -> ArchiveCompactor:
+        options: dict[str, Any] = {"grace_s": 900.0, "delete_after_s": 0.0, **kwargs}
+        return ArchiveCompactor(self.client, self.settings.s3_bucket, self.settings.archive_prefix, **options)
+
+    def hour_files(self, dt: str, hour: str) -> list[str]:
+        prefix = f"{self.settings.archive_prefix}/tenant=acme/dt={dt}/hour={hour}/"
+        listing = self.client.list_objects_v2(Bucket=self.settings.s3_bucket, Prefix=prefix)
+        return sorted(o["Key"].rsplit("/", 1)[1] for o in listing.get("Contents", []))
+
+    def search_total(self) -> int:
+        cold = ColdArchive(self.fs, self.settings.s3_bucket, self.settings.archive_prefix)
+        start = int((self.now - timedelta(days=60)).timestamp() * 1e6)
+        end = int((self.now + timedelta(hours=1)).timestamp() * 1e6)
+        page = cold.search(TierQuery("acme", MatchAll(), start, end, "desc", 5))
+        assert page.total is not None
+        return page.total
+
+
+def write_small_files(fs: Any, root: str, records: list[Record], *, repeats: bool) -> None:
+    """Each hour's records spread over several part files, as checkpoints of two subtasks leave
+    them; with ``repeats``, one record of every hour written twice (a replay after a restart)."""
+    hours: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        hours[(f"{r.timestamp:%Y-%m-%d}", f"{r.timestamp:%H}")].append(r)
+    for (dt, hour), group in hours.items():
+        chunks: list[list[Record]] = [[] for _ in range(FILES_PER_HOUR)]
+        for i, r in enumerate(group):
+            chunks[i % FILES_PER_HOUR].append(r)
+        if repeats:
+            chunks[-1].append(group[0])
+        for n, chunk in enumerate(chunks):
+            if chunk:
+                path = f"{root}/tenant=acme/dt={dt}/hour={hour}/part-{uuid.uuid4()}-{n % 2}-{n}.parquet"
+                write_archive_file(fs, path, chunk)
+
+
+def make_layout(settings: Settings, *, repeats: bool) -> Iterator[Layout]:
+    tag = uuid.uuid4().hex[:10]
+    s = settings.model_copy(update={"archive_prefix": f"test-compact-{tag}/logs"})
+    now = now_utc()
+    records = make_records("acme", 400, now, random.Random(7), days=3)
+    # one record in the hour being written now: not closed, so never compacted
+    current = make_records("acme", 1, now, random.Random(8), days=1)[0]
+    records.append(replace(current, timestamp=now, log_id="open-hour-record"))
+    fs = s3_filesystem(s.s3_endpoint_url, s.s3_access_key, s.s3_secret_key, s.s3_region)
+    write_small_files(fs, f"{s.s3_bucket}/{s.archive_prefix}", records, repeats=repeats)
+    open_hour = (f"{now:%Y-%m-%d}", f"{now:%H}")
+    closed = {(f"{r.timestamp:%Y-%m-%d}", f"{r.timestamp:%H}") for r in records} - {open_hour}
+    try:
+        yield Layout(s, fs, s3_client(s), records, closed, open_hour, now)
+    finally:
+        fs.delete_dir(f"{s.s3_bucket}/test-compact-{tag}")
+
+
+@pytest.fixture
+def layout(settings: Settings, require) -> Iterator[Layout]:  # type: ignore[no-untyped-def]
+    """Every record once, in many small files per hour."""
+    require("s3")
+    yield from make_layout(settings, repeats=False)
+
+
+@pytest.fixture
+def repeated(settings: Settings, require) -> Iterator[Layout]:  # type: ignore[no-untyped-def]
+    """As ``layout``, with one record of every hour in two of its files."""
+    require("s3")
+    yield from make_layout(settings, repeats=True)
+
+
+def test_closed_hours_become_a_few_sorted_files_holding_every_record_once(repeated: Layout) -> None:
+    layout = repeated
+    before = {h: layout.hour_files(*h) for h in layout.closed_hours | {layout.open_hour}}
+    hours = len(layout.closed_hours) + 1
+    assert layout.search_total() == len(layout.records) + hours  # one repeat per hour
+
+    report = layout.compactor().run()
+
+    assert not report.errors
+    assert {(h.dt, h.hour) for h in report.hours} == layout.closed_hours
+    assert sum(h.records_out for h in report.hours) == len(layout.records) - 1  # less the open hour
+    assert sum(h.records_in - h.records_out for h in report.hours) == len(layout.closed_hours)  # repeats
+    assert layout.hour_files(*layout.open_hour) == before[layout.open_hour]
+    for dt, hour in layout.closed_hours:
+        names = layout.hour_files(dt, hour)
+        assert 1 <= len(names) <= 4 and all(parse_output(n) for n in names), names
+        for name in names:
+            data = layout.client.get_object(
+                Bucket=layout.settings.s3_bucket,
+                Key=f"{layout.settings.archive_prefix}/tenant=acme/dt={dt}/hour={hour}/{name}",
+            )["Body"].read()
+            f = pq.ParquetFile(pa.BufferReader(data))
+            meta = GroupMeta.from_json(f.metadata.metadata[META_KEY.encode()])
+            assert set(meta.replaces) == set(before[(dt, hour)])
+            assert all(f.metadata.row_group(0).column(i).is_stats_set for i in range(f.metadata.num_columns))
+            rows = f.read(columns=["service", "timestamp"]).to_pylist()
+            assert rows == sorted(rows, key=lambda r: (r["service"], r["timestamp"]))
+    assert layout.search_total() == len(layout.records) + 1  # the open hour keeps its repeat
+
+    # a second run finds nothing to do
+    again = layout.compactor().run()
+    assert again.hours == [] and again.deleted == []
+
+
+def test_strata_archive_sql_counts_every_record_once_while_sources_await_deletion(layout: Layout) -> None:
+    compactor = layout.compactor(delete_after_s=3600.0)
+    compactor._finish = lambda written, report: None  # type: ignore[method-assign]
+    compactor.run()
+    some_hour = sorted(layout.closed_hours)[0]
+    assert len(layout.hour_files(*some_hour)) > 4  # sources and the group, side by side
+    env = {
+        **os.environ,
+        "STRATA_ARCHIVE_PREFIX": layout.settings.archive_prefix,
+        "STRATA_S3_ENDPOINT": layout.settings.s3_endpoint_url,
+        "STRATA_S3_BUCKET": layout.settings.s3_bucket,
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra.cli",
+            "archive",
+            "sql",
+            "--tenant",
+            "acme",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n, count(DISTINCT log_id) AS d FROM logs",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    n = len(layout.records)
+    assert out.stdout.splitlines()[1] == f"{n},{n}"
+    assert layout.search_total() == n
+
+
+def test_a_reader_counts_exactly_while_compaction_swaps_files(layout: Layout) -> None:
+    expected = len(layout.records)
+    counts: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                counts.append(layout.search_total())
+            except BaseException as exc:  # reported below, not lost in the thread
+                errors.append(exc)
+                return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        report = layout.compactor(delete_after_s=2.0).run()
+    finally:
+        stop.set()
+        reader.join(timeout=120)
+    assert not errors, errors
+    assert not report.errors
+    assert len(counts) >= 2
+    assert set(counts) == {expected}, counts
+    assert all(len(layout.hour_files(*h)) <= 4 for h in layout.closed_hours)
+
+
+@pytest.mark.parametrize("step", ["merged", "wrote-output", "written"])
+def test_a_run_that_dies_midway_leaves_a_correct_archive_and_the_next_run_finishes(
+    layout: Layout, step: str
+) -> None:
+    class Died(Exception):
+        pass
+
+    def die(name: str) -> None:
+        if name == step:
+            raise Died(step)
+
+    # a small target: several files per hour, so a run can die between two of them
+    with pytest.raises(Died):
+        layout.compactor(after_step=die, target_bytes=1500).run()
+    assert layout.search_total() == len(layout.records)
+
+    report = layout.compactor(target_bytes=1500).run()
+    assert not report.errors
+    assert layout.search_total() == len(layout.records)
+    for h in layout.closed_hours:
+        names = layout.hour_files(*h)
+        assert 1 <= len(names) <= 4 and all(parse_output(n) for n in names), names
