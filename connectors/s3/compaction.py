@@ -348,3 +348,63 @@ class ArchiveCompactor:
             records_out=frame.height,
             cpu_s=cpu_s,
         )
+
+
+# Any constant works; it only has to be the same for every process that compacts this archive.
+_COMPACT_LOCK_ID = 0x57C0AC7
+
+
+class CompactionBusy(RuntimeError):
+    """Another process is compacting the archive now."""
+
+
+def compact(settings: Settings, *, tenant: str | None = None, dry_run: bool = False) -> CompactionReport:
+    """One run over the archive of ``settings``, under the PostgreSQL advisory lock every Strata
+    process takes to compact (API workers, replicas, ``strata archive compact``): a run deletes
+    the incomplete groups it finds, which is right only if no other run is writing one.
+    :class:`CompactionBusy` when another process holds the lock."""
+    import psycopg
+
+    compactor = ArchiveCompactor.from_settings(settings)
+    if dry_run:
+        return compactor.run(tenant=tenant, dry_run=True)
+    with psycopg.connect(settings.postgres_dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_COMPACT_LOCK_ID,)).fetchone()
+        if not row or not row[0]:
+            raise CompactionBusy("another process is compacting the archive; try again later")
+        try:
+            return compactor.run(tenant=tenant)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_COMPACT_LOCK_ID,))
+
+
+async def scheduled(settings: Settings, stop: Any) -> None:
+    """Compact every ``archive_compact_interval_s`` in a worker thread, one process at a time."""
+    import asyncio
+
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), settings.archive_compact_interval_s)
+            return
+        except TimeoutError:
+            pass
+        try:
+            report = await asyncio.to_thread(compact, settings)
+        except CompactionBusy:
+            continue
+        except Exception:
+            log.exception(
+                "archive compaction failed; it runs again in %s s", settings.archive_compact_interval_s
+            )
+            continue
+        records = sum(h.records_out for h in report.hours)
+        log.info(
+            "archive compaction: %d hours, %d files in, %d out, %d records, %d files deleted",
+            len(report.hours),
+            sum(h.files_in for h in report.hours),
+            sum(h.files_out for h in report.hours),
+            records,
+            len(report.deleted),
+        )
+        for error in report.errors:
+            log.error("archive compaction: %s", error)

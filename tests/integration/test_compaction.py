@@ -238,3 +238,54 @@ def test_a_run_that_dies_midway_leaves_a_correct_archive_and_the_next_run_finish
     for h in layout.closed_hours:
         names = layout.hour_files(*h)
         assert 1 <= len(names) <= 4 and all(parse_output(n) for n in names), names
+
+
+def cli(layout: Layout, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "STRATA_ARCHIVE_PREFIX": layout.settings.archive_prefix,
+        "STRATA_S3_ENDPOINT": layout.settings.s3_endpoint_url,
+        "STRATA_S3_BUCKET": layout.settings.s3_bucket,
+        "STRATA_ARCHIVE_COMPACT_DELETE_AFTER_S": "0",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", "archive", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_compact_command_says_what_it_would_do_then_does_it(layout: Layout) -> None:
+    before = {h: layout.hour_files(*h) for h in layout.closed_hours}
+    dry = cli(layout, "compact", "--tenant", "acme", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count("would merge tenant=acme") == len(layout.closed_hours)
+    assert {h: layout.hour_files(*h) for h in layout.closed_hours} == before  # nothing changed
+
+    other = cli(layout, "compact", "--tenant", "nobody")
+    assert other.returncode == 0 and "0 hours merged" in other.stdout
+    done = cli(layout, "compact", "--tenant", "acme")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("merged tenant=acme") == len(layout.closed_hours)
+    assert all(len(layout.hour_files(*h)) <= 4 for h in layout.closed_hours)
+    assert layout.search_total() == len(layout.records)
+
+    bad = cli(layout, "compact", "--tenant", "x'; DROP")
+    assert bad.returncode == 2 and "not a tenant id" in bad.stderr
+
+
+def test_only_one_process_compacts_at_a_time(layout: Layout) -> None:
+    import psycopg
+
+    from connectors.s3.compaction import _COMPACT_LOCK_ID, CompactionBusy, compact
+
+    with psycopg.connect(layout.settings.postgres_dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (_COMPACT_LOCK_ID,))
+        with pytest.raises(CompactionBusy, match="another process is compacting"):
+            compact(layout.settings)
+        busy = cli(layout, "compact")
+        assert busy.returncode == 1 and "another process is compacting" in busy.stderr
+    assert not any(parse_output(n) for h in layout.closed_hours for n in layout.hour_files(*h))
