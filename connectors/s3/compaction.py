@@ -43,6 +43,8 @@ from core.compaction import (
 from schemas.projections import ARCHIVE_PARTITIONS, archive_arrow_schema
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from infra.settings import Settings
 
 log = logging.getLogger("strata.compaction")
@@ -109,6 +111,35 @@ def visible_paths(fs: pafs.FileSystem, paths: Iterable[str]) -> list[str]:
         metas = metas_for(fs, directory, names) if needs_metadata(names) else {}
         out += [f"{directory}/{n}" for n in visible(names, metas)]
     return sorted(out)
+
+
+def merge_rows(table: pa.Table) -> pl.DataFrame:
+    """One hour's rows, each ``log_id`` once (its first copy), sorted by :data:`SORT_KEYS`."""
+    import polars as pl
+
+    loaded = pl.from_arrow(table)
+    assert isinstance(loaded, pl.DataFrame)
+    return loaded.unique(subset=["log_id"], keep="first", maintain_order=True).sort(list(SORT_KEYS))
+
+
+def encode_group(frame: pl.DataFrame, meta: GroupMeta, row_group_rows: int) -> list[bytes]:
+    """The files of group ``meta``: ``frame``'s rows cut in order into ``len(meta.outputs)`` even
+    slices, each zstd Parquet with column statistics, page indexes (polars writes both) and the
+    group's metadata. Row groups of ``row_group_rows`` let engines split and skip within a file."""
+    n = len(meta.outputs)
+    per_file = -(-frame.height // n) if frame.height else 0
+    out = []
+    for k in range(n):
+        buf = io.BytesIO()
+        frame.slice(k * per_file, per_file).write_parquet(
+            buf,
+            compression="zstd",
+            statistics=True,
+            row_group_size=row_group_rows,
+            metadata={META_KEY: meta.to_json()},
+        )
+        out.append(buf.getvalue())
+    return out
 
 
 @dataclass
@@ -234,7 +265,10 @@ class ArchiveCompactor:
         written: list[HourKey] = []
         for key, files in sorted(self.hours(tenant).items()):
             try:
-                metas = self._metas(key, files)
+                names = [f.name for f in files]
+                if not needs_metadata(names) and groups_present(names):
+                    continue  # one complete group and nothing else: compacted, nothing to delete
+                metas = self._metas(key, files) if groups_present(names) else {}
                 doomed = cleanup(files, metas, now, delete_after_s=self.delete_after_s)
                 if doomed and not dry_run:
                     self._delete(key, doomed)
@@ -301,8 +335,6 @@ class ArchiveCompactor:
 
     def _merge(self, key: HourKey, plan: HourPlan) -> HourResult:
         """Read the plan's inputs, write its group (file by file), and say what it did."""
-        import polars as pl
-
         started = time.process_time()
         directory = self._dir(key)
         with ThreadPoolExecutor(max_workers=_FETCH_THREADS, thread_name_prefix="compact-fetch") as pool:
@@ -310,27 +342,13 @@ class ArchiveCompactor:
         tables = [conform(pq.read_table(pa.BufferReader(b)), self.schema) for b in blobs]
         table = pa.concat_tables(tables) if tables else self.schema.empty_table()
         records_in = table.num_rows
-        loaded = pl.from_arrow(table)
-        assert isinstance(loaded, pl.DataFrame)
-        frame = loaded.unique(subset=["log_id"], keep="first", maintain_order=True).sort(list(SORT_KEYS))
+        frame = merge_rows(table)
         n = plan.outputs
         group = uuid.uuid4().hex
         names = tuple(output_name(group, k, n) for k in range(1, n + 1))
         meta = GroupMeta(group, names, plan.replaces, frame.height)
+        encoded = encode_group(frame, meta, self.row_group_rows)
         bytes_out = 0
-        per_file = -(-frame.height // n) if frame.height else 0
-        encoded = []
-        for k in range(n):
-            part = frame.slice(k * per_file, per_file)
-            buf = io.BytesIO()
-            part.write_parquet(
-                buf,
-                compression="zstd",
-                statistics=True,
-                row_group_size=self.row_group_rows,
-                metadata={META_KEY: meta.to_json()},
-            )
-            encoded.append(buf.getvalue())
         cpu_s = time.process_time() - started
         self._step("merged")
         for name, data in zip(names, encoded, strict=True):
