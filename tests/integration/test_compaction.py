@@ -23,7 +23,7 @@ import pytest
 from connectors.s3.archive import ColdArchive, s3_filesystem
 from connectors.s3.client import s3_client
 from connectors.s3.compaction import ArchiveCompactor
-from core.compaction import META_KEY, GroupMeta, parse_output
+from core.compaction import META_KEY, GroupMeta, hour_closed, parse_output
 from core.query import MatchAll, TierQuery
 from infra.settings import Settings
 from schemas.record import Record
@@ -33,6 +33,7 @@ from tests.support.tiers import write_archive_file
 pytestmark = pytest.mark.integration
 
 FILES_PER_HOUR = 6
+GRACE_S = 900.0  # the default: the tests' hours are closed or open as they would be for the API
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Layout:
     client: Any
     records: list[Record]  # distinct records (by log_id) the archive holds
     closed_hours: set[tuple[str, str]]
-    open_hour: tuple[str, str]
+    open_hours: set[tuple[str, str]]  # hours within the grace: not compacted yet
     now: datetime
 
     @property
@@ -50,7 +51,7 @@ class Layout:
         return f"{self.settings.s3_bucket}/{self.settings.archive_prefix}"
 
     def compactor(self, **kwargs: Any) -> ArchiveCompactor:
-        options: dict[str, Any] = {"grace_s": 900.0, "delete_after_s": 0.0, **kwargs}
+        options: dict[str, Any] = {"grace_s": GRACE_S, "delete_after_s": 0.0, **kwargs}
         return ArchiveCompactor(self.client, self.settings.s3_bucket, self.settings.archive_prefix, **options)
 
     def hour_files(self, dt: str, hour: str) -> list[str]:
@@ -95,10 +96,10 @@ def make_layout(settings: Settings, *, repeats: bool) -> Iterator[Layout]:
     records.append(replace(current, timestamp=now, log_id="open-hour-record"))
     fs = s3_filesystem(s.s3_endpoint_url, s.s3_access_key, s.s3_secret_key, s.s3_region)
     write_small_files(fs, f"{s.s3_bucket}/{s.archive_prefix}", records, repeats=repeats)
-    open_hour = (f"{now:%Y-%m-%d}", f"{now:%H}")
-    closed = {(f"{r.timestamp:%Y-%m-%d}", f"{r.timestamp:%H}") for r in records} - {open_hour}
+    hours = {(f"{r.timestamp:%Y-%m-%d}", f"{r.timestamp:%H}") for r in records}
+    closed = {h for h in hours if hour_closed(*h, now, GRACE_S)}
     try:
-        yield Layout(s, fs, s3_client(s), records, closed, open_hour, now)
+        yield Layout(s, fs, s3_client(s), records, closed, hours - closed, now)
     finally:
         fs.delete_dir(f"{s.s3_bucket}/test-compact-{tag}")
 
@@ -119,17 +120,20 @@ def repeated(settings: Settings, require) -> Iterator[Layout]:  # type: ignore[n
 
 def test_closed_hours_become_a_few_sorted_files_holding_every_record_once(repeated: Layout) -> None:
     layout = repeated
-    before = {h: layout.hour_files(*h) for h in layout.closed_hours | {layout.open_hour}}
-    hours = len(layout.closed_hours) + 1
+    before = {h: layout.hour_files(*h) for h in layout.closed_hours | layout.open_hours}
+    hours = len(layout.closed_hours) + len(layout.open_hours)
+    open_records = sum(
+        1 for r in layout.records if (f"{r.timestamp:%Y-%m-%d}", f"{r.timestamp:%H}") in layout.open_hours
+    )
     assert layout.search_total() == len(layout.records) + hours  # one repeat per hour
 
     report = layout.compactor().run()
 
     assert not report.errors
     assert {(h.dt, h.hour) for h in report.hours} == layout.closed_hours
-    assert sum(h.records_out for h in report.hours) == len(layout.records) - 1  # less the open hour
+    assert sum(h.records_out for h in report.hours) == len(layout.records) - open_records
     assert sum(h.records_in - h.records_out for h in report.hours) == len(layout.closed_hours)  # repeats
-    assert layout.hour_files(*layout.open_hour) == before[layout.open_hour]
+    assert all(layout.hour_files(*h) == before[h] for h in layout.open_hours)
     for dt, hour in layout.closed_hours:
         names = layout.hour_files(dt, hour)
         assert 1 <= len(names) <= 4 and all(parse_output(n) for n in names), names
@@ -144,7 +148,8 @@ def test_closed_hours_become_a_few_sorted_files_holding_every_record_once(repeat
             assert all(f.metadata.row_group(0).column(i).is_stats_set for i in range(f.metadata.num_columns))
             rows = f.read(columns=["service", "timestamp"]).to_pylist()
             assert rows == sorted(rows, key=lambda r: (r["service"], r["timestamp"]))
-    assert layout.search_total() == len(layout.records) + 1  # the open hour keeps its repeat
+    # open hours keep their repeats
+    assert layout.search_total() == len(layout.records) + len(layout.open_hours)
 
     # a second run finds nothing to do
     again = layout.compactor().run()
@@ -220,7 +225,7 @@ def test_a_reader_counts_exactly_while_compaction_swaps_files(layout: Layout) ->
 def test_a_run_that_dies_midway_leaves_a_correct_archive_and_the_next_run_finishes(
     layout: Layout, step: str
 ) -> None:
-    class Died(Exception):
+    class Died(BaseException):  # as a kill: nothing in the run catches it
         pass
 
     def die(name: str) -> None:
@@ -289,3 +294,34 @@ def test_only_one_process_compacts_at_a_time(layout: Layout) -> None:
         busy = cli(layout, "compact")
         assert busy.returncode == 1 and "another process is compacting" in busy.stderr
     assert not any(parse_output(n) for h in layout.closed_hours for n in layout.hour_files(*h))
+
+
+def test_the_api_schedule_compacts_closed_hours(layout: Layout) -> None:
+    import asyncio
+
+    from connectors.s3.compaction import scheduled
+
+    settings = layout.settings.model_copy(
+        update={"archive_compact_interval_s": 0.2, "archive_compact_delete_after_s": 0.0}
+    )
+
+    async def run_until_compacted() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(scheduled(settings, stop))
+        try:
+            for _ in range(300):
+                await asyncio.sleep(0.2)
+                done = await asyncio.to_thread(
+                    lambda: all(
+                        all(parse_output(n) for n in layout.hour_files(*h)) for h in layout.closed_hours
+                    )
+                )
+                if done:
+                    return
+            raise AssertionError("the schedule did not compact the closed hours within a minute")
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 120)
+
+    asyncio.run(run_until_compacted())
+    assert layout.search_total() == len(layout.records)
