@@ -511,6 +511,18 @@ def s3_filesystem(endpoint_url: str, access_key: str, secret_key: str, region: s
     return pafs.PyFileSystem(Boto3Handler(client))
 
 
+def _vanished(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps: DuckDB re-raises errors of the Arrow stream as its own)
+    says an object was not found."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen)
+        if isinstance(seen, FileNotFoundError) or "NoSuchKey" in text or "(404)" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class ColdArchive:
     """Searches, aggregations and lookups over ``<bucket>/<prefix>/tenant=…/dt=…/hour=…/`` files."""
 
@@ -617,7 +629,20 @@ class ColdArchive:
 
         return _maps_from_json(pa.RecordBatchReader.from_batches(schema, batches())), prefetch
 
-    def _query(self, reader: tuple[pa.RecordBatchReader, Any], sql: str, params: list[Any]) -> list[Any]:
+    def _query(
+        self, q: TierQuery, files: list[str], columns: list[str], sql: str, params: list[Any]
+    ) -> list[Any]:
+        """``sql`` over ``files``; once more over a fresh listing if one of them is gone: a
+        compaction deleted what it replaced after this search listed the files (it waits
+        ``archive_compact_delete_after_s`` first, so only a slow search gets here)."""
+        try:
+            return self._run(self._reader(files, q, columns), sql, params)
+        except Exception as exc:
+            if not _vanished(exc):
+                raise
+        return self._run(self._reader(self.files(q.tenant, q.start_us, q.end_us), q, columns), sql, params)
+
+    def _run(self, reader: tuple[pa.RecordBatchReader, Any], sql: str, params: list[Any]) -> list[Any]:
         stream, prefetch = reader
         con = self._connect(stream)
         try:
@@ -661,7 +686,7 @@ class ColdArchive:
             f"SELECT * FROM (SELECT {_SELECT}, count(*) OVER () AS __total FROM cold WHERE {where}) "
             f'WHERE {cursor} ORDER BY "timestamp" {direction}, "log_id" {direction} LIMIT ?'
         )
-        rows = self._query(self._reader(files, q, [f.name for f in FIELDS]), sql, params)
+        rows = self._query(q, files, [f.name for f in FIELDS], sql, params)
         records = [_row_to_record(row[:-1]) for row in rows]
         if rows:
             return TierPage(records, int(rows[0][-1]), True, [])
@@ -680,9 +705,7 @@ class ColdArchive:
             'SELECT ts - ts % ? AS bucket, "level", count(*) FROM '
             f'(SELECT epoch_us("timestamp") AS ts, "level" FROM cold WHERE {where}) GROUP BY ALL'
         )
-        for bucket, level, n in self._query(
-            self._reader(files, q, _columns_for(q.ast, ("level",))), sql, params
-        ):
+        for bucket, level, n in self._query(q, files, _columns_for(q.ast, ("level",)), sql, params):
             counts[(int(bucket), str(level))] += int(n)
         return counts, True
 
@@ -698,7 +721,7 @@ class ColdArchive:
             f"SELECT {column}, count(*) AS n FROM cold WHERE {where} AND {column} IS NOT NULL "
             f"GROUP BY ALL ORDER BY n DESC, {column} LIMIT ?"
         )
-        rows = self._query(self._reader(files, q, _columns_for(q.ast, (field,))), sql, params)
+        rows = self._query(q, files, _columns_for(q.ast, (field,)), sql, params)
         return Counter({str(k): int(n) for k, n in rows}), True
 
     def get(self, tenant: str, log_id: str, start_us: int, end_us: int) -> Record | None:

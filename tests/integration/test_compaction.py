@@ -325,3 +325,26 @@ def test_the_api_schedule_compacts_closed_hours(layout: Layout) -> None:
 
     asyncio.run(run_until_compacted())
     assert layout.search_total() == len(layout.records)
+
+
+def test_a_search_that_listed_before_the_swap_reads_the_merged_files_when_its_files_are_gone(
+    layout: Layout,
+) -> None:
+    cold = ColdArchive(layout.fs, layout.settings.s3_bucket, layout.settings.archive_prefix)
+    listed = ColdArchive.files
+    stale: dict[tuple[str, int, int], list[str]] = {}
+
+    def files_listed_before_the_compaction(self: ColdArchive, tenant: str, start: int, end: int) -> list[str]:
+        key = (tenant, start, end)
+        if key not in stale:
+            stale[key] = listed(self, tenant, start, end)
+            layout.compactor(delete_after_s=0.0).run()  # merges, then deletes the listed files
+            return stale[key]
+        return listed(self, tenant, start, end)
+
+    cold.files = files_listed_before_the_compaction.__get__(cold)  # type: ignore[method-assign]
+    start = int((layout.now - timedelta(days=60)).timestamp() * 1e6)
+    end = int((layout.now + timedelta(hours=1)).timestamp() * 1e6)
+    page = cold.search(TierQuery("acme", MatchAll(), start, end, "desc", 5))
+    assert page.total == len(layout.records)
+    assert not any(parse_output(n) is None for h in layout.closed_hours for n in layout.hour_files(*h))
