@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from connectors.s3.compaction import visible_paths
+from connectors.s3.compaction import not_found, visible_paths
 from core.query import (
     And,
     Exists,
@@ -511,18 +511,6 @@ def s3_filesystem(endpoint_url: str, access_key: str, secret_key: str, region: s
     return pafs.PyFileSystem(Boto3Handler(client))
 
 
-def _vanished(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what it wraps: DuckDB re-raises errors of the Arrow stream as its own)
-    says an object was not found."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        text = str(seen)
-        if isinstance(seen, FileNotFoundError) or "NoSuchKey" in text or "(404)" in text:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 class ColdArchive:
     """Searches, aggregations and lookups over ``<bucket>/<prefix>/tenant=…/dt=…/hour=…/`` files."""
 
@@ -638,7 +626,7 @@ class ColdArchive:
         try:
             return self._run(self._reader(files, q, columns), sql, params)
         except Exception as exc:
-            if not _vanished(exc):
+            if not not_found(exc):
                 raise
         return self._run(self._reader(self.files(q.tenant, q.start_us, q.end_us), q, columns), sql, params)
 

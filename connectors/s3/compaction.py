@@ -80,6 +80,22 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def not_found(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps: DuckDB re-raises errors of an Arrow stream as its own)
+    says an S3 object does not exist."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, FileNotFoundError):
+            return True
+        response = getattr(seen, "response", None)  # botocore's ClientError
+        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+        text = str(seen)
+        if code in ("404", "NoSuchKey", "NotFound") or "NoSuchKey" in text or "(404)" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def read_group_meta(fs: pafs.FileSystem, path: str) -> GroupMeta:
     """The compaction metadata in the footer of the compacted file at ``path`` (ranged reads)."""
     with fs.open_input_file(path) as f:
@@ -94,7 +110,14 @@ def metas_for(fs: pafs.FileSystem, directory: str, names: Iterable[str]) -> dict
     """The metadata of every compaction group in one hour's folder, read from one file each."""
     out = {}
     for group, files in groups_present(names).items():
-        out[group] = read_group_meta(fs, f"{directory}/{sorted(files)[0]}")
+        try:
+            out[group] = read_group_meta(fs, f"{directory}/{sorted(files)[0]}")
+        except Exception as exc:
+            if not not_found(exc):
+                raise
+            # deleted since the listing: a newer group replaced it, and without its metadata
+            # the group counts as incomplete, so it is not read
+            continue
     return out
 
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.s3.compaction import conform, encode_group, file_schema, merge_rows
+from connectors.s3.compaction import conform, encode_group, file_schema, merge_rows, not_found
 from core.compaction import META_KEY, GroupMeta, output_name
 
 pytestmark = pytest.mark.unit
@@ -132,3 +132,21 @@ def test_group_files_keep_the_archive_layout_and_carry_metadata_statistics_and_p
             assert column.get(4) is not None and column.get(6) is not None  # offset and column index
         total += f.metadata.num_rows
     assert total == 300
+
+
+def test_a_missing_object_is_told_apart_from_other_errors() -> None:
+    from botocore.exceptions import ClientError
+
+    gone = ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
+    assert not_found(gone)
+    try:
+        try:
+            raise gone
+        except ClientError as exc:
+            raise RuntimeError("arrow_scan: get_next failed(): Python exception: NoSuchKey") from exc
+    except RuntimeError as wrapped:
+        assert not_found(wrapped)
+    assert not_found(FileNotFoundError("x"))
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
+    assert not not_found(denied)
+    assert not not_found(ValueError("bad parquet"))
