@@ -69,6 +69,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sweeps = asyncio.create_task(scheduled(settings, stop_sweeps), name="retention-sweeps")
             state.background.add(sweeps)
             sweeps.add_done_callback(state.background.discard)
+        if settings.archive_compact_interval_s > 0:
+            from connectors.s3.compaction import scheduled as compactions
+
+            compacting = asyncio.create_task(compactions(settings, stop_sweeps), name="archive-compaction")
+            state.background.add(compacting)
+            compacting.add_done_callback(state.background.discard)
         try:
             yield
         finally:

@@ -138,6 +138,14 @@ class Settings(BaseSettings):
     # keep their window unless a tenant's is shorter; the archive keeps this many days.
     archive_days: int = 365
     retention_interval_s: float = 86_400.0  # how often the API sweeps expired data; 0: never
+    # Archive compaction (docs/archive.md): an hour is merged once it ended this long ago, into
+    # files of about the target size (at most 4 per hour); what it replaces is deleted after
+    # delete_after_s, so a search that listed the hour just before still finds its files.
+    archive_compact_interval_s: float = 900.0  # how often the API compacts; 0: never
+    archive_compact_grace_s: float = 900.0
+    archive_compact_target_bytes: int = 128 << 20
+    archive_compact_row_group_rows: int = 122_880
+    archive_compact_delete_after_s: float = 60.0
 
     # The ingest job.
     ingest_group: str = "strata-ingest"
@@ -209,6 +217,13 @@ class Settings(BaseSettings):
     def _window(cls, value: int) -> int:
         if value < 0:
             raise ValueError("a tier window cannot be negative")
+        return value
+
+    @field_validator("archive_compact_target_bytes", "archive_compact_row_group_rows")
+    @classmethod
+    def _compact_positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
         return value
 
     @field_validator("identity_key")

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from connectors.s3.compaction import not_found, visible_paths
 from core.query import (
     And,
     Exists,
@@ -563,7 +564,8 @@ class ColdArchive:
             span = timedelta(hours=1) if "hour" in values else timedelta(days=1)
             if hour_start + span > first and hour_start <= last:
                 out.append(info.path)
-        return sorted(out)
+        # an hour being compacted holds its records twice for a while: each is read once
+        return visible_paths(self.fs, out)
 
     def _list(self, path: str) -> list[pafs.FileInfo]:
         infos: list[pafs.FileInfo] = self.fs.get_file_info(
@@ -616,7 +618,20 @@ class ColdArchive:
 
         return _maps_from_json(pa.RecordBatchReader.from_batches(schema, batches())), prefetch
 
-    def _query(self, reader: tuple[pa.RecordBatchReader, Any], sql: str, params: list[Any]) -> list[Any]:
+    def _query(
+        self, q: TierQuery, files: list[str], columns: list[str], sql: str, params: list[Any]
+    ) -> list[Any]:
+        """``sql`` over ``files``; once more over a fresh listing if one of them is gone: a
+        compaction deleted what it replaced after this search listed the files (it waits
+        ``archive_compact_delete_after_s`` first, so only a slow search gets here)."""
+        try:
+            return self._run(self._reader(files, q, columns), sql, params)
+        except Exception as exc:
+            if not not_found(exc):
+                raise
+        return self._run(self._reader(self.files(q.tenant, q.start_us, q.end_us), q, columns), sql, params)
+
+    def _run(self, reader: tuple[pa.RecordBatchReader, Any], sql: str, params: list[Any]) -> list[Any]:
         stream, prefetch = reader
         con = self._connect(stream)
         try:
@@ -660,7 +675,7 @@ class ColdArchive:
             f"SELECT * FROM (SELECT {_SELECT}, count(*) OVER () AS __total FROM cold WHERE {where}) "
             f'WHERE {cursor} ORDER BY "timestamp" {direction}, "log_id" {direction} LIMIT ?'
         )
-        rows = self._query(self._reader(files, q, [f.name for f in FIELDS]), sql, params)
+        rows = self._query(q, files, [f.name for f in FIELDS], sql, params)
         records = [_row_to_record(row[:-1]) for row in rows]
         if rows:
             return TierPage(records, int(rows[0][-1]), True, [])
@@ -679,9 +694,7 @@ class ColdArchive:
             'SELECT ts - ts % ? AS bucket, "level", count(*) FROM '
             f'(SELECT epoch_us("timestamp") AS ts, "level" FROM cold WHERE {where}) GROUP BY ALL'
         )
-        for bucket, level, n in self._query(
-            self._reader(files, q, _columns_for(q.ast, ("level",))), sql, params
-        ):
+        for bucket, level, n in self._query(q, files, _columns_for(q.ast, ("level",)), sql, params):
             counts[(int(bucket), str(level))] += int(n)
         return TierCounts(counts)
 
@@ -697,7 +710,7 @@ class ColdArchive:
             f"SELECT {column}, count(*) AS n FROM cold WHERE {where} AND {column} IS NOT NULL "
             f"GROUP BY ALL ORDER BY n DESC, {column} LIMIT ?"
         )
-        rows = self._query(self._reader(files, q, _columns_for(q.ast, (field,))), sql, params)
+        rows = self._query(q, files, _columns_for(q.ast, (field,)), sql, params)
         return TierCounts(Counter({str(k): int(n) for k, n in rows}))
 
     def get(self, tenant: str, log_ids: Sequence[str], start_us: int, end_us: int) -> list[Record]:
