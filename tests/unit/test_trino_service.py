@@ -1,0 +1,48 @@
+"""The optional Trino service's configuration and its choice of JDK (no server started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.settings import Settings
+from infra.stack.process import StackError
+from infra.stack.services import SERVICE_TYPES
+from infra.stack.services.trino import Trino, trino_java_home
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_hive_catalog_reads_the_settings_s3_server(tmp_path: Path) -> None:
+    s = Settings(
+        home=tmp_path,
+        s3_endpoint="http://s3.example:9000",
+        s3_access_key="ak",
+        s3_secret_key="sk",
+        s3_bucket="b",
+        s3_region="eu-west-1",
+    )
+    props = dict(line.split("=", 1) for line in Trino(s).catalog_properties().splitlines())
+    assert props == {
+        "connector.name": "hive",
+        "hive.metastore": "file",
+        "hive.metastore.catalog.dir": "s3://b/trino-metastore/",
+        "fs.native-s3.enabled": "true",
+        "s3.endpoint": "http://s3.example:9000",
+        "s3.region": "eu-west-1",
+        "s3.path-style-access": "true",
+        "s3.aws-access-key": "ak",
+        "s3.aws-secret-key": "sk",
+    }
+    moved = s.model_copy(update={"trino_metastore_dir": "s3://b/elsewhere/"})
+    assert "hive.metastore.catalog.dir=s3://b/elsewhere/\n" in Trino(moved).catalog_properties()
+
+
+def test_stack_up_does_not_start_trino() -> None:
+    assert Trino not in SERVICE_TYPES
+
+
+def test_a_configured_java_home_that_is_not_java_24_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match=r"STRATA_TRINO_JAVA_HOME=.* is not a Java 24\+ home"):
+        trino_java_home(tmp_path)
