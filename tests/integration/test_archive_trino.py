@@ -63,8 +63,8 @@ def trino_archive(settings: Settings, require) -> Iterator[TrinoArchive]:  # typ
     now = now_utc()
     rng = random.Random(25)
     records = {
-        "acme": make_records("acme", 400, now, rng, days=30),
-        "beta": make_records("beta", 120, now, rng, days=5),
+        "acme": make_records("acme", 400, now, rng, days=10),
+        "beta": make_records("beta", 120, now, rng, days=3),
     }
     fs = s3_filesystem(s.s3_endpoint_url, s.s3_access_key, s.s3_secret_key, s.s3_region)
     write_archive(fs, f"{s.s3_bucket}/{s.archive_prefix}", records["acme"] + records["beta"])
