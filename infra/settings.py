@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_bucket: str = "strata-archive"
 
+    # Trino over the archive: optional, not started by `strata stack up` (docs/archive.md).
+    trino_version: str = "476"
+    trino_port: int = 8095
+    trino_heap: str = "1g"
+    trino_java_home: Path | None = None  # None: JAVA_HOME or an installed JDK, if Java 24 or newer
+    trino_metastore_dir: str = ""  # the Hive catalog's file metastore; empty: s3://<bucket>/trino-metastore/
+
     # PostgreSQL
     postgres_port: int = 5432
     postgres_host: str = ""
