@@ -1,0 +1,234 @@
+"""The web app in a real browser (Debian's chromium, driven by Playwright) against the real API over
+records in the real tiers: what a user sees on each page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.webapp_support import NEEDLE, SERVICES, World, browser, sign_in, webapp_world
+
+pytestmark = pytest.mark.integration
+
+expect: Any = None
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    with webapp_world() as w:
+        yield w
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    global expect
+    from playwright.sync_api import expect as playwright_expect
+
+    expect = playwright_expect
+    with browser() as b:
+        yield b
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def _api(world: World) -> httpx.Client:
+    return httpx.Client(base_url=world.url, headers={"X-API-Key": world.key}, timeout=30)
+
+
+def test_the_dashboard_shows_the_services_ingested(world: World, page: Any) -> None:
+    page.goto(f"{world.url}/ui/dashboards")
+    sign_in(page, world.key)
+    services = page.get_by_role("region", name="Services")
+    for name in SERVICES:
+        expect(services.get_by_text(name, exact=True)).to_be_visible()
+    patterns = page.get_by_role("region", name="Top patterns")
+    expect(patterns.get_by_text("payment failed: timeout after <*> ms")).to_be_visible()
+    by_level = page.get_by_role("region", name="Volume by level")
+    expect(by_level.locator("svg path")).not_to_have_count(0)
+    expect(by_level.locator(".legend")).to_contain_text("ERROR")
+    rate = page.get_by_role("region", name="Error rate")
+    # a quarter of the lines are ERROR, plus the needle
+    expect(rate).to_contain_text(re.compile(r"2[56]\.\d% of 240 logs are ERROR or FATAL"))
+
+
+def test_a_saved_panel_survives_a_reload_and_a_new_session(world: World, page: Any, chromium: Any) -> None:
+    page.goto(f"{world.url}/ui/dashboards")
+    sign_in(page, world.key)
+    page.get_by_label("Panel title").fill("Checkout by level")
+    page.get_by_label("Shows").select_option("top")
+    page.get_by_label("Group by").select_option("level")
+    page.get_by_label("Only service").fill("checkout")
+    page.get_by_role("button", name="Add panel").click()
+    page.get_by_label("Dashboard name").fill("checkout on call")
+    page.get_by_role("button", name="Save dashboard").click()
+    expect(page.get_by_label("Dashboard", exact=True)).to_have_value(re.compile("^d"))
+
+    page.reload()
+    panel = page.get_by_role("region", name="Checkout by level")
+    expect(panel.get_by_text("ERROR", exact=True)).to_be_visible()
+    picked = page.get_by_label("Dashboard", exact=True).locator("option:checked")
+    expect(picked).to_have_text("checkout on call")
+
+    # Stored for the tenant, not in this browser: a new session that signs in picks it.
+    other = chromium.new_context()
+    try:
+        fresh = other.new_page()
+        fresh.goto(f"{world.url}/ui/dashboards")
+        sign_in(fresh, world.key)
+        fresh.get_by_label("Dashboard", exact=True).select_option(label="checkout on call")
+        expect(fresh.get_by_role("region", name="Checkout by level")).to_contain_text("WARN")
+    finally:
+        other.close()
+    with _api(world) as c:
+        (saved,) = [d for d in c.get("/v1/dashboards").json() if d["name"] == "checkout on call"]
+        assert saved["panels"][-1]["service"] == "checkout"
+        assert c.delete(f"/v1/dashboards/{saved['id']}").status_code == 204
+
+
+def test_a_search_finds_a_record_and_opens_its_detail_and_context(world: World, page: Any) -> None:
+    page.goto(f"{world.url}/ui")
+    sign_in(page, world.key)
+    page.get_by_label("Query").fill(NEEDLE)
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator("#status")).to_contain_text("1 logs")
+    page.get_by_role("button", name=f"card {NEEDLE} declined").click()
+    detail = page.get_by_role("region", name="Log detail")
+    needle = next(r for r in world.records if NEEDLE in r.message)
+    expect(detail.locator("dl")).to_contain_text(needle.log_id)
+    expect(detail.locator("dl")).to_contain_text("attributes.req_id")
+    context = detail.locator("#context tr")
+    # the lines checkout logged on web-1 just before and after it, the needle highlighted between
+    neighbours = sorted(
+        (r for r in world.records if r.service == "checkout" and r.host == "web-1"), key=lambda r: r.timestamp
+    )
+    at = neighbours.index(needle)
+    expect(context).to_have_count(len(neighbours[max(0, at - 10) : at + 11]))
+    expect(detail.locator("#context tr.current")).to_contain_text(NEEDLE)
+    expect(context.first).to_contain_text(neighbours[max(0, at - 10)].message)
+
+
+def test_search_by_keyboard_only(world: World, page: Any) -> None:
+    page.goto(f"{world.url}/ui")
+    key_field = page.get_by_label("API key")
+    key_field.focus()
+    page.keyboard.type(world.key)
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Sign out").wait_for()
+    page.get_by_label("Query").focus()
+    page.keyboard.type("payment AND timeout")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "service", "Tab goes from the query to the service"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none"), "the focused field shows its focus"
+    page.keyboard.type("checkout")
+    page.keyboard.press("Enter")
+    first = page.locator("#rows tr").first
+    expect(first).to_contain_text("payment failed: timeout")
+    expect(page.locator("#rows tr")).to_have_count(
+        sum(1 for r in world.records if r.service == "checkout" and r.message.startswith("payment failed"))
+    )
+    for _ in range(30):  # Tab on to the first result, and open it with Enter
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.closest('#rows') !== null"):
+            break
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("region", name="Log detail")).to_contain_text("payment failed: timeout")
+
+
+def test_a_rule_is_created_disabled_and_listed(world: World, page: Any) -> None:
+    page.goto(f"{world.url}/ui/alerts")
+    sign_in(page, world.key)
+    page.get_by_label("Rule name").fill("checkout errors")
+    page.get_by_label("Services").fill("checkout")
+    page.get_by_label("Levels").fill("error")
+    page.get_by_label("Threshold").fill("5")
+    page.get_by_role("button", name="Create rule").click()
+    row = page.locator("#rules tr", has_text="checkout errors")
+    expect(row).to_contain_text("count > 5 in 300s")
+    expect(row).to_contain_text("enabled")
+
+    page.get_by_label("Rule name").fill("error surge")
+    page.get_by_label("Type").select_option("anomaly")
+    page.get_by_label("Sensitivity").fill("4")
+    page.get_by_role("button", name="Create rule").click()
+    expect(page.locator("#rules tr", has_text="error surge")).to_contain_text("up anomaly, sensitivity 4")
+
+    page.get_by_role("button", name="Disable checkout errors").click()
+    expect(row).to_contain_text("disabled")
+    page.get_by_role("button", name="History of checkout errors").click()
+    expect(page.locator("#history")).to_contain_text("has not changed state yet")
+    with _api(world) as c:
+        rules = {r["name"]: r for r in c.get("/v1/alerts/rules").json()}
+    assert rules["checkout errors"]["enabled"] is False
+    assert rules["checkout errors"]["filter"]["levels"] == ["ERROR"]
+    assert rules["error surge"]["type"] == "anomaly"
+
+
+def test_the_admin_page_sets_a_retention_and_creates_a_key(world: World, page: Any) -> None:
+    page.goto(f"{world.url}/ui/admin")
+    sign_in(page, world.key)
+    page.get_by_label("Hot days (OpenSearch)").fill("3")
+    page.get_by_role("button", name="Save retention").click()
+    expect(page.locator("#retention-now")).to_contain_text("hot 3 days")
+    page.reload()
+    expect(page.get_by_label("Hot days (OpenSearch)")).to_have_value("3")
+    with _api(world) as c:
+        assert c.get("/v1/retention").json()["retention"]["hot_days"] == 3
+
+    page.get_by_label("Key name").fill("grafana")
+    page.get_by_role("button", name="Create key").click()
+    new_key = page.locator("#new-key").inner_text()
+    expect(page.locator("#keys")).to_contain_text("grafana")
+    search = httpx.get(f"{world.url}/v1/logs/search", headers={"X-API-Key": new_key}, params={"q": NEEDLE})
+    assert search.status_code == 200 and search.json()["total"] == 1
+
+
+def test_api_errors_are_shown_to_the_user(world: World, page: Any) -> None:
+    page.goto(f"{world.url}/ui")
+    sign_in(page, "sk_not-a-real-key")
+    page.get_by_label("Query").fill("payment")
+    page.get_by_label("Query").press("Enter")
+    expect(page.get_by_role("alert")).to_have_text("the API key is not valid")
+
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, world.key)
+    page.get_by_label("Query").fill("payment AND (")
+    page.get_by_label("Query").press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("at character")
+
+    page.goto(f"{world.url}/ui/alerts")
+    page.get_by_label("Rule name").fill("bad window")
+    page.get_by_label("Window").fill("soon")
+    page.get_by_role("button", name="Create rule").click()
+    expect(page.get_by_role("alert")).to_contain_text("window")
+    expect(page.get_by_role("alert")).to_contain_text("not a duration")
+
+
+def test_sign_out_forgets_the_key(world: World, page: Any) -> None:
+    page.goto(f"{world.url}/ui")
+    page.get_by_label("API key").fill(world.key)
+    page.get_by_label("remember on this device").check()
+    page.get_by_role("button", name="Sign in").click()
+    page.reload()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    assert page.evaluate("localStorage.length + sessionStorage.length") == 0
+    page.reload()
+    expect(page.get_by_label("API key")).to_be_visible()
+
+
+def test_an_unknown_page_is_not_found(world: World) -> None:
+    r = httpx.get(f"{world.url}/ui/nothing-here")
+    assert r.status_code == 404
