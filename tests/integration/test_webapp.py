@@ -165,6 +165,15 @@ def test_a_rule_is_created_disabled_and_listed(world: World, page: Any) -> None:
     page.get_by_role("button", name="Create rule").click()
     expect(page.locator("#rules tr", has_text="error surge")).to_contain_text("up anomaly, sensitivity 4")
 
+    page.get_by_role("button", name="Edit error surge").click()
+    expect(page.get_by_label("Threshold")).to_be_hidden()  # an anomaly rule has no fixed threshold
+    page.get_by_role("button", name="Edit checkout errors").click()
+    expect(page.get_by_label("Rule name")).to_have_value("checkout errors")
+    expect(page.get_by_label("Rule name")).to_be_focused()
+    page.get_by_label("Threshold").fill("9")
+    page.get_by_role("button", name="Save rule").click()
+    expect(row).to_contain_text("count > 9 in 300s")
+
     page.get_by_role("button", name="Disable checkout errors").click()
     expect(row).to_contain_text("disabled")
     page.get_by_role("button", name="History of checkout errors").click()
@@ -220,13 +229,18 @@ def test_sign_out_forgets_the_key(world: World, page: Any) -> None:
     page.goto(f"{world.url}/ui")
     page.get_by_label("API key").fill(world.key)
     page.get_by_label("remember on this device").check()
+    expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
     page.get_by_role("button", name="Sign in").click()
     page.reload()
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    expect(page.get_by_label("API key")).to_be_hidden()
     page.get_by_role("button", name="Sign out").click()
     assert page.evaluate("localStorage.length + sessionStorage.length") == 0
     page.reload()
     expect(page.get_by_label("API key")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+    page.get_by_label("Query").press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("sign in with an API key first")
 
 
 def test_an_unknown_page_is_not_found(world: World) -> None:

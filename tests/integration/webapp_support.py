@@ -116,3 +116,4 @@ def sign_in(page: Any, key: str) -> None:
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("button", name="Sign out").wait_for()
+    page.get_by_label("API key").wait_for(state="hidden")

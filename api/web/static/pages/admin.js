@@ -7,9 +7,10 @@ const SCOPES = ["search", "ingest", "register", "admin"];
 export function mount(main) {
   document.title = "Admin · Strata";
   const days = {};
+  const edited = new Set(); // fields the user typed in since they were last saved: a reading keeps them
   const retForm = el("form", { class: "toolbar card", "aria-label": "Retention" });
   for (const [k, label] of [["hot_days", "Hot days (OpenSearch)"], ["warm_days", "Warm days (Cassandra)"], ["archive_days", "Archive days (S3)"]]) {
-    days[k] = el("input", { type: "number", min: 0, size: 6, id: k });
+    days[k] = el("input", { type: "number", min: 0, size: 6, id: k, oninput: () => edited.add(k) });
     retForm.append(field(label, days[k]));
   }
   const retNow = el("p", { class: "muted", id: "retention-now", "aria-live": "polite" });
@@ -29,7 +30,7 @@ export function mount(main) {
 
   function showRetention(r) {
     for (const k of Object.keys(days)) {
-      days[k].value = r.override[k] ?? "";
+      if (!edited.has(k)) days[k].value = r.override[k] ?? "";
       days[k].placeholder = `default ${r.defaults[k]}`;
     }
     retNow.textContent = `In force for ${r.tenant}: hot ${r.retention.hot_days} days, warm ${r.retention.warm_days} days, archive ${r.retention.archive_days} days (empty fields keep the default).`;
@@ -75,7 +76,12 @@ export function mount(main) {
     e.preventDefault();
     changes += 1;
     const body = Object.fromEntries(Object.entries(days).map(([k, i]) => [k, i.value === "" ? null : Number(i.value)]));
-    try { showRetention(await api("/v1/retention", { method: "PUT", body })); showError(null); } catch (err) { showError(err); }
+    try {
+      const saved = await api("/v1/retention", { method: "PUT", body });
+      edited.clear();
+      showRetention(saved);
+      showError(null);
+    } catch (err) { showError(err); }
   });
   keyForm.addEventListener("submit", async (e) => {
     e.preventDefault();

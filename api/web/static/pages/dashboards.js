@@ -52,6 +52,7 @@ export function mount(main) {
   let current = { id: null, name: "", panels: OVERVIEW };
   let saved = [];
   let timer = null;
+  let edits = 0; // panels added or removed: a list that arrives after keeps them instead of switching
 
   function rangeNow() {
     const span = Number(range.value), to = Math.floor(Date.now() / 1000);
@@ -118,6 +119,7 @@ export function mount(main) {
       if (current.id !== null || current.panels !== OVERVIEW) {
         head.append(el("button", { type: "button", class: "link", "aria-label": `Remove panel ${panel.title}`, onclick: () => {
           current = { ...current, panels: current.panels.filter((_, j) => j !== i) };
+          edits += 1;
           draw();
         } }, "remove"));
       }
@@ -148,10 +150,12 @@ export function mount(main) {
 
   async function load(selectId) {
     if (!getKey()) return draw();
+    const seen = edits;
     try {
       saved = await api("/v1/dashboards");
     } catch (e) { saved = []; showError(e); }
     picker.replaceChildren(el("option", { value: "" }, "Overview"), ...saved.map((d) => el("option", { value: d.id }, d.name)));
+    if (seen !== edits) { picker.value = current.id || ""; return; }
     choose(selectId);
   }
 
@@ -159,6 +163,7 @@ export function mount(main) {
     e.preventDefault();
     const panel = { title: title.value.trim(), kind: kind.value, group_by: groupBy.value, service: pService.value.trim(), level: pLevel.value.trim() };
     current = { ...current, panels: [...current.panels, panel] };
+    edits += 1;
     title.value = "";
     draw();
   });
