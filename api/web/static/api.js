@@ -31,7 +31,7 @@ export function describe(status, body) {
   if (Array.isArray(d)) {
     return d.map((e) => `${(e.loc || []).filter((p) => p !== "body").join(".") || "request"}: ${e.msg}`).join("; ");
   }
-  if (d && d.message) return d.position != null ? `${d.message} (at character ${d.position})` : d.message;
+  if (d && d.message) return d.message; // a query error's message already says where
   return `the API answered ${status}`;
 }
 
