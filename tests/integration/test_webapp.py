@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
+from schemas.record import Level, Record
 from tests.integration.webapp_support import NEEDLE, SERVICES, World, browser, sign_in, webapp_world
 
 pytestmark = pytest.mark.integration
@@ -117,6 +119,51 @@ def test_a_search_finds_a_record_and_opens_its_detail_and_context(world: World, 
     expect(context).to_have_count(len(neighbours[max(0, at - 10) : at + 11]))
     expect(detail.locator("#context tr.current")).to_contain_text(NEEDLE)
     expect(context.first).to_contain_text(neighbours[max(0, at - 10)].message)
+
+
+def test_live_tail_shows_new_records_that_match(world: World, page: Any) -> None:
+    from confluent_kafka import Producer
+
+    page.goto(f"{world.url}/ui")
+    sign_in(page, world.key)
+    page.get_by_label("Service").fill("checkout")
+    page.get_by_role("button", name="Live tail").click()
+    expect(page.locator("#status")).to_have_text("following new logs…")
+    page.wait_for_timeout(1000)  # the API's consumer assigns itself the partitions
+    now = datetime.now(UTC)
+    fresh = [
+        Record(
+            f"tail-{i}",
+            world.tenant,
+            now,
+            now,
+            Level.ERROR,
+            service,
+            "web-9",
+            None,
+            None,
+            message,
+            None,
+            None,
+        )
+        for i, (service, message) in enumerate(
+            [
+                ("checkout", "tail: card declined"),
+                ("auth", "tail: token expired"),
+                ("checkout", "tail: retried"),
+            ]
+        )
+    ]
+    producer = Producer({"bootstrap.servers": world.settings.kafka_servers, "linger.ms": 0})
+    for r in fresh:
+        producer.produce(world.settings.logs_topic, key=f"{r.tenant}/{r.service}".encode(), value=r.to_json())
+    producer.flush(10)
+    rows = page.locator("#rows tr")
+    expect(rows).to_have_count(2)  # newest first; the auth line is not for this filter
+    expect(rows.nth(0)).to_contain_text("tail: retried")
+    expect(rows.nth(1)).to_contain_text("tail: card declined")
+    page.get_by_role("button", name="Stop tail").click()
+    expect(page.get_by_role("button", name="Live tail")).to_be_visible()
 
 
 def test_search_by_keyboard_only(world: World, page: Any) -> None:

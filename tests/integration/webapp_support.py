@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from infra.settings import Settings
 from schemas.record import Level, Record
-from tests.integration.collector_support import ApiServer, require_stack, tenant_with_key
+from tests.integration.collector_support import ApiServer, kafka_topic, require_stack, tenant_with_key
 from tests.integration.search_support import loaded_tiers, make_id, now_utc
 
 SERVICES = ("checkout", "payment-service", "auth")
@@ -77,19 +78,21 @@ class World:
     tenant: str
     key: str  # search, ingest and admin scopes
     records: list[Record]
+    settings: Settings  # its logs_topic (live tail) is the world's own
 
 
 @contextmanager
 def webapp_world() -> Iterator[World]:
-    """A tenant, its records loaded into a hot index, keyspace and archive prefix of its own, and the
-    API over them; all removed afterwards."""
+    """A tenant, its records loaded into a hot index, keyspace and archive prefix of its own, a
+    ``logs`` topic of its own for live tail, and the API over them; all removed afterwards."""
     base = require_stack()
     with ExitStack() as stack:
+        base = base.model_copy(update={"logs_topic": stack.enter_context(kafka_topic(base))})
         tenant, key = stack.enter_context(tenant_with_key(base, scopes=("search", "ingest", "admin")))
         records = make_world_records(tenant, now_utc())
         loaded = stack.enter_context(loaded_tiers(base, records, now_utc()))
         server = stack.enter_context(ApiServer(loaded.settings))
-        yield World(server.url, tenant, key, records)
+        yield World(server.url, tenant, key, records, loaded.settings)
 
 
 @contextmanager
