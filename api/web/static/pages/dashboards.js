@@ -17,6 +17,18 @@ export const OVERVIEW = [
   { title: "New patterns", kind: "new_patterns", group_by: "pattern" },
 ];
 
+const LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+
+// The metrics endpoint takes a list of levels, the search endpoints also a minimum (>=WARN) or a
+// maximum (<=INFO): a panel's level is turned into the list for the former.
+export function levelList(level) {
+  const m = /^\s*([<>]=)\s*(\w+)\s*$/.exec(level || "");
+  if (!m) return level;
+  const at = LEVELS.indexOf(m[2].toUpperCase());
+  if (at < 0) return level; // the API names what is wrong
+  return (m[1] === ">=" ? LEVELS.slice(at) : LEVELS.slice(0, at + 1)).join(",");
+}
+
 function opts(pairs, selected) {
   return pairs.map(([v, t]) => el("option", { value: v, selected: String(v) === String(selected) }, t));
 }
@@ -63,7 +75,7 @@ export function mount(main) {
 
   async function metrics(panel, r, groupBy) {
     try {
-      return await api("/v1/metrics/logs", { params: { service: panel.service, level: panel.level, group_by: groupBy, from: iso(r.from), to: iso(r.to), step: r.step } });
+      return await api("/v1/metrics/logs", { params: { service: panel.service, level: levelList(panel.level), group_by: groupBy, from: iso(r.from), to: iso(r.to), step: r.step } });
     } catch (e) {
       // Without the metrics endpoint (an older API), the search histogram still gives levels.
       if (!(e instanceof ApiError && e.status === 404)) throw e;
@@ -82,7 +94,7 @@ export function mount(main) {
   async function render(panel, body, r) {
     if (panel.kind === "volume") {
       const m = await metrics(panel, r, panel.group_by);
-      const series = m.series.map((s) => ({ label: s.labels[panel.group_by] ?? Object.values(s.labels).join(" ") ?? "all", points: s.points }));
+      const series = m.series.map((s) => ({ label: s.labels[panel.group_by] ?? (Object.values(s.labels).join(" ") || "all"), points: s.points }));
       body.replaceChildren(series.length ? lines(series, r.from, r.to) : el("p", { class: "note" }, "no logs in this range"));
     } else if (panel.kind === "error_rate") {
       const m = await metrics(panel, r, "level");
