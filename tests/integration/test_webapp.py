@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from schemas.record import Level, Record
+from tests.integration.search_support import now_utc
 from tests.integration.webapp_support import NEEDLE, SERVICES, World, browser, sign_in, webapp_world
 
 pytestmark = pytest.mark.integration
@@ -63,6 +64,28 @@ def test_the_dashboard_shows_the_services_ingested(world: World, page: Any) -> N
     rate = page.get_by_role("region", name="Error rate")
     # a quarter of the lines are ERROR, plus the needle
     expect(rate).to_contain_text(re.compile(r"2[56]\.\d% of 240 logs are ERROR or FATAL"))
+
+
+def test_the_time_picker_narrows_every_panel_and_auto_refresh_redraws(world: World, page: Any) -> None:
+    page.goto(f"{world.url}/ui/dashboards")
+    sign_in(page, world.key)
+    services = page.get_by_role("region", name="Services")
+    expect(services.locator("li", has_text="checkout")).to_contain_text("80")
+    page.get_by_label("Time range").select_option(label="last 15 minutes")
+    cutoff = now_utc() - timedelta(minutes=15)
+    recent = sum(1 for r in world.records if r.service == "checkout" and r.timestamp >= cutoff)
+    assert 0 < recent < 80
+    expect(services.locator("li", has_text="checkout")).to_contain_text(str(recent))
+    rate = page.get_by_role("region", name="Error rate")
+    expect(rate).not_to_contain_text("of 240 logs")
+    expect(rate).to_contain_text(re.compile(r"of \d+ logs"))
+    # every service logs alike; the page's 15 minutes end a moment after the test's
+    logs = int(re.search(r"of (\d+) logs", rate.inner_text()).group(1))  # type: ignore[union-attr]
+    assert abs(logs - 3 * recent) <= 3
+
+    updated = page.locator("#updated").inner_text()
+    page.get_by_label("Auto-refresh").select_option(label="every 10 s")
+    expect(page.locator("#updated")).not_to_have_text(updated, timeout=15_000)
 
 
 def test_a_saved_panel_survives_a_reload_and_a_new_session(world: World, page: Any, chromium: Any) -> None:

@@ -75,8 +75,9 @@ export function lines(series, from_s, to_s, { unit = "" } = {}) {
     root.append(path);
     if (pts.length === 1) root.append(svg("circle", { cx: x(pts[0][0]), cy: y(pts[0][1]), r: 3, fill: colorOf(s.label, i) }));
   });
-  const total = (s) => s.points.reduce((a, p) => a + p[1], 0);
-  root.setAttribute("aria-label", series.map((s) => `${s.label}: ${fmt(total(s))}`).join(", ") || "no data");
+  // said to a screen reader: a count's total over the range, a rate's latest value
+  const said = (s) => unit ? `latest ${fmt(s.points.at(-1)?.[1] ?? 0)}${unit}` : `${fmt(s.points.reduce((a, p) => a + p[1], 0))} in all`;
+  root.setAttribute("aria-label", series.map((s) => `${s.label}: ${said(s)}`).join(", ") || "no data");
   const legend = el("div", { class: "legend" },
     series.map((s, i) => el("span", {}, el("i", { style: `background:${colorOf(s.label, i)}` }), s.label)));
   return el("div", {}, root, legend);

@@ -40,7 +40,7 @@ export function mount(main) {
   const range = el("select", { id: "range" }, opts(RANGES.map(([s, t]) => [s, t]), url.get("range") || 3600));
   const refreshSel = el("select", { id: "refresh" }, opts(REFRESH, url.get("refresh") || 0));
   const refreshBtn = el("button", { type: "button", class: "secondary" }, "Refresh");
-  const updated = el("span", { class: "muted", "aria-live": "polite" });
+  const updated = el("span", { class: "muted", id: "updated", "aria-live": "polite" });
   const grid = el("div", { class: "grid", id: "panels" });
 
   const title = el("input", { required: true, maxlength: 200 });
@@ -139,7 +139,7 @@ export function mount(main) {
       grid.append(el("section", { class: "card panel", "aria-label": panel.title }, head, filters ? el("p", { class: "note" }, filters) : null, body));
       render(panel, body, r).catch((e) => body.replaceChildren(el("p", { class: "error", role: "status" }, e.message)));
     });
-    updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    updated.textContent = `updated ${new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })}`;
   }
 
   function schedule() {

@@ -41,6 +41,9 @@ export function mount(main) {
   main.append(el("h1", {}, "Search"), form, status, split);
 
   let cursor = null, socket = null;
+  // Each search or tail started makes the answers of those before it stale: a slow search that
+  // answers after a newer one, or after the tail began, must not add its rows.
+  let generation = 0;
 
   function params() {
     return { q: q.value, from: range.value, service: service.value.trim(), level: level.value };
@@ -61,12 +64,14 @@ export function mount(main) {
   async function search(next) {
     stopTail();
     showError(null);
+    const mine = ++generation;
     const p = { ...params(), limit: 200 };
     if (next && cursor) p.cursor = cursor;
     history.replaceState(null, "", "?" + new URLSearchParams(Object.entries(params()).filter(([, v]) => v)));
     status.textContent = "searching…";
     try {
       const [body, h] = await Promise.all([api("/v1/logs/search", { params: p }), next ? null : api("/v1/logs/histogram", { params: params() })]);
+      if (mine !== generation) return;
       if (!next) { rows.replaceChildren(); histogram(hist, h.buckets); }
       body.logs.forEach((log) => row(log, false));
       cursor = body.cursor;
@@ -74,6 +79,7 @@ export function mount(main) {
       status.textContent = `${body.total_is_exact ? "" : "at least "}${body.total} logs · ${Math.round(body.took_ms)} ms · ${tiers(body)}`;
       if (!body.total) status.textContent = "no logs match; widen the time range or change the query";
     } catch (e) {
+      if (mine !== generation) return;
       status.textContent = "";
       showError(e);
     }
@@ -118,6 +124,7 @@ export function mount(main) {
     if (socket) return stopTail();
     if (!getKey()) return showError("sign in with an API key first (the field at the top right)");
     showError(null);
+    generation += 1;
     const p = new URLSearchParams(Object.entries({ ...params(), from: "" }).filter(([, v]) => v));
     p.set("api_key", getKey());
     socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/logs/tail?${p}`);
