@@ -27,9 +27,9 @@ what its last checkpoint holds, which is what a restart restores.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 # Resolution name -> seconds, finest first.
@@ -205,3 +205,52 @@ class ServiceAccumulator:
         for host in [h for h, _ in self.hosts.items() if h not in in_use]:
             self.hosts.remove(host)
         return left
+
+
+# -- retention --------------------------------------------------------------------------------
+
+METRICS_TIER = "metrics"
+
+
+def index_period_end(suffix: str) -> date | None:
+    """The first day after the period a metrics index suffix (``1m-2025.11``, ``1h-2025``) covers."""
+    res, _, period = suffix.partition("-")
+    parts = period.split(".")
+    if res not in RESOLUTIONS or not all(p.isdigit() for p in parts):
+        return None
+    if len(parts) == 2:
+        year, month = int(parts[0]), int(parts[1])
+        if not 1 <= month <= 12:
+            return None
+        return date(year + month // 12, month % 12 + 1, 1)
+    if len(parts) == 1:
+        return date(int(parts[0]) + 1, 1, 1)
+    return None
+
+
+def retention_plan(
+    suffixes: Iterable[str],
+    today: date,
+    defaults: Mapping[str, int],
+    tenants: Mapping[str, Mapping[str, int]],
+) -> tuple[list[tuple[str, str]], list[tuple[str, str, date]]]:
+    """What a sweep deletes of the metric indices, by resolution.
+
+    ``defaults`` and each of ``tenants`` map a resolution to its days. Returns the index suffixes
+    whose whole period is past the default, with the reason; and per tenant whose days are fewer,
+    (tenant, resolution, first day kept): its documents of earlier buckets go from the indices that
+    stay.
+    """
+    drops = []
+    for suffix in sorted(suffixes):
+        end = index_period_end(suffix)
+        res = suffix.partition("-")[0]
+        if end is not None and end <= today - timedelta(days=defaults[res]):
+            drops.append((suffix, f"older than the {res} metrics retention of {defaults[res]} days"))
+    shorter = [
+        (tenant, res, today - timedelta(days=days[res]))
+        for tenant, days in sorted(tenants.items())
+        for res in RESOLUTIONS
+        if days[res] < defaults[res]
+    ]
+    return drops, shorter

@@ -9,10 +9,13 @@ the hot tier's ``<prefix>-*`` template, searches and retention. A document is on
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
-from core.metrics import RESOLUTIONS
+from core.metrics import METRICS_TIER, RESOLUTIONS, retention_plan
+from core.retention import Deletion, Retention
 
 _LABEL_FIELD = {"level": "level", "service": "service", "pattern": "pattern", "host": "host"}
 
@@ -152,3 +155,83 @@ def ensure_template(client: Any, index_prefix: str) -> None:
     client.indices.put_index_template(
         name=f"{index_prefix}.metrics", body=metrics_index_template(index_prefix)
     )
+
+
+class MetricsStore:
+    """Retention of the metric indices (a :class:`core.retention.TierStore`): indices whose whole
+    period is past the default are dropped; a tenant with fewer days has its older buckets deleted
+    from the indices that stay."""
+
+    tier = METRICS_TIER
+    PAGE = 5000
+
+    def __init__(self, client: Any, index_prefix: str) -> None:
+        self.client = client
+        self.prefix = index_prefix
+
+    def _indices(self) -> dict[str, dict[str, Any]]:
+        rows = self.client.cat.indices(index=metrics_pattern(self.prefix), format="json", bytes="b")
+        return {row["index"]: row for row in rows}
+
+    def plan(self, today: date, defaults: Retention, tenants: Mapping[str, Retention]) -> list[Deletion]:
+        indices = self._indices()
+        head = metrics_index(self.prefix, "")
+        suffixes = {name[len(head) :]: name for name in indices if name.startswith(head)}
+        drops, shorter = retention_plan(
+            suffixes, today, _days(defaults), {t: _days(r) for t, r in tenants.items()}
+        )
+        out = [
+            Deletion(
+                METRICS_TIER,
+                suffixes[suffix],
+                reason,
+                records=int(indices[suffixes[suffix]].get("docs.count") or 0),
+                bytes=int(indices[suffixes[suffix]].get("store.size") or 0),
+            )
+            for suffix, reason in drops
+        ]
+        if not indices:
+            return out
+        for tenant, res, keep_from in shorter:
+            target = f"{metrics_pattern(self.prefix, res)} tenant={tenant} before {keep_from.isoformat()}"
+            count = self.client.count(
+                index=metrics_pattern(self.prefix, res), body={"query": _older(tenant, keep_from)}
+            )["count"]
+            if count:
+                days = _days(tenants[tenant])[res]
+                reason = f"older than the tenant's {res} metrics retention of {days} days"
+                out.append(Deletion(METRICS_TIER, target, reason, tenant=tenant, records=count))
+        return out
+
+    def delete(self, deletion: Deletion) -> Deletion:
+        if deletion.tenant is None:
+            self.client.indices.delete(index=deletion.target)
+            return deletion
+        pattern, _, rest = deletion.target.partition(" ")
+        before = date.fromisoformat(rest.rsplit(" ", 1)[1])
+        deleted = 0
+        # Search and delete in pages, as the hot tier's store does (no reindex module needed).
+        while True:
+            hits = self.client.search(
+                index=pattern,
+                body={"query": _older(deletion.tenant, before), "_source": False, "size": self.PAGE},
+            )["hits"]["hits"]
+            if not hits:
+                break
+            answer = self.client.bulk(
+                body=[{"delete": {"_index": h["_index"], "_id": h["_id"]}} for h in hits], refresh="true"
+            )
+            deleted += sum(1 for item in answer["items"] if item["delete"].get("result") == "deleted")
+            failed = [i["delete"] for i in answer["items"] if i["delete"].get("status", 200) >= 300]
+            if any(f.get("status") != 404 for f in failed):
+                raise RuntimeError(f"OpenSearch refused {len(failed)} deletes, first: {failed[0]}")
+        return Deletion(deletion.tier, deletion.target, deletion.reason, deletion.tenant, records=deleted)
+
+
+def _days(r: Retention) -> dict[str, int]:
+    return {"1m": r.metrics_1m_days, "1h": r.metrics_1h_days, "1d": r.metrics_1d_days}
+
+
+def _older(tenant: str, keep_from: date) -> dict[str, Any]:
+    cutoff = int(datetime(keep_from.year, keep_from.month, keep_from.day, tzinfo=UTC).timestamp())
+    return {"bool": {"filter": [{"term": {"tenant": tenant}}, {"range": {"bucket": {"lt": cutoff}}}]}}

@@ -130,3 +130,33 @@ def test_query_filters_by_tenant_and_range_and_groups_by_a_label() -> None:
         {"labels": {"level": "ERROR"}, "points": [[T0, 4]]},
         {"labels": {"level": "INFO"}, "points": [[T0, 4]]},
     ]
+
+
+def test_retention_drops_whole_indices_past_the_default_and_a_tenants_older_buckets() -> None:
+    from datetime import date
+
+    from core.metrics import index_period_end, retention_plan
+    from core.retention import Override, Retention, RetentionError, check_override, resolve
+
+    assert index_period_end("1m-2025.12") == date(2026, 1, 1)
+    assert index_period_end("1h-2025") == date(2026, 1, 1)
+    assert index_period_end("1m-garbage") is None
+
+    defaults = Retention(14, 45, 365)
+    acme = resolve(defaults, Override(metrics_1m_days=7))
+    assert (acme.metrics_1m_days, acme.metrics_1h_days, acme.archive_days) == (7, 365, 365)
+    with pytest.raises(RetentionError, match="metrics_1m_days must be between 1 and 90"):
+        check_override(defaults, Override(metrics_1m_days=91))
+
+    def days(r: Retention) -> dict[str, int]:
+        return {"1m": r.metrics_1m_days, "1h": r.metrics_1h_days, "1d": r.metrics_1d_days}
+
+    today = date(2026, 3, 15)  # 90 days back: 2025-12-15; a year back: 2025-03-15
+    drops, shorter = retention_plan(
+        ["1m-2025.11", "1m-2025.12", "1m-2026.03", "1h-2024", "1h-2025", "1d-2024"],
+        today,
+        days(defaults),
+        {"acme": days(acme), "globex": days(defaults)},
+    )
+    assert [s for s, _ in drops] == ["1h-2024", "1m-2025.11"]
+    assert shorter == [("acme", "1m", date(2026, 3, 8))]
