@@ -181,3 +181,64 @@ def test_metrics_equal_the_search_counts_after_a_restart_and_a_replay(
         replay = Job(run, "--from", "earliest", "--bounded", "--fresh", label="replay").start()
         assert replay.wait(START_S + CATCH_UP_S) == 0, replay.tail()
         _assert_metrics_exact(views, expected)
+
+
+def test_the_endpoint_is_scoped_to_the_tenant_and_refuses_bad_parameters(
+    api: ApiServer, stack: Settings
+) -> None:
+    from opensearchpy import OpenSearch
+
+    from connectors.opensearch.metrics import ensure_template, metrics_index
+    from core.metrics import index_suffix
+
+    client = OpenSearch(stack.opensearch_endpoint, timeout=60)
+    ensure_template(client, stack.opensearch_index_prefix)
+    now = int(now_utc().timestamp())
+    minute = now - now % 60 - 600
+    with (
+        tenant_with_key(stack, scopes=("search",)) as (mine, key),
+        tenant_with_key(stack, scopes=("search",)) as (theirs, _),
+    ):
+        index = metrics_index(stack.opensearch_index_prefix, index_suffix("1m", minute))
+        docs = {
+            f"{mine}-a": (mine, "api", "ERROR", 3),
+            f"{mine}-b": (mine, "api", "INFO", 5),
+            f"{mine}-c": (mine, "db", "INFO", 7),  # another service, same minute
+            f"{mine}-d": (mine, "api", "ERROR", 2),  # a second contribution to the same bucket
+            f"{theirs}-a": (theirs, "api", "ERROR", 100),
+        }
+        for doc_id, (tenant, service, level, count) in docs.items():
+            body = {"tenant": tenant, "service": service, "level": level, "pattern": "_none", "host": "h"}
+            client.index(index=index, id=doc_id, body={**body, "bucket": minute, "count": count, "bytes": 10})
+        client.indices.refresh(index=index)
+        try:
+            http = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+            def get(**params: Any) -> httpx.Response:
+                return http.get("/v1/metrics/logs", params={"from": "now-1h", **params})
+
+            body = get(service="api", group_by="level", step="5m").json()
+            assert body["resolution"] == "1m" and body["step_s"] == 300
+            five = minute - minute % 300
+            assert sorted((s["labels"]["level"], s["points"]) for s in body["series"]) == [
+                ("ERROR", [[five, 5]]),
+                ("INFO", [[five, 5]]),
+            ]
+            everything = get(step="1m").json()["series"]
+            assert everything == [{"labels": {}, "points": [[minute, 17]]}], "another tenant's counts leaked"
+            assert get(step="1h", metric="bytes").json()["resolution"] == "1h"
+
+            for params, message in (
+                ({"step": "2m"}, "step '2m' is not one of"),
+                ({"group_by": "region"}, "cannot group by 'region'"),
+                ({"metric": "p99"}, "metric 'p99' is not one of"),
+                ({"level": "LOUD"}, "unknown level 'LOUD'"),
+                ({"from": "now-30d", "step": "1m"}, "more than 2000"),
+                ({"from": "yesterday"}, "not a time"),
+            ):
+                r = get(**params)
+                assert r.status_code == 400 and message in r.text, (params, r.text)
+            assert httpx.get(f"{api.url}/v1/metrics/logs").status_code == 401
+        finally:
+            for doc_id in docs:
+                client.delete(index=index, id=doc_id, ignore=[404])
