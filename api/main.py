@@ -114,6 +114,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(elastic.router)
     app.include_router(alerts.router)
     app.include_router(retention.router)
+    from api.routers import log_metrics
+
+    app.include_router(log_metrics.router)
     app.include_router(tail.router)  # before search: /v1/logs/tail is not a log id
     app.include_router(search.router)
     app.include_router(dashboards.router)
