@@ -72,6 +72,53 @@ def make_world_records(tenant: str, now: datetime, count: int = 240) -> list[Rec
     return out
 
 
+@contextmanager
+def metrics_written(settings: Settings, records: list[Record]) -> Iterator[None]:
+    """The log metrics of ``records`` in the index prefix of ``settings``, laid out as the ingest job
+    writes them (one contribution per series and bucket, every resolution); removed afterwards."""
+    from collections import Counter
+
+    from opensearchpy import OpenSearch, helpers
+
+    from connectors.opensearch.metrics import ensure_template, metrics_index, metrics_pattern
+    from core.metrics import NO_PATTERN, RESOLUTIONS, Series, bucket_start, contribution_id, index_suffix
+
+    client = OpenSearch(settings.opensearch_endpoint, timeout=60)
+    prefix = settings.opensearch_index_prefix
+    ensure_template(client, prefix)
+    counts: Counter[tuple[Series, str, int]] = Counter()
+    sizes: Counter[tuple[Series, str, int]] = Counter()
+    for r in records:
+        series = Series(r.tenant, r.service, r.level.value, r.pattern_id or NO_PATTERN, r.host)
+        for resolution in RESOLUTIONS:
+            key = (series, resolution, bucket_start(int(r.timestamp.timestamp()), resolution))
+            counts[key] += 1
+            sizes[key] += len(r.message.encode())
+    actions = [
+        {
+            "_index": metrics_index(prefix, index_suffix(resolution, bucket)),
+            "_id": contribution_id(series, resolution, bucket, 0, 0),
+            "_source": {
+                "tenant": series.tenant,
+                "service": series.service,
+                "level": series.level,
+                "pattern": series.pattern,
+                "host": series.host,
+                "bucket": bucket,
+                "count": n,
+                "bytes": sizes[(series, resolution, bucket)],
+            },
+        }
+        for (series, resolution, bucket), n in counts.items()
+    ]
+    helpers.bulk(client, actions, refresh="wait_for")
+    try:
+        yield
+    finally:
+        client.indices.delete(index=metrics_pattern(prefix), ignore=[404])
+        client.indices.delete_index_template(name=f"{prefix}.metrics", ignore=[404])
+
+
 @dataclass
 class World:
     url: str
@@ -83,14 +130,16 @@ class World:
 
 @contextmanager
 def webapp_world() -> Iterator[World]:
-    """A tenant, its records loaded into a hot index, keyspace and archive prefix of its own, a
-    ``logs`` topic of its own for live tail, and the API over them; all removed afterwards."""
+    """A tenant, its records loaded into a hot index, keyspace and archive prefix of its own with
+    their log metrics, a ``logs`` topic of its own for live tail, and the API over them; all removed
+    afterwards."""
     base = require_stack()
     with ExitStack() as stack:
         base = base.model_copy(update={"logs_topic": stack.enter_context(kafka_topic(base))})
         tenant, key = stack.enter_context(tenant_with_key(base, scopes=("search", "ingest", "admin")))
         records = make_world_records(tenant, now_utc())
         loaded = stack.enter_context(loaded_tiers(base, records, now_utc()))
+        stack.enter_context(metrics_written(loaded.settings, records))
         server = stack.enter_context(ApiServer(loaded.settings))
         yield World(server.url, tenant, key, records, loaded.settings)
 

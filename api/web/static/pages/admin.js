@@ -3,18 +3,19 @@
 import { api, el, field, getKey, showError } from "../api.js";
 
 const SCOPES = ["search", "ingest", "register", "admin"];
+const LABELS = { hot_days: "Hot days (OpenSearch)", warm_days: "Warm days (Cassandra)", archive_days: "Archive days (S3)",
+  metrics_1m_days: "Metrics per minute, days", metrics_1h_days: "Metrics per hour, days", metrics_1d_days: "Metrics per day, days" };
+const SAID = { hot_days: "hot", warm_days: "warm", archive_days: "archive", metrics_1m_days: "metrics per minute",
+  metrics_1h_days: "metrics per hour", metrics_1d_days: "metrics per day" };
 
 export function mount(main) {
   document.title = "Admin · Strata";
   const days = {};
   const edited = new Set(); // fields the user typed in since they were last saved: a reading keeps them
   const retForm = el("form", { class: "toolbar card", "aria-label": "Retention" });
-  for (const [k, label] of [["hot_days", "Hot days (OpenSearch)"], ["warm_days", "Warm days (Cassandra)"], ["archive_days", "Archive days (S3)"]]) {
-    days[k] = el("input", { type: "number", min: 0, size: 6, id: k, oninput: () => edited.add(k) });
-    retForm.append(field(label, days[k]));
-  }
+  const retFields = el("div", { class: "toolbar" });
   const retNow = el("p", { class: "muted", id: "retention-now", "aria-live": "polite" });
-  retForm.append(el("button", {}, "Save retention"));
+  retForm.append(retFields, el("button", {}, "Save retention"));
   const log = el("tbody", {});
   const keys = el("tbody", { id: "keys" });
   const keyName = el("input", { maxlength: 200 });
@@ -28,12 +29,23 @@ export function mount(main) {
     el("h2", {}, "API keys"), el("table", {}, el("thead", {}, el("tr", {}, ["Name", "Key id", "Scopes", "Created", "Last used", "State", ""].map((h) => el("th", {}, h)))), keys),
     keyForm, newKey);
 
+  // One field per tier the API keeps days for (it may know more than these labels); every field is
+  // sent back on save, since a missing one would reset that tier to its default.
+  function fieldsFor(defaults) {
+    for (const k of Object.keys(defaults)) {
+      if (days[k]) continue;
+      days[k] = el("input", { type: "number", min: 0, size: 6, id: k, oninput: () => edited.add(k) });
+      retFields.append(field(LABELS[k] || k.replace(/_/g, " "), days[k]));
+    }
+  }
+
   function showRetention(r) {
+    fieldsFor(r.defaults);
     for (const k of Object.keys(days)) {
       if (!edited.has(k)) days[k].value = r.override[k] ?? "";
       days[k].placeholder = `default ${r.defaults[k]}`;
     }
-    retNow.textContent = `In force for ${r.tenant}: hot ${r.retention.hot_days} days, warm ${r.retention.warm_days} days, archive ${r.retention.archive_days} days (empty fields keep the default).`;
+    retNow.textContent = `In force for ${r.tenant}: ` + Object.keys(r.defaults).map((k) => `${SAID[k] || k} ${r.retention[k]} days`).join(", ") + " (empty fields keep the default).";
   }
 
   // A reading that left before the user's last change would show the old values: it is dropped.
