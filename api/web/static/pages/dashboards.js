@@ -29,6 +29,16 @@ export function levelList(level) {
   return (m[1] === ">=" ? LEVELS.slice(at) : LEVELS.slice(0, at + 1)).join(",");
 }
 
+// The metrics list only the steps that had records; a count line drops to 0 in between.
+export function filled(points, { from, to, step_s }) {
+  if (!step_s || from === undefined || to === undefined) return points;
+  const at = new Map(points.map(([t, v]) => [t, v]));
+  const out = [];
+  for (let t = from; t < to; t += step_s) out.push([t, at.get(t) ?? 0]);
+  for (const [t, v] of points) if (t < from || t >= to) out.push([t, v]);
+  return out;
+}
+
 function opts(pairs, selected) {
   return pairs.map(([v, t]) => el("option", { value: v, selected: String(v) === String(selected) }, t));
 }
@@ -85,7 +95,7 @@ export function mount(main) {
   async function render(panel, body, r) {
     if (panel.kind === "volume") {
       const m = await metrics(panel, r, panel.group_by);
-      const series = m.series.map((s) => ({ label: s.labels[panel.group_by] ?? (Object.values(s.labels).join(" ") || "all"), points: s.points }));
+      const series = m.series.map((s) => ({ label: s.labels[panel.group_by] ?? (Object.values(s.labels).join(" ") || "all"), points: filled(s.points, m) }));
       body.replaceChildren(series.length ? lines(series, r.from, r.to) : el("p", { class: "note" }, "no logs in this range"));
     } else if (panel.kind === "error_rate") {
       const m = await metrics(panel, r, "level");
