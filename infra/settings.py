@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     # Retention defaults per tier (a tenant may override them: `strata retention set`). Hot and warm
     # keep their window unless a tenant's is shorter; the archive keeps this many days.
     archive_days: int = 365
+    # Log metrics per resolution (docs/metrics.md); a tenant's own may only be shorter.
+    metrics_1m_days: int = 90
+    metrics_1h_days: int = 365
+    metrics_1d_days: int = 1095
     retention_interval_s: float = 86_400.0  # how often the API sweeps expired data; 0: never
     # Archive compaction (docs/archive.md): an hour is merged once it ended this long ago, into
     # files of about the target size (at most 4 per hour); what it replaces is deleted after
@@ -209,6 +213,9 @@ class Settings(BaseSettings):
         "topic_partitions",
         "cassandra_replication_factor",
         "archive_days",
+        "metrics_1m_days",
+        "metrics_1h_days",
+        "metrics_1d_days",
         "opensearch_bulk_actions",
         "opensearch_bulk_size_mb",
         "opensearch_bulk_interval_ms",

@@ -12,6 +12,7 @@ Graph::
       → warm projection (SQL) → Cassandra (batched per partition, USING TTL)
       → Parquet on s3a:// (FileSink, tenant/dt/hour, *.parquet)    if past the group's mark
       → Kafka logs (processed, masked JSON)                        if past the group's mark
+      → log metrics per minute/hour/day → OpenSearch (jobs.ingest.metrics)   if past the mark
 
 Delivery: every sink flushes (or commits) on checkpoints. OpenSearch and Cassandra are idempotent
 on ``log_id``; the append-only outputs (archive, logs, DLQ) take only messages past what the
@@ -39,6 +40,7 @@ from core.records.config import PipelineConfig
 from core.tiers import TierPolicy
 from infra.settings import Settings
 from jobs.ingest import names
+from jobs.ingest.metrics import MetricsOptions, attach_metrics
 from schemas.projections import (
     ARCHIVE_PARTITIONS,
     CQL_PARTITION_KEY,
@@ -156,6 +158,8 @@ EXTRA_COLUMNS: tuple[tuple[str, str], ...] = (
     ("first_read", "BOOLEAN"),  # past the group's archive mark: the append-only outputs take it
     ("kafka_key", "STRING"),
     ("json", "STRING"),
+    ("kafka_partition", "INT"),  # where the record was read: log metrics name contributions by it
+    ("kafka_offset", "BIGINT"),
 )
 
 
@@ -210,6 +214,8 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
                 first_read,
                 f"{record.tenant}/{record.service}",
                 orjson.dumps(record.to_dict()).decode(),
+                partition,
+                offset,
             ]
             yield Row(*values)
 
@@ -467,6 +473,7 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
     statements.add_insert_sql(
         f"INSERT INTO logs_sink SELECT `kafka_key`, `json` FROM {view} WHERE first_read"
     )
+    attach_metrics(t_env, view, settings, MetricsOptions(options.index_prefix))
     return statements
 
 
@@ -492,6 +499,7 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
     from opensearchpy import OpenSearch
 
     from connectors.cassandra.ready import connect_when_ready, execute_schema
+    from connectors.opensearch.metrics import ensure_template
     from connectors.opensearch.ready import opensearch_retriable, wait_for_cluster
     from connectors.retry import retry_until
     from schemas.projections import (
@@ -512,6 +520,12 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
             ),
         ),
         what="OpenSearch index template",
+        retriable=opensearch_retriable,
+        wait_s=wait_s,
+    )
+    retry_until(
+        lambda: ensure_template(client, options.index_prefix),
+        what="OpenSearch metrics index template",
         retriable=opensearch_retriable,
         wait_s=wait_s,
     )
