@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from api.collector.ratelimit import RateLimiter
 from api.deps import AppState, close_search
-from api.routers import alerts, elastic, health, ingest, otlp, retention, search, tail, tenants, upload
+from api.routers import alerts, audit, elastic, health, ingest, otlp, retention, search, tail, tenants, upload
 from connectors.kafka.producer import Producer, producer_config
 from connectors.postgres.migrate import migrate
 from connectors.postgres.pool import async_pool, postgres_retriable
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(elastic.router)
     app.include_router(alerts.router)
     app.include_router(retention.router)
+    app.include_router(audit.router)
     app.include_router(tail.router)  # before search: /v1/logs/tail is not a log id
     app.include_router(search.router)
     app.include_router(search.ui_router)
