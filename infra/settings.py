@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     search_cold_lookup_days: int = 400  # how far back GET /v1/logs/{id} looks in the archive
     tail_buffer_records: int = 10_000  # recent `logs` records each API process keeps for tail
     tail_buffer_s: float = 300.0
+    # How often an open live tail asks PostgreSQL again whether its key still holds: a revoked or
+    # expired key (or a disabled tenant) loses its stream within this many seconds.
+    tail_key_check_s: float = 5.0
 
     # How long `strata stack up` waits for one service to become healthy.
     start_timeout_s: float = 240.0
