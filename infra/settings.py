@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     # Secret mixed into every log_id (docs/records.md, "Identity"), the same for every job. Required
     # outside the local stack: the jobs refuse to start without it (see uses_local_stack).
     identity_key: str = ""
+    # Key that seals the exact bytes of every dead letter (core/deadletter.py); the readable part is
+    # masked. Required outside the local stack, like identity_key; `strata dlq show --decrypt`
+    # needs the same value.
+    dlq_key: str = ""
+    dlq_retention_hours: int = 72  # raw_logs_dlq keeps entries this long (set when it is created)
 
     # Tier windows, shared by the ingest job and the search API.
     hot_days: int = 14
