@@ -163,6 +163,10 @@ class Settings(BaseSettings):
     alerts_lateness_s: int = 10  # event-time lateness a window waits for before it closes
     alerts_idle_s: int = 10  # a source split silent this long stops holding the watermark back
     alerts_rules_refresh_s: float = 5.0  # how soon a rule saved through the API takes effect
+    # Groups the alerts job keeps at once per rule and per tenant; points of new groups past either
+    # are counted and reported in the rule's history instead of evaluated (core/alerts/caps.py).
+    alerts_max_groups_per_rule: int = 10_000
+    alerts_max_groups_per_tenant: int = 100_000
     alerts_checkpoint_s: float = 5.0
     alerts_checkpoint_dir: Path | None = None  # default: <home>/checkpoints/alerts
     alerts_retry_max_s: float = 300.0  # longest wait between two delivery attempts

@@ -19,7 +19,7 @@ from api.search.engine import SearchEngine
 from connectors.postgres import alerts as store
 from connectors.postgres import audit
 from core.alerts.egress import EgressPolicy, literal_refusal
-from core.alerts.rules import Rule, RuleSpec
+from core.alerts.rules import Rule, RuleSpec, group_by_refusal
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
@@ -67,6 +67,14 @@ def _out(stored: store.StoredRule) -> RuleOut:
     return RuleOut.model_validate(
         {**stored.rule.model_dump(), "created_at": stored.created_at, "updated_at": stored.updated_at}
     )
+
+
+def _check_spec(spec: RuleSpec, state: Any) -> None:
+    """400 for a group_by that would keep a group per record; 422 for a channel it may not reach."""
+    refusal = group_by_refusal(spec.group_by)
+    if refusal is not None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=refusal)
+    _check_channels(spec, state)
 
 
 def _check_channels(spec: RuleSpec, state: Any) -> None:
@@ -137,7 +145,7 @@ async def create_rule(
 ) -> Any:
     """Create a rule; the running alerts job picks it up without a restart."""
     tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
-    _check_channels(body, state)
+    _check_spec(body, state)
     async with state.pool.connection() as conn, conn.transaction():
         stored = await store.create_rule(conn, tenant_id, body)
         await _audit(conn, principal, tenant_id, "alert_rule.create", stored)
@@ -167,7 +175,7 @@ async def replace_rule(
 ) -> Any:
     """Replace a rule's definition (its revision goes up; its alert state is kept)."""
     tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
-    _check_channels(body, state)
+    _check_spec(body, state)
     async with state.pool.connection() as conn, conn.transaction():
         stored = _existing(await store.update_rule(conn, tenant_id, rule_id, body), rule_id)
         await _audit(conn, principal, tenant_id, "alert_rule.replace", stored)
@@ -192,7 +200,7 @@ async def update_rule(
                 status.HTTP_422_UNPROCESSABLE_ENTITY,
                 detail=exc.errors(include_url=False, include_context=False, include_input=False),
             ) from exc
-        _check_channels(spec, state)
+        _check_spec(spec, state)
         updated = _existing(await store.update_rule(conn, tenant_id, rule_id, spec), rule_id)
         await _audit(conn, principal, tenant_id, "alert_rule.update", updated, changed=sorted(body))
     return _out(updated)
