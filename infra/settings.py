@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     admin_token: str = ""  # empty: the admin routes are closed; tenants are then made with `strata tenant`
     ingest_max_body_bytes: int = 16 * 1024 * 1024  # per request, after decompression too
     ingest_max_record_bytes: int = 512 * 1024  # one encoded entry; Kafka refuses messages over ~1 MiB
+    # Entries one request may carry (HTTP batch, _bulk, OTLP; an upload's chunk; a syslog
+    # connection's burst): past it an HTTP request gets 413 with the cap, before it is encoded.
+    ingest_max_entries: int = 100_000
     ingest_rate_per_s: float = 200_000.0  # records per second per tenant and worker; 0 turns it off
     ingest_rate_burst_s: float = 2.0  # a tenant may send this many seconds' worth at once
     kafka_ack_timeout_s: float = 10.0  # how long a request waits for Kafka before answering 503

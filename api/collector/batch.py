@@ -28,17 +28,41 @@ class PayloadError(ValueError):
     """The body as a whole is unreadable (400)."""
 
 
+class TooManyEntries(ValueError):
+    """The request carries more entries than one request may (413); nothing of it is sent."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(
+            f"a request may carry at most {cap} entries (STRATA_INGEST_MAX_ENTRIES); "
+            "split the batch into smaller requests"
+        )
+        self.cap = cap
+
+
 @dataclass
 class Outcome:
     """What one request produced: messages for Kafka and per-index refusals."""
 
     max_record_bytes: int
-    received: int = 0
+    # Entries one request may carry (0: no cap). Counting past it raises TooManyEntries, so a body
+    # of a million tiny entries is refused at the cap instead of being encoded in full.
+    max_entries: int = 0
+    _received: int = field(default=0, repr=False)
     messages: list[tuple[bytes, bytes]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
     # index of each message, so a caller (the _bulk route) can map acknowledgements back to items
     indexes: list[int] = field(default_factory=list)
+
+    @property
+    def received(self) -> int:
+        return self._received
+
+    @received.setter
+    def received(self, value: int) -> None:
+        if self.max_entries and value > self.max_entries:
+            raise TooManyEntries(self.max_entries)
+        self._received = value
 
     @property
     def rejected(self) -> int:
@@ -124,11 +148,13 @@ def decode_json_batch(
     default_service: str | None,
     default_host: str | None = None,
     content_type: str = "application/json",
+    max_entries: int = 0,
 ) -> Outcome:
     """Decode ``/v1/logs/ingest`` bodies: ``{"service", "logs": [...]}``, a JSON array, one object,
     NDJSON (one entry per line; the index is the line number) or ``text/plain`` raw lines.
+    More than ``max_entries`` entries (0: no cap) raise :class:`TooManyEntries`.
     """
-    out = Outcome(max_record_bytes=max_record_bytes)
+    out = Outcome(max_record_bytes=max_record_bytes, max_entries=max_entries)
     kind = content_type.split(";", 1)[0].strip().lower()
     if kind == "text/plain":
         decode_lines(body, out, encoder, service=default_service, host=default_host)

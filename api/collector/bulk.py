@@ -125,14 +125,19 @@ def parse_action(line: bytes, number: int) -> tuple[str, dict[str, Any]]:
 
 
 def decode_bulk(
-    body: bytes, encoder: EnvelopeEncoder, *, default_index: str | None, max_record_bytes: int
+    body: bytes,
+    encoder: EnvelopeEncoder,
+    *,
+    default_index: str | None,
+    max_record_bytes: int,
+    max_entries: int = 0,
 ) -> tuple[Outcome, list[dict[str, Any]]]:
     """Parse a bulk body into messages and one result slot per action, in order.
 
     Slots of accepted items are completed after Kafka acknowledges them; refused ones already carry
     their error. An action line that is not JSON makes the rest unreadable, as in Elasticsearch.
     """
-    out = Outcome(max_record_bytes=max_record_bytes)
+    out = Outcome(max_record_bytes=max_record_bytes, max_entries=max_entries)
     items: list[dict[str, Any]] = []
     lines = iter(body.split(b"\n"))
     line_number = 0

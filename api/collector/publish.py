@@ -34,6 +34,12 @@ async def off_loop(fn: Callable[..., T], *args: object) -> T:
     return await asyncio.get_running_loop().run_in_executor(_DECODE_POOL, fn, *args)
 
 
+def too_many_entries(route: str, exc: Exception) -> HTTPException:
+    """The 413 for a request over the entry cap (:class:`api.collector.batch.TooManyEntries`)."""
+    metrics.REQUESTS_REFUSED.labels(route, "413").inc()
+    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc))
+
+
 async def load_body(
     request: Request, state: AppState, route: str, principal: Principal | None = None
 ) -> bytes:

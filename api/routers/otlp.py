@@ -17,9 +17,9 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from api import metrics
-from api.collector.batch import NOT_AN_OBJECT, Outcome
+from api.collector.batch import NOT_AN_OBJECT, Outcome, TooManyEntries
 from api.collector.encoder import EnvelopeEncoder, request_identity
-from api.collector.publish import load_body, off_loop, publish
+from api.collector.publish import load_body, off_loop, publish, too_many_entries
 from api.deps import IngestKey, StateDep, check_rate
 from schemas.record import format_ts
 from schemas.rejection import RejectReason
@@ -85,10 +85,12 @@ def _nanos_to_ts(value: Any) -> str | None:
     return format_ts(datetime.fromtimestamp(nanos // 1000 / 1_000_000, UTC))
 
 
-def decode_otlp(doc: Any, tenant: str, max_record_bytes: int, request_id: str | None = None) -> Outcome:
+def decode_otlp(
+    doc: Any, tenant: str, max_record_bytes: int, request_id: str | None = None, max_entries: int = 0
+) -> Outcome:
     """Messages for every log record of an ExportLogsServiceRequest in its JSON form.
     ``request_id`` names the request across retries (see :func:`request_identity`)."""
-    out = Outcome(max_record_bytes=max_record_bytes)
+    out = Outcome(max_record_bytes=max_record_bytes, max_entries=max_entries)
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceLogs", []), list):
         raise ValueError('expected an ExportLogsServiceRequest: {"resourceLogs": [...]}')
     position = 0
@@ -211,11 +213,17 @@ async def otlp_logs(request: Request, principal: IngestKey, state: StateDep) -> 
     def decode() -> Outcome:
         doc = protobuf_to_json(body) if protobuf else orjson.loads(body)
         return decode_otlp(
-            doc, principal.tenant_id, state.settings.ingest_max_record_bytes, request_identity(body)
+            doc,
+            principal.tenant_id,
+            state.settings.ingest_max_record_bytes,
+            request_identity(body),
+            max_entries=state.settings.ingest_max_entries,
         )
 
     try:
         outcome = await off_loop(decode)
+    except TooManyEntries as exc:
+        raise too_many_entries(ROUTE, exc) from exc
     except (ValueError, AttributeError, TypeError) as exc:  # DecodeError is a ValueError too
         metrics.REQUESTS_REFUSED.labels(ROUTE, "400").inc()
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"not an OTLP logs request: {exc}") from exc
