@@ -8,12 +8,13 @@ A refused entry is reported by its index and the rest of the batch goes on.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from api.collector.encoder import EnvelopeEncoder
+from api.collector.encoder import EntryTooDeep, EnvelopeEncoder
 from core.records.multiline import Event, MultilineJoiner
 from schemas.rejection import RejectReason
 
@@ -22,6 +23,7 @@ from schemas.rejection import RejectReason
 MAX_LISTED_ERRORS = 1000
 
 NOT_AN_OBJECT = "NOT_AN_OBJECT"
+TOO_DEEP = "TOO_DEEP"
 
 
 class PayloadError(ValueError):
@@ -31,12 +33,13 @@ class PayloadError(ValueError):
 class TooManyEntries(ValueError):
     """The request carries more entries than one request may (413); nothing of it is sent."""
 
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, count: int) -> None:
         super().__init__(
             f"a request may carry at most {cap} entries (STRATA_INGEST_MAX_ENTRIES); "
             "split the batch into smaller requests"
         )
         self.cap = cap
+        self.count = count  # as many as were counted before stopping (the whole array's length)
 
 
 @dataclass
@@ -61,7 +64,7 @@ class Outcome:
     @received.setter
     def received(self, value: int) -> None:
         if self.max_entries and value > self.max_entries:
-            raise TooManyEntries(self.max_entries)
+            raise TooManyEntries(self.max_entries, value)
         self._received = value
 
     @property
@@ -85,6 +88,16 @@ class Outcome:
             index, str(RejectReason.TOO_LARGE), f"{what} {size} bytes; the limit is {self.max_record_bytes}"
         )
         return True
+
+    def encode(self, index: int, make: Callable[[], tuple[bytes, bytes]]) -> bool:
+        """Encode one entry with ``make`` and :meth:`add` it; an entry nested too deep to encode is
+        refused as ``TOO_DEEP`` and the rest of the request goes on."""
+        try:
+            message = make()
+        except EntryTooDeep as exc:
+            self.reject(index, TOO_DEEP, str(exc))
+            return False
+        return self.add(index, message)
 
     def add(self, index: int, message: tuple[bytes, bytes]) -> bool:
         if self.too_large(index, len(message[1]), "the entry is, once encoded,"):
@@ -125,9 +138,9 @@ def add_item(
             return
         own_service = _str_field(item.get("service")) or service
         own_host = _str_field(item.get("host")) or host
-        out.add(
+        out.encode(
             index,
-            encoder.entry(item, service=own_service, host=own_host, entry_id=encoder.entry_id(index)),
+            lambda: encoder.entry(item, service=own_service, host=own_host, entry_id=encoder.entry_id(index)),
         )
     elif isinstance(item, str):
         if not item.strip():

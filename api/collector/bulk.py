@@ -13,6 +13,7 @@ What real shippers send, and how Elasticsearch reads it:
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from typing import Any
@@ -193,19 +194,21 @@ def decode_bulk(
             continue
         # The client's _id names the document across retries, as in Elasticsearch (per index).
         entry_id = f"_id:{index}/{client_id}" if client_id else encoder.entry_id(position)
-        message = encoder.entry(
+
+        message = functools.partial(
+            encoder.entry,
             doc,
             service=service_of(doc, index),
             host=host_of(doc),
             attributes={"index": index},
             entry_id=entry_id,
         )
-        if not out.add(position, message):
+        if not out.encode(position, message):
             error = out.errors[-1] if out.errors and out.errors[-1]["index"] == position else None
             item.update(
                 status=400,
                 error={
-                    "type": str(RejectReason.TOO_LARGE),
+                    "type": error["reason"] if error else str(RejectReason.TOO_LARGE),
                     "reason": error["detail"] if error else "too large",
                 },
             )

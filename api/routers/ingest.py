@@ -128,7 +128,7 @@ async def ingest(
             )
         )
     except TooManyEntries as exc:
-        raise too_many_entries(ROUTE, exc) from exc
+        raise too_many_entries(ROUTE, exc, state, principal) from exc
     except PayloadError as exc:
         metrics.REQUESTS_REFUSED.labels(ROUTE, "400").inc()
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc

@@ -9,6 +9,7 @@ entry, the log record's attributes become its metadata. The answer follows the O
 from __future__ import annotations
 
 import base64
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from api import metrics
-from api.collector.batch import NOT_AN_OBJECT, Outcome, TooManyEntries
+from api.collector.batch import NOT_AN_OBJECT, TOO_DEEP, Outcome, TooManyEntries
 from api.collector.encoder import EnvelopeEncoder, request_identity
 from api.collector.publish import load_body, off_loop, publish, too_many_entries
 from api.deps import IngestKey, StateDep, check_rate
@@ -113,11 +114,16 @@ def decode_otlp(
                 if not isinstance(record, dict):
                     out.reject(index, NOT_AN_OBJECT, "a log record must be an object")
                     continue
-                body = any_value(record.get("body"))
-                if body is None or body == "":
+                try:
+                    body = any_value(record.get("body"))
+                    text = None if body is None or body == "" else _as_text(body)
+                except (orjson.JSONEncodeError, RecursionError):
+                    out.reject(index, TOO_DEEP, "the log record's body nests too deep to encode")
+                    continue
+                if text is None:
                     out.reject(index, str(RejectReason.EMPTY), "the log record has no body")
                     continue
-                entry: dict[str, Any] = {"message": _as_text(body)}
+                entry: dict[str, Any] = {"message": text}
                 timestamp = _nanos_to_ts(record.get("timeUnixNano")) or _nanos_to_ts(
                     record.get("observedTimeUnixNano")
                 )
@@ -139,9 +145,10 @@ def decode_otlp(
                     entry["service"] = _as_text(service)
                 if host:
                     entry["host"] = _as_text(host)
-                out.add(
+                out.encode(
                     index,
-                    encoder.entry(
+                    functools.partial(
+                        encoder.entry,
                         entry,
                         service=_as_text(service) if service else None,
                         host=_as_text(host) if host else None,
@@ -223,7 +230,7 @@ async def otlp_logs(request: Request, principal: IngestKey, state: StateDep) -> 
     try:
         outcome = await off_loop(decode)
     except TooManyEntries as exc:
-        raise too_many_entries(ROUTE, exc) from exc
+        raise too_many_entries(ROUTE, exc, state, principal) from exc
     except (ValueError, AttributeError, TypeError) as exc:  # DecodeError is a ValueError too
         metrics.REQUESTS_REFUSED.labels(ROUTE, "400").inc()
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"not an OTLP logs request: {exc}") from exc

@@ -72,3 +72,27 @@ def test_every_http_collector_refuses_a_request_over_the_cap_with_413_and_sends_
     assert len(read_topic(settings, settings.raw_topic, expected=CAP * len(cases), settle=2.0)) == CAP * len(
         cases
     )
+
+
+def test_an_entry_nested_too_deep_to_encode_is_refused_alone(world) -> None:  # type: ignore[no-untyped-def]
+    """orjson reads 1024 levels but writes 254: such an entry was a 500 for the whole request."""
+    deep = b'{"message": "deep", "a": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    answer = post(world, "/v1/logs/ingest", b'[{"message": "fine"}, ' + deep + b"]", "application/json")
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["accepted"] == 1
+    assert [(e["index"], e["reason"]) for e in body["errors"]] == [(1, "TOO_DEEP")]
+
+
+def test_a_tenant_over_its_rate_is_refused_before_its_body_and_the_connection_closed(world) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    settings, server, _ = world
+    with tenant_with_key(settings, rate=1) as (_, key):
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            assert http.post("/v1/logs/ingest", content=ingest(CAP), headers=headers).status_code == 202
+            refused = http.post("/v1/logs/ingest", content=b"x" * (4 * 1024 * 1024), headers=headers)
+    assert refused.status_code == 429
+    assert refused.headers["connection"] == "close"
+    assert int(refused.headers["retry-after"]) >= 1

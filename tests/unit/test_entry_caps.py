@@ -127,3 +127,39 @@ def test_a_syslog_burst_over_the_cap_is_sent_in_parts_in_order_and_none_is_dropp
     lines = [e.line or "" for e in kafka.sent]
     assert [int(line.rsplit(" ", 1)[1]) for line in lines] == list(range(26)), "in the order sent"
     assert collector.stats.split_bursts == 1
+
+
+def _deep(depth: int) -> dict[str, Any]:
+    nested: Any = []
+    for _ in range(depth - 1):
+        nested = [nested]
+    return {"message": "deep", "a": nested}
+
+
+def test_an_entry_nested_too_deep_to_encode_is_refused_alone_not_the_request() -> None:
+    """orjson reads 1024 levels but writes 254: such an entry was a 500 for the whole request."""
+    body = orjson.dumps({"logs": [{"message": "fine"}]})[:-2] + b"," + _deep_json(1000) + b"]}"
+    out = decode_json_batch(body, encoder(), max_record_bytes=10**6, default_service="s")
+    assert out.accepted == 1
+    assert [(e["index"], e["reason"]) for e in out.errors] == [(1, "TOO_DEEP")]
+    assert "nests deeper than 254 levels" in out.errors[0]["detail"]
+    bulk_body = b'{"index": {}}\n' + _deep_json(1000) + b'\n{"index": {}}\n{"message": "ok"}\n'
+    outcome, items = decode_bulk(bulk_body, encoder(), default_index="app", max_record_bytes=10**6)
+    assert outcome.accepted == 1 and items[0]["index"]["error"]["type"] == "TOO_DEEP"
+    otlp = {
+        "resourceLogs": [
+            {"scopeLogs": [{"logRecords": [{"body": _otlp_deep(300)}, {"body": {"stringValue": "ok"}}]}]}
+        ]
+    }
+    assert decode_otlp(otlp, "acme", 10**6).accepted == 1
+
+
+def _deep_json(depth: int) -> bytes:
+    return b'{"message": "deep", "a": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def _otlp_deep(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"stringValue": "leaf"}
+    for _ in range(depth):
+        value = {"arrayValue": {"values": [value]}}
+    return value
