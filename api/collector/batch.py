@@ -33,13 +33,29 @@ class PayloadError(ValueError):
 class TooManyEntries(ValueError):
     """The request carries more entries than one request may (413); nothing of it is sent."""
 
-    def __init__(self, cap: int, count: int) -> None:
+    def __init__(self, cap: int, count: int, what: str = "") -> None:
         super().__init__(
-            f"a request may carry at most {cap} entries (STRATA_INGEST_MAX_ENTRIES); "
+            f"a request may carry at most {cap} entries (STRATA_INGEST_MAX_ENTRIES){what}; "
             "split the batch into smaller requests"
         )
         self.cap = cap
         self.count = count  # as many as were counted before stopping (the whole array's length)
+
+
+# JSON objects a request may hold per entry of the cap, counted before the body is parsed: an entry
+# with its metadata is a few objects, while a gzip bomb of `[{"m":1},…]` is millions, each of which
+# the parser would build (holding the interpreter lock) before the entries could be counted.
+OBJECTS_PER_ENTRY = 4
+
+
+def check_json_work(body: bytes, max_entries: int) -> None:
+    """:class:`TooManyEntries` when ``body`` holds more than ``OBJECTS_PER_ENTRY`` times the cap in
+    ``{`` characters (a bound that braces inside strings only raise), before parsing it."""
+    if not max_entries or len(body) < max_entries * OBJECTS_PER_ENTRY:
+        return
+    objects = body.count(b"{")
+    if objects > max_entries * OBJECTS_PER_ENTRY:
+        raise TooManyEntries(max_entries, objects, f"; this body holds {objects} JSON objects")
 
 
 @dataclass
@@ -169,6 +185,8 @@ def decode_json_batch(
     """
     out = Outcome(max_record_bytes=max_record_bytes, max_entries=max_entries)
     kind = content_type.split(";", 1)[0].strip().lower()
+    if kind != "text/plain":
+        check_json_work(body, max_entries)
     if kind == "text/plain":
         decode_lines(body, out, encoder, service=default_service, host=default_host)
         return out

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from api.collector.batch import Outcome
+from api.collector.batch import Outcome, check_json_work
 from api.collector.encoder import EnvelopeEncoder
 from schemas.rejection import RejectReason
 
@@ -138,6 +138,7 @@ def decode_bulk(
     Slots of accepted items are completed after Kafka acknowledges them; refused ones already carry
     their error. An action line that is not JSON makes the rest unreadable, as in Elasticsearch.
     """
+    check_json_work(body, max_entries)
     out = Outcome(max_record_bytes=max_record_bytes, max_entries=max_entries)
     items: list[dict[str, Any]] = []
     lines = iter(body.split(b"\n"))

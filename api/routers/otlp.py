@@ -18,7 +18,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from api import metrics
-from api.collector.batch import NOT_AN_OBJECT, TOO_DEEP, Outcome, TooManyEntries
+from api.collector.batch import NOT_AN_OBJECT, TOO_DEEP, Outcome, TooManyEntries, check_json_work
 from api.collector.encoder import EnvelopeEncoder, request_identity
 from api.collector.publish import load_body, off_loop, publish, too_many_entries
 from api.deps import IngestKey, StateDep, check_rate
@@ -218,6 +218,8 @@ async def otlp_logs(request: Request, principal: IngestKey, state: StateDep) -> 
     protobuf = request.headers.get("content-type", "").split(";")[0].strip().lower() == PROTOBUF
 
     def decode() -> Outcome:
+        if not protobuf:
+            check_json_work(body, state.settings.ingest_max_entries)
         doc = protobuf_to_json(body) if protobuf else orjson.loads(body)
         return decode_otlp(
             doc,

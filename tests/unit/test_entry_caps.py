@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from api.collector.batch import TooManyEntries, decode_json_batch
+from api.collector.batch import TooManyEntries, check_json_work, decode_json_batch
 from api.collector.bulk import decode_bulk
 from api.collector.encoder import EnvelopeEncoder
 from api.collector.syslog import Listener, SyslogCollector, _TcpProtocol
@@ -163,3 +163,19 @@ def _otlp_deep(depth: int) -> dict[str, Any]:
     for _ in range(depth):
         value = {"arrayValue": {"values": [value]}}
     return value
+
+
+def test_a_body_of_far_more_objects_than_the_cap_allows_is_refused_before_it_is_parsed() -> None:
+    bomb = b"[" + b",".join(b'{"m":1}' for _ in range(13)) + b"]"  # 13 objects > 4 per entry x 3
+    with pytest.raises(TooManyEntries, match="this body holds 13 JSON objects"):
+        decode_json_batch(bomb, encoder(), max_record_bytes=10_000, default_service="s", max_entries=3)
+    actions = b'{"index": {}}\n' * 7  # 14 objects
+    with pytest.raises(TooManyEntries, match="14 JSON objects"):
+        decode_bulk(actions, encoder(), default_index="app", max_record_bytes=10_000, max_entries=3)
+    otlp = b'{"resourceLogs": [' + b",".join(b"{}" for _ in range(12)) + b"]}"  # 13 objects
+    with pytest.raises(TooManyEntries, match="13 JSON objects"):
+        check_json_work(otlp, 3)
+    # Entries with a few objects each are what the cap is for: 3 entries of 4 objects pass.
+    rich = orjson.dumps([{"message": "m", "metadata": {"a": {"b": {"c": 1}}}} for _ in range(3)])
+    out = decode_json_batch(rich, encoder(), max_record_bytes=10_000, default_service="s", max_entries=3)
+    assert out.accepted == 3
