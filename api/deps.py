@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.collector.ratelimit import RateLimiter
 from api.search.engine import SearchEngine
 from connectors.kafka.producer import Producer
-from connectors.postgres import tenants
+from connectors.postgres import audit, tenants
 from core.tiers import TierPolicy
 from infra.settings import Settings
 
@@ -53,6 +53,14 @@ class Principal:
     scopes: frozenset[str]
     rate_per_s: float | None = None
     is_admin_token: bool = False
+    client_addr: str | None = None
+
+    @property
+    def actor(self) -> audit.Actor:
+        """Who this is in the audit log: the key's id or the admin token, never a secret."""
+        if self.is_admin_token or self.key_id is None:
+            return audit.Actor(audit.ADMIN_TOKEN, self.client_addr)
+        return audit.Actor.key(self.key_id, self.client_addr)
 
 
 def get_state(request: Request) -> AppState:
@@ -87,6 +95,38 @@ def credential(request: Request) -> str | None:
             return decoded
         return password or user
     return None
+
+
+def client_addr(request: Any) -> str | None:
+    """The peer's address as the server sees it (uvicorn puts a trusted proxy's X-Forwarded-For
+    there when started with ``--forwarded-allow-ips``; a client's own header is never believed)."""
+    client = getattr(request, "client", None)
+    return client.host if client is not None else None
+
+
+async def _audit_admin_token(state: AppState, request: Any) -> None:
+    """Every request made with the admin token leaves an entry in the audit log of the tenant it
+    names, so a tenant's admins see when the operator looked at or changed their data."""
+    url = getattr(request, "url", None)
+    params = getattr(request, "query_params", None)
+    tenant = params.get("tenant") if params is not None else None
+    try:
+        async with state.pool.connection(timeout=5) as conn, conn.transaction():
+            await audit.record(
+                conn,
+                audit.Actor(audit.ADMIN_TOKEN, client_addr(request)),
+                tenant or None,
+                "admin_token.request",
+                target=url.path if url is not None else "",
+                details={"method": getattr(request, "method", "WEBSOCKET")},
+            )
+    except (psycopg.Error, TimeoutError) as exc:
+        # An admin action that cannot be audited is not done.
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="the audit log (PostgreSQL) is unavailable; retry shortly",
+            headers={"Retry-After": "5"},
+        ) from exc
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -131,7 +171,14 @@ def require(scope: str, *, admin_token_too: bool = False) -> Any:
         admin_token = state.settings.admin_token
         if admin_token and hmac.compare_digest(key.encode(), admin_token.encode()):
             if scope == "admin" or admin_token_too:
-                return Principal(tenant_id="", key_id=None, scopes=frozenset({"admin"}), is_admin_token=True)
+                await _audit_admin_token(state, request)
+                return Principal(
+                    tenant_id="",
+                    key_id=None,
+                    scopes=frozenset({"admin"}),
+                    is_admin_token=True,
+                    client_addr=client_addr(request),
+                )
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
                 detail="the admin token manages tenants; send logs with a tenant's key",
@@ -153,7 +200,11 @@ def require(scope: str, *, admin_token_too: bool = False) -> Any:
         if isinstance(request, Request):  # for the request metrics (api.metrics.RequestMetrics)
             request.state.tenant = info.tenant_id
         return Principal(
-            tenant_id=info.tenant_id, key_id=info.key_id, scopes=info.scopes, rate_per_s=info.rate_per_s
+            tenant_id=info.tenant_id,
+            key_id=info.key_id,
+            scopes=info.scopes,
+            rate_per_s=info.rate_per_s,
+            client_addr=client_addr(request),
         )
 
     return dependency
@@ -188,10 +239,15 @@ def check_rate(state: AppState, principal: Principal, count: int | None, route: 
         from api import metrics
 
         metrics.REQUESTS_REFUSED.labels(route, "429").inc()
+        headers = {"Retry-After": str(int(wait))}
+        if count is None:
+            # Refused before its body is read: closing the connection spares the server reading
+            # (and the HTTP parser parsing) the megabytes a flooding client sends after its headers.
+            headers["Connection"] = "close"
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             detail=f"tenant {principal.tenant_id!r} is over its rate of {rate:g} records/s; retry later",
-            headers={"Retry-After": str(int(wait))},
+            headers=headers,
         )
 
 

@@ -18,6 +18,7 @@ from api.collector.ratelimit import RateLimiter
 from api.deps import AppState, close_search
 from api.routers import (
     alerts,
+    audit,
     dashboards,
     elastic,
     health,
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.routers import log_metrics
 
     app.include_router(log_metrics.router)
+    app.include_router(audit.router)
     app.include_router(tail.router)  # before search: /v1/logs/tail is not a log id
     app.include_router(search.router)
     app.include_router(dashboards.router)

@@ -4,13 +4,14 @@
 
 from __future__ import annotations
 
-import base64
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import orjson
 
+from core.deadletter import DeadLetterCipher
 from core.records.pipeline import RecordPipeline
 from core.tiers import TierPolicy
 from schemas.record import Record, micros
@@ -19,7 +20,8 @@ from schemas.rejection import Rejected
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A ``raw_logs`` message the job could not turn into a record, as written to ``raw_logs_dlq``."""
+    """A ``raw_logs`` message the job could not turn into a record, as written to ``raw_logs_dlq``
+    (what it shows and what it seals: :mod:`core.deadletter`)."""
 
     reason_code: str
     detail: str
@@ -28,18 +30,33 @@ class DeadLetter:
     partition: int
     offset: int
 
-    def to_json(self) -> str:
+    def to_json(self, cipher: DeadLetterCipher, mask: Callable[[str, str | None], str]) -> str:
+        """The entry: the readable part masked with ``mask(text, tenant)``, the exact bytes sealed."""
+        tenant = _envelope_tenant(self.original)
         return orjson.dumps(
             {
                 "reason_code": self.reason_code,
-                "detail": self.detail,
+                "detail": mask(self.detail, tenant),
                 "source": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
-                # Exact bytes for a replay, and a readable form for the person looking at it.
-                "original_b64": base64.b64encode(self.original).decode("ascii"),
-                "original": self.original[:4096].decode("utf-8", "replace"),
+                "tenant": tenant,
+                # Exact bytes for a replay (with the key), and a masked form for the person looking.
+                "original_sealed": cipher.seal(self.original),
+                "original": mask(self.original[:4096].decode("utf-8", "replace"), tenant),
+                "original_bytes": len(self.original),
                 "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
         ).decode()
+
+
+# The collectors write "tenant" first; a malformed envelope (cut short, bad field) usually still
+# names it, and its own masking rules should then apply.
+_TENANT = re.compile(rb'^\s*\{\s*(?:"v"\s*:\s*\d+\s*,\s*)?"tenant"\s*:\s*"([a-z0-9][a-z0-9_-]{0,62})"')
+
+
+def _envelope_tenant(raw: bytes) -> str | None:
+    """The tenant a message names at its start, or None."""
+    match = _TENANT.match(raw[:256])
+    return match.group(1).decode("ascii") if match else None
 
 
 def ingest_one(

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     admin_token: str = ""  # empty: the admin routes are closed; tenants are then made with `strata tenant`
     ingest_max_body_bytes: int = 16 * 1024 * 1024  # per request, after decompression too
     ingest_max_record_bytes: int = 512 * 1024  # one encoded entry; Kafka refuses messages over ~1 MiB
+    # Entries one request may carry (HTTP batch, _bulk, OTLP; an upload's chunk; a syslog
+    # connection's burst): past it an HTTP request gets 413 with the cap, before it is encoded.
+    ingest_max_entries: int = 100_000
     ingest_rate_per_s: float = 200_000.0  # records per second per tenant and worker; 0 turns it off
     ingest_rate_burst_s: float = 2.0  # a tenant may send this many seconds' worth at once
     kafka_ack_timeout_s: float = 10.0  # how long a request waits for Kafka before answering 503
@@ -137,6 +140,11 @@ class Settings(BaseSettings):
     # Secret mixed into every log_id (docs/records.md, "Identity"), the same for every job. Required
     # outside the local stack: the jobs refuse to start without it (see uses_local_stack).
     identity_key: str = ""
+    # Key that seals the exact bytes of every dead letter (core/deadletter.py); the readable part is
+    # masked. Required outside the local stack, like identity_key; `strata dlq show --decrypt`
+    # needs the same value.
+    dlq_key: str = ""
+    dlq_retention_hours: int = 72  # raw_logs_dlq keeps entries this long (set when it is created)
 
     # Tier windows, shared by the ingest job and the search API.
     hot_days: int = 14
@@ -177,6 +185,10 @@ class Settings(BaseSettings):
     alerts_lateness_s: int = 10  # event-time lateness a window waits for before it closes
     alerts_idle_s: int = 10  # a source split silent this long stops holding the watermark back
     alerts_rules_refresh_s: float = 5.0  # how soon a rule saved through the API takes effect
+    # Groups the alerts job keeps at once per rule and per tenant; points of new groups past either
+    # are counted and reported in the rule's history instead of evaluated (core/alerts/caps.py).
+    alerts_max_groups_per_rule: int = 10_000
+    alerts_max_groups_per_tenant: int = 100_000
     alerts_checkpoint_s: float = 5.0
     alerts_checkpoint_dir: Path | None = None  # default: <home>/checkpoints/alerts
     alerts_retry_max_s: float = 300.0  # longest wait between two delivery attempts
@@ -202,6 +214,9 @@ class Settings(BaseSettings):
     search_cold_lookup_days: int = 400  # how far back GET /v1/logs/{id} looks in the archive
     tail_buffer_records: int = 10_000  # recent `logs` records each API process keeps for tail
     tail_buffer_s: float = 300.0
+    # How often an open live tail asks PostgreSQL again whether its key still holds: a revoked or
+    # expired key (or a disabled tenant) loses its stream within this many seconds.
+    tail_key_check_s: float = 5.0
 
     # How long `strata stack up` waits for one service to become healthy.
     start_timeout_s: float = 240.0

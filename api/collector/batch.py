@@ -8,12 +8,13 @@ A refused entry is reported by its index and the rest of the batch goes on.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from api.collector.encoder import EnvelopeEncoder
+from api.collector.encoder import EntryTooDeep, EnvelopeEncoder
 from core.records.multiline import Event, MultilineJoiner
 from schemas.rejection import RejectReason
 
@@ -22,10 +23,39 @@ from schemas.rejection import RejectReason
 MAX_LISTED_ERRORS = 1000
 
 NOT_AN_OBJECT = "NOT_AN_OBJECT"
+TOO_DEEP = "TOO_DEEP"
 
 
 class PayloadError(ValueError):
     """The body as a whole is unreadable (400)."""
+
+
+class TooManyEntries(ValueError):
+    """The request carries more entries than one request may (413); nothing of it is sent."""
+
+    def __init__(self, cap: int, count: int, what: str = "") -> None:
+        super().__init__(
+            f"a request may carry at most {cap} entries (STRATA_INGEST_MAX_ENTRIES){what}; "
+            "split the batch into smaller requests"
+        )
+        self.cap = cap
+        self.count = count  # as many as were counted before stopping (the whole array's length)
+
+
+# JSON objects a request may hold per entry of the cap, counted before the body is parsed: an entry
+# with its metadata is a few objects, while a gzip bomb of `[{"m":1},…]` is millions, each of which
+# the parser would build (holding the interpreter lock) before the entries could be counted.
+OBJECTS_PER_ENTRY = 4
+
+
+def check_json_work(body: bytes, max_entries: int) -> None:
+    """:class:`TooManyEntries` when ``body`` holds more than ``OBJECTS_PER_ENTRY`` times the cap in
+    ``{`` characters (a bound that braces inside strings only raise), before parsing it."""
+    if not max_entries or len(body) < max_entries * OBJECTS_PER_ENTRY:
+        return
+    objects = body.count(b"{")
+    if objects > max_entries * OBJECTS_PER_ENTRY:
+        raise TooManyEntries(max_entries, objects, f"; this body holds {objects} JSON objects")
 
 
 @dataclass
@@ -33,12 +63,25 @@ class Outcome:
     """What one request produced: messages for Kafka and per-index refusals."""
 
     max_record_bytes: int
-    received: int = 0
+    # Entries one request may carry (0: no cap). Counting past it raises TooManyEntries, so a body
+    # of a million tiny entries is refused at the cap instead of being encoded in full.
+    max_entries: int = 0
+    _received: int = field(default=0, repr=False)
     messages: list[tuple[bytes, bytes]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
     # index of each message, so a caller (the _bulk route) can map acknowledgements back to items
     indexes: list[int] = field(default_factory=list)
+
+    @property
+    def received(self) -> int:
+        return self._received
+
+    @received.setter
+    def received(self, value: int) -> None:
+        if self.max_entries and value > self.max_entries:
+            raise TooManyEntries(self.max_entries, value)
+        self._received = value
 
     @property
     def rejected(self) -> int:
@@ -61,6 +104,16 @@ class Outcome:
             index, str(RejectReason.TOO_LARGE), f"{what} {size} bytes; the limit is {self.max_record_bytes}"
         )
         return True
+
+    def encode(self, index: int, make: Callable[[], tuple[bytes, bytes]]) -> bool:
+        """Encode one entry with ``make`` and :meth:`add` it; an entry nested too deep to encode is
+        refused as ``TOO_DEEP`` and the rest of the request goes on."""
+        try:
+            message = make()
+        except EntryTooDeep as exc:
+            self.reject(index, TOO_DEEP, str(exc))
+            return False
+        return self.add(index, message)
 
     def add(self, index: int, message: tuple[bytes, bytes]) -> bool:
         if self.too_large(index, len(message[1]), "the entry is, once encoded,"):
@@ -101,9 +154,9 @@ def add_item(
             return
         own_service = _str_field(item.get("service")) or service
         own_host = _str_field(item.get("host")) or host
-        out.add(
+        out.encode(
             index,
-            encoder.entry(item, service=own_service, host=own_host, entry_id=encoder.entry_id(index)),
+            lambda: encoder.entry(item, service=own_service, host=own_host, entry_id=encoder.entry_id(index)),
         )
     elif isinstance(item, str):
         if not item.strip():
@@ -124,12 +177,16 @@ def decode_json_batch(
     default_service: str | None,
     default_host: str | None = None,
     content_type: str = "application/json",
+    max_entries: int = 0,
 ) -> Outcome:
     """Decode ``/v1/logs/ingest`` bodies: ``{"service", "logs": [...]}``, a JSON array, one object,
     NDJSON (one entry per line; the index is the line number) or ``text/plain`` raw lines.
+    More than ``max_entries`` entries (0: no cap) raise :class:`TooManyEntries`.
     """
-    out = Outcome(max_record_bytes=max_record_bytes)
+    out = Outcome(max_record_bytes=max_record_bytes, max_entries=max_entries)
     kind = content_type.split(";", 1)[0].strip().lower()
+    if kind != "text/plain":
+        check_json_work(body, max_entries)
     if kind == "text/plain":
         decode_lines(body, out, encoder, service=default_service, host=default_host)
         return out

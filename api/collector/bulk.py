@@ -13,13 +13,14 @@ What real shippers send, and how Elasticsearch reads it:
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from typing import Any
 
 import orjson
 
-from api.collector.batch import Outcome
+from api.collector.batch import Outcome, check_json_work
 from api.collector.encoder import EnvelopeEncoder
 from schemas.rejection import RejectReason
 
@@ -125,14 +126,20 @@ def parse_action(line: bytes, number: int) -> tuple[str, dict[str, Any]]:
 
 
 def decode_bulk(
-    body: bytes, encoder: EnvelopeEncoder, *, default_index: str | None, max_record_bytes: int
+    body: bytes,
+    encoder: EnvelopeEncoder,
+    *,
+    default_index: str | None,
+    max_record_bytes: int,
+    max_entries: int = 0,
 ) -> tuple[Outcome, list[dict[str, Any]]]:
     """Parse a bulk body into messages and one result slot per action, in order.
 
     Slots of accepted items are completed after Kafka acknowledges them; refused ones already carry
     their error. An action line that is not JSON makes the rest unreadable, as in Elasticsearch.
     """
-    out = Outcome(max_record_bytes=max_record_bytes)
+    check_json_work(body, max_entries)
+    out = Outcome(max_record_bytes=max_record_bytes, max_entries=max_entries)
     items: list[dict[str, Any]] = []
     lines = iter(body.split(b"\n"))
     line_number = 0
@@ -188,19 +195,21 @@ def decode_bulk(
             continue
         # The client's _id names the document across retries, as in Elasticsearch (per index).
         entry_id = f"_id:{index}/{client_id}" if client_id else encoder.entry_id(position)
-        message = encoder.entry(
+
+        message = functools.partial(
+            encoder.entry,
             doc,
             service=service_of(doc, index),
             host=host_of(doc),
             attributes={"index": index},
             entry_id=entry_id,
         )
-        if not out.add(position, message):
+        if not out.encode(position, message):
             error = out.errors[-1] if out.errors and out.errors[-1]["index"] == position else None
             item.update(
                 status=400,
                 error={
-                    "type": str(RejectReason.TOO_LARGE),
+                    "type": error["reason"] if error else str(RejectReason.TOO_LARGE),
                     "reason": error["detail"] if error else "too large",
                 },
             )

@@ -21,6 +21,15 @@ UNKNOWN_SERVICE = "unknown"
 MAX_IDEMPOTENCY_KEY_CHARS = 256
 
 
+# orjson writes at most this many levels of nesting (its reader takes 1024), so an entry deeper
+# than this cannot be put on Kafka as JSON.
+MAX_DEPTH = 254
+
+
+class EntryTooDeep(ValueError):
+    """An entry nested too deep to encode; refused as that entry (``TOO_DEEP``), not the request."""
+
+
 def message_key(tenant: str, service: str | None) -> bytes:
     return f"{tenant}/{service or UNKNOWN_SERVICE}".encode()
 
@@ -139,4 +148,9 @@ class EnvelopeEncoder:
         if entry_id is not None:
             out["entry_id"] = entry_id
         out[kind] = payload
-        return message_key(self.tenant, service), orjson.dumps(out)
+        try:
+            return message_key(self.tenant, service), orjson.dumps(out)
+        except orjson.JSONEncodeError as exc:  # nesting past orjson's limit (its decoder took it)
+            raise EntryTooDeep(
+                f"the entry nests deeper than {MAX_DEPTH} levels; flatten it or send it as a line"
+            ) from exc

@@ -11,7 +11,7 @@ from typing import TypeVar
 from fastapi import HTTPException, Request, status
 
 from api import metrics
-from api.collector.batch import Outcome
+from api.collector.batch import Outcome, TooManyEntries
 from api.collector.body import BadBody, BodyTooLarge, UnsupportedEncoding, decompress, read_body
 from api.deps import AppState, Principal, check_rate
 from connectors.kafka.producer import KafkaUnavailable
@@ -32,6 +32,16 @@ _DECODE_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-deco
 async def off_loop(fn: Callable[..., T], *args: object) -> T:
     """``fn(*args)`` on the decode pool, leaving the event loop free for other requests."""
     return await asyncio.get_running_loop().run_in_executor(_DECODE_POOL, fn, *args)
+
+
+def too_many_entries(route: str, exc: TooManyEntries, state: AppState, principal: Principal) -> HTTPException:
+    """The 413 for a request over the entry cap. The entries counted are spent from the tenant's
+    rate all the same: decoding them cost the server as much as accepting them, so a tenant
+    sending such requests in a loop is soon answered 429 before its bodies are even read."""
+    rate = state.settings.ingest_rate_per_s if principal.rate_per_s is None else principal.rate_per_s
+    state.limiter.take(principal.tenant_id, rate, exc.count)
+    metrics.REQUESTS_REFUSED.labels(route, "413").inc()
+    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc))
 
 
 async def load_body(

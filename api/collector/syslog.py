@@ -147,6 +147,7 @@ class Stats:
     failed: int = 0
     dropped: int = 0
     oversized: int = 0
+    split_bursts: int = 0  # reads holding more messages than STRATA_INGEST_MAX_ENTRIES
 
 
 # How many senders may have an event waiting for its continuation at once.
@@ -287,6 +288,10 @@ class SyslogCollector:
             transport.pause_reading()
             self._paused.add(transport)
 
+    def holds(self, transport: asyncio.Transport) -> bool:
+        """Whether Kafka's backpressure has paused this connection (only it may resume it)."""
+        return transport in self._paused
+
     def unregister_tcp(self, transport: asyncio.Transport) -> None:
         self._tcp.discard(transport)
         self._paused.discard(transport)
@@ -314,6 +319,7 @@ class _TcpProtocol(asyncio.Protocol):
         self.decoder = FrameDecoder(collector.settings.ingest_max_record_bytes)
         self.peer = ""
         self.transport: asyncio.Transport | None = None
+        self._backlog: list[bytes] | None = None  # the rest of a burst split at the entry cap
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -326,6 +332,36 @@ class _TcpProtocol(asyncio.Protocol):
         self._deliver(self.decoder.feed(data))
 
     def _deliver(self, messages: list[bytes]) -> None:
+        if self._backlog is not None:  # a split burst is still being sent: keep the order
+            self._backlog.extend(messages)
+            return
+        cap = self.collector.settings.ingest_max_entries
+        if cap and len(messages) > cap and self.transport is not None:
+            # One read of tiny frames can hold a hundred thousand messages: send the cap's worth,
+            # stop reading this connection and let the loop serve the others before the rest.
+            # Nothing is dropped: a syslog sender has no reply channel to learn it should resend.
+            self.collector.stats.split_bursts += 1
+            self.transport.pause_reading()
+            self._backlog = messages[cap:]
+            self._send(messages[:cap])
+            asyncio.get_running_loop().call_soon(self._drain)
+            return
+        self._send(messages)
+
+    def _drain(self) -> None:
+        cap = self.collector.settings.ingest_max_entries
+        backlog = self._backlog or []
+        now, self._backlog = backlog[:cap], backlog[cap:]
+        self._send(now)
+        if self._backlog:
+            asyncio.get_running_loop().call_soon(self._drain)
+            return
+        self._backlog = None
+        transport = self.transport
+        if transport is not None and not transport.is_closing() and not self.collector.holds(transport):
+            transport.resume_reading()
+
+    def _send(self, messages: list[bytes]) -> None:
         for message in messages:
             while not self.collector.handle(message, self.listener.tenant, "tcp", self.peer):
                 # librdkafka's own queue is full: serve its callbacks until there is room. This

@@ -59,17 +59,18 @@ def open_decompressed(raw: IO[bytes]) -> Any:
 class LineChunks:
     """Reads a byte stream as chunks of whole lines; a line over ``max_line`` is skipped and reported."""
 
-    def __init__(self, stream: Any, max_line: int) -> None:
+    def __init__(self, stream: Any, max_line: int, max_lines: int = CHUNK_LINES) -> None:
         # Every stream open_decompressed returns has readline(limit).
         self._stream = stream
         self._max_line = max_line
+        self._max_lines = max(min(max_lines, CHUNK_LINES), 1)  # a chunk is one request's worth
         self.line_no = 0
         self.too_long: list[int] = []
 
     def next_chunk(self) -> list[bytes]:
         lines: list[bytes] = []
         size = 0
-        while len(lines) < CHUNK_LINES and size < CHUNK_BYTES:
+        while len(lines) < self._max_lines and size < CHUNK_BYTES:
             line = self._stream.readline(self._max_line + 1)
             if not line:
                 break
@@ -125,7 +126,7 @@ async def process_upload(
 
     try:
         await update(state="running")
-        reader = LineChunks(open_decompressed(raw), max_line)
+        reader = LineChunks(open_decompressed(raw), max_line, state.settings.ingest_max_entries)
         while True:
             first_line = reader.line_no
             lines = await asyncio.to_thread(reader.next_chunk)

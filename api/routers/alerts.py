@@ -17,8 +17,9 @@ from pydantic import BaseModel, Field, ValidationError
 from api.deps import AdminKey, EngineDep, Principal, StateDep, TenantQuery, acting_tenant
 from api.search.engine import SearchEngine
 from connectors.postgres import alerts as store
+from connectors.postgres import audit
 from core.alerts.egress import EgressPolicy, literal_refusal
-from core.alerts.rules import Rule, RuleSpec
+from core.alerts.rules import Rule, RuleSpec, group_by_refusal
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
@@ -68,6 +69,14 @@ def _out(stored: store.StoredRule) -> RuleOut:
     )
 
 
+def _check_spec(spec: RuleSpec, state: Any) -> None:
+    """400 for a group_by that would keep a group per record; 422 for a channel it may not reach."""
+    refusal = group_by_refusal(spec.group_by)
+    if refusal is not None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=refusal)
+    _check_channels(spec, state)
+
+
 def _check_channels(spec: RuleSpec, state: Any) -> None:
     """422 for a webhook or Slack URL that names a non-public address outright (``127.0.0.1``,
     ``169.254.169.254``, ``localhost``); names are checked again, resolved, at every send."""
@@ -97,6 +106,28 @@ def _history_out(row: dict[str, Any]) -> HistoryEntry:
     return HistoryEntry.model_validate({**row, "group": row["group_values"], "deliveries": deliveries})
 
 
+async def _audit(
+    conn: Any, principal: Principal, tenant_id: str, action: str, stored: store.StoredRule, **details: Any
+) -> None:
+    """The rule change's audit entry: the rule as it now is (its channels' URLs left out, since a
+    webhook URL often carries a token)."""
+    rule = stored.rule
+    await audit.record(
+        conn,
+        principal.actor,
+        tenant_id,
+        action,
+        target=rule.id,
+        details={
+            "name": rule.name,
+            "revision": rule.revision,
+            "enabled": rule.enabled,
+            "channels": [getattr(c, "type", "") for c in rule.channels],
+            **details,
+        },
+    )
+
+
 def _not_found(rule_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alert rule {rule_id!r} in this tenant")
 
@@ -114,9 +145,11 @@ async def create_rule(
 ) -> Any:
     """Create a rule; the running alerts job picks it up without a restart."""
     tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
-    _check_channels(body, state)
-    async with state.pool.connection() as conn:
-        return _out(await store.create_rule(conn, tenant_id, body))
+    _check_spec(body, state)
+    async with state.pool.connection() as conn, conn.transaction():
+        stored = await store.create_rule(conn, tenant_id, body)
+        await _audit(conn, principal, tenant_id, "alert_rule.create", stored)
+    return _out(stored)
 
 
 @router.get("/rules", response_model=list[RuleOut])
@@ -142,10 +175,11 @@ async def replace_rule(
 ) -> Any:
     """Replace a rule's definition (its revision goes up; its alert state is kept)."""
     tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
-    _check_channels(body, state)
-    async with state.pool.connection() as conn:
-        stored = await store.update_rule(conn, tenant_id, rule_id, body)
-    return _out(_existing(stored, rule_id))
+    _check_spec(body, state)
+    async with state.pool.connection() as conn, conn.transaction():
+        stored = _existing(await store.update_rule(conn, tenant_id, rule_id, body), rule_id)
+        await _audit(conn, principal, tenant_id, "alert_rule.replace", stored)
+    return _out(stored)
 
 
 @router.patch("/rules/{rule_id}", response_model=RuleOut)
@@ -154,7 +188,7 @@ async def update_rule(
 ) -> Any:
     """Change some fields of a rule; the result is validated as a whole."""
     tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
-    async with state.pool.connection() as conn:
+    async with state.pool.connection() as conn, conn.transaction():
         stored = await store.get_rule(conn, tenant_id, rule_id)
         if stored is None:
             raise _not_found(rule_id)
@@ -166,10 +200,9 @@ async def update_rule(
                 status.HTTP_422_UNPROCESSABLE_ENTITY,
                 detail=exc.errors(include_url=False, include_context=False, include_input=False),
             ) from exc
-        _check_channels(spec, state)
-        updated = await store.update_rule(conn, tenant_id, rule_id, spec)
-    if updated is None:
-        raise _not_found(rule_id)
+        _check_spec(spec, state)
+        updated = _existing(await store.update_rule(conn, tenant_id, rule_id, spec), rule_id)
+        await _audit(conn, principal, tenant_id, "alert_rule.update", updated, changed=sorted(body))
     return _out(updated)
 
 
@@ -189,18 +222,21 @@ async def _set_enabled(
     rule_id: str, enabled: bool, principal: Principal, state: Any, tenant: str | None
 ) -> Any:
     tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
-    async with state.pool.connection() as conn:
-        stored = await store.set_enabled(conn, tenant_id, rule_id, enabled)
-    return _out(_existing(stored, rule_id))
+    async with state.pool.connection() as conn, conn.transaction():
+        stored = _existing(await store.set_enabled(conn, tenant_id, rule_id, enabled), rule_id)
+        action = "alert_rule.enable" if enabled else "alert_rule.disable"
+        await _audit(conn, principal, tenant_id, action, stored)
+    return _out(stored)
 
 
 @router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_rule(rule_id: str, principal: AdminKey, state: StateDep, tenant: TenantQuery = None) -> None:
     """Delete a rule; its history stays."""
     tenant_id = acting_tenant(principal, tenant, "its own tenant's rules")
-    async with state.pool.connection() as conn:
+    async with state.pool.connection() as conn, conn.transaction():
         if not await store.delete_rule(conn, tenant_id, rule_id):
             raise _not_found(rule_id)
+        await audit.record(conn, principal.actor, tenant_id, "alert_rule.delete", target=rule_id)
 
 
 @router.get("/history", response_model=list[HistoryEntry])

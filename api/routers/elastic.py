@@ -15,9 +15,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response, status
 
 from api import metrics
+from api.collector.batch import TooManyEntries
 from api.collector.bulk import BulkFormatError, decode_bulk
 from api.collector.encoder import EnvelopeEncoder, request_identity
-from api.collector.publish import load_body, off_loop, publish
+from api.collector.publish import load_body, off_loop, publish, too_many_entries
 from api.deps import IngestKey, StateDep, check_rate
 from api.responses import JSONBytes
 
@@ -46,7 +47,14 @@ async def _bulk(request: Request, principal: IngestKey, state: StateDep, index: 
                 encoder,
                 default_index=index,
                 max_record_bytes=state.settings.ingest_max_record_bytes,
+                max_entries=state.settings.ingest_max_entries,
             )
+        )
+    except TooManyEntries as exc:
+        too_many_entries(ROUTE, exc, state, principal)  # spends the tenant's rate, counts the refusal
+        return _es_json(
+            {"error": {"type": "illegal_argument_exception", "reason": str(exc)}, "status": 413},
+            status.HTTP_413_CONTENT_TOO_LARGE,
         )
     except BulkFormatError as exc:
         metrics.REQUESTS_REFUSED.labels(ROUTE, "400").inc()

@@ -10,9 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 
 from api import metrics
-from api.collector.batch import PayloadError, decode_json_batch
+from api.collector.batch import PayloadError, TooManyEntries, decode_json_batch
 from api.collector.encoder import MAX_IDEMPOTENCY_KEY_CHARS, EnvelopeEncoder, request_identity
-from api.collector.publish import load_body, off_loop, publish
+from api.collector.publish import load_body, off_loop, publish, too_many_entries
 from api.deps import IngestKey, StateDep, check_rate
 from api.responses import JSONBytes
 
@@ -124,8 +124,11 @@ async def ingest(
                 max_record_bytes=state.settings.ingest_max_record_bytes,
                 default_service=service or x_strata_service,
                 content_type=request.headers.get("content-type", "application/json"),
+                max_entries=state.settings.ingest_max_entries,
             )
         )
+    except TooManyEntries as exc:
+        raise too_many_entries(ROUTE, exc, state, principal) from exc
     except PayloadError as exc:
         metrics.REQUESTS_REFUSED.labels(ROUTE, "400").inc()
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc

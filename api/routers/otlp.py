@@ -9,6 +9,7 @@ entry, the log record's attributes become its metadata. The answer follows the O
 from __future__ import annotations
 
 import base64
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -17,9 +18,9 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from api import metrics
-from api.collector.batch import NOT_AN_OBJECT, Outcome
+from api.collector.batch import NOT_AN_OBJECT, TOO_DEEP, Outcome, TooManyEntries, check_json_work
 from api.collector.encoder import EnvelopeEncoder, request_identity
-from api.collector.publish import load_body, off_loop, publish
+from api.collector.publish import load_body, off_loop, publish, too_many_entries
 from api.deps import IngestKey, StateDep, check_rate
 from schemas.record import format_ts
 from schemas.rejection import RejectReason
@@ -85,10 +86,12 @@ def _nanos_to_ts(value: Any) -> str | None:
     return format_ts(datetime.fromtimestamp(nanos // 1000 / 1_000_000, UTC))
 
 
-def decode_otlp(doc: Any, tenant: str, max_record_bytes: int, request_id: str | None = None) -> Outcome:
+def decode_otlp(
+    doc: Any, tenant: str, max_record_bytes: int, request_id: str | None = None, max_entries: int = 0
+) -> Outcome:
     """Messages for every log record of an ExportLogsServiceRequest in its JSON form.
     ``request_id`` names the request across retries (see :func:`request_identity`)."""
-    out = Outcome(max_record_bytes=max_record_bytes)
+    out = Outcome(max_record_bytes=max_record_bytes, max_entries=max_entries)
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceLogs", []), list):
         raise ValueError('expected an ExportLogsServiceRequest: {"resourceLogs": [...]}')
     position = 0
@@ -111,11 +114,16 @@ def decode_otlp(doc: Any, tenant: str, max_record_bytes: int, request_id: str | 
                 if not isinstance(record, dict):
                     out.reject(index, NOT_AN_OBJECT, "a log record must be an object")
                     continue
-                body = any_value(record.get("body"))
-                if body is None or body == "":
+                try:
+                    body = any_value(record.get("body"))
+                    text = None if body is None or body == "" else _as_text(body)
+                except (orjson.JSONEncodeError, RecursionError):
+                    out.reject(index, TOO_DEEP, "the log record's body nests too deep to encode")
+                    continue
+                if text is None:
                     out.reject(index, str(RejectReason.EMPTY), "the log record has no body")
                     continue
-                entry: dict[str, Any] = {"message": _as_text(body)}
+                entry: dict[str, Any] = {"message": text}
                 timestamp = _nanos_to_ts(record.get("timeUnixNano")) or _nanos_to_ts(
                     record.get("observedTimeUnixNano")
                 )
@@ -137,9 +145,10 @@ def decode_otlp(doc: Any, tenant: str, max_record_bytes: int, request_id: str | 
                     entry["service"] = _as_text(service)
                 if host:
                     entry["host"] = _as_text(host)
-                out.add(
+                out.encode(
                     index,
-                    encoder.entry(
+                    functools.partial(
+                        encoder.entry,
                         entry,
                         service=_as_text(service) if service else None,
                         host=_as_text(host) if host else None,
@@ -209,13 +218,21 @@ async def otlp_logs(request: Request, principal: IngestKey, state: StateDep) -> 
     protobuf = request.headers.get("content-type", "").split(";")[0].strip().lower() == PROTOBUF
 
     def decode() -> Outcome:
+        if not protobuf:
+            check_json_work(body, state.settings.ingest_max_entries)
         doc = protobuf_to_json(body) if protobuf else orjson.loads(body)
         return decode_otlp(
-            doc, principal.tenant_id, state.settings.ingest_max_record_bytes, request_identity(body)
+            doc,
+            principal.tenant_id,
+            state.settings.ingest_max_record_bytes,
+            request_identity(body),
+            max_entries=state.settings.ingest_max_entries,
         )
 
     try:
         outcome = await off_loop(decode)
+    except TooManyEntries as exc:
+        raise too_many_entries(ROUTE, exc, state, principal) from exc
     except (ValueError, AttributeError, TypeError) as exc:  # DecodeError is a ValueError too
         metrics.REQUESTS_REFUSED.labels(ROUTE, "400").inc()
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"not an OTLP logs request: {exc}") from exc

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminKey, StateDep, TenantQuery, acting_tenant
 from connectors import retention as sweeps
+from connectors.postgres import audit
 from connectors.postgres import retention as store
 from core.retention import Override, RetentionError, check_override, resolve
 
@@ -84,8 +85,19 @@ async def set_retention(body: Days, principal: AdminKey, state: StateDep, tenant
         override = check_override(sweeps.defaults(state.settings), Override(**body.model_dump()))
     except RetentionError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
-    async with state.pool.connection() as conn:
+    async with state.pool.connection() as conn, conn.transaction():
         await store.set_override(conn, tenant_id, override)
+        await audit.record(
+            conn,
+            principal.actor,
+            tenant_id,
+            "retention.set",
+            details={
+                "hot_days": override.hot_days,
+                "warm_days": override.warm_days,
+                "archive_days": override.archive_days,
+            },
+        )
     return await _answer(state, tenant_id)
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, WebSocket, WebSocketDisconnect, status
 
-from api.deps import AppState, Principal, StateDep, require
+from api.deps import AppState, Principal, StateDep, credential, require
 from api.responses import JSONBytes
 from api.search.params import Filters, parse_time
 from api.search.tail import TailHub, decode_position, encode_position
@@ -131,8 +131,9 @@ async def tail_ws(websocket: WebSocket) -> None:
                 await websocket.send_text(_dumps({"type": "error", "message": str(exc)}))
 
     reader = asyncio.create_task(receive())
+    watcher = asyncio.create_task(_recheck_key(websocket, state, headers))
     try:
-        while not reader.done():
+        while not reader.done() and not watcher.done():
             try:
                 first = await asyncio.wait_for(sub.queue.get(), timeout=1.0)
             except TimeoutError:
@@ -150,8 +151,37 @@ async def tail_ws(websocket: WebSocket) -> None:
     finally:
         hub.unsubscribe(sub)
         reader.cancel()
+        watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
             await reader
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+            await watcher
+
+
+# Close codes a tail client sees: 4401 the key is unknown, 4403 it no longer may read (revoked,
+# expired, tenant disabled, scope removed), 1013 it cannot be checked now (reconnect later).
+_CLOSE_CODES = {401: 4401, 403: 4403}
+
+
+async def _recheck_key(websocket: WebSocket, state: AppState, headers: dict[str, str]) -> None:
+    """Asks PostgreSQL again every ``tail_key_check_s`` whether the key still holds, and closes the
+    socket with the reason when it does not: a stream outlives its handshake by hours, and a revoked
+    key must not keep reading. A key that cannot be checked closes too (fail closed)."""
+    interval = max(state.settings.tail_key_check_s, 0.1)
+    check = require("search")
+    key = credential(_Headers(headers))  # type: ignore[arg-type]
+    while True:
+        await asyncio.sleep(interval)
+        if key:
+            state.auth_cache.pop(key, None)  # this check must ask the key store, not the cache
+        try:
+            await check(_Headers(headers), state)
+        except HTTPException as exc:
+            code = _CLOSE_CODES.get(exc.status_code, 1013)
+            reason = str(exc.detail) if code != 1013 else "the API key cannot be re-checked now; reconnect"
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                await websocket.close(code=code, reason=reason[:120])
+            return
 
 
 def _dumps(value: object) -> str:

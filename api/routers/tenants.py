@@ -18,7 +18,7 @@ from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminKey, AppState, RegisterKey, StateDep, TenantQuery, acting_tenant
-from connectors.postgres import tenants
+from connectors.postgres import audit, tenants
 
 router = APIRouter(prefix="/v1", tags=["tenants"])
 
@@ -83,10 +83,10 @@ def _refused(exc: tenants.TenantError) -> HTTPException:
 
 @asynccontextmanager
 async def _connection(state: AppState) -> AsyncIterator[AsyncConnection[Any]]:
-    """A pooled connection whose TenantError (unknown tenant, bad scope…) answers as the request's
-    own error."""
+    """A pooled connection in a transaction (the change and its audit entry commit together), whose
+    TenantError (unknown tenant, bad scope…) answers as the request's own error."""
     try:
-        async with state.pool.connection() as conn:
+        async with state.pool.connection() as conn, conn.transaction():
             yield conn
     except tenants.TenantError as exc:
         raise _refused(exc) from exc
@@ -100,7 +100,7 @@ def _forget_keys(state: AppState) -> None:
 @router.post("/agents/register", response_model=AgentCredentials, status_code=status.HTTP_201_CREATED)
 async def register_agent(body: AgentRegistration, principal: RegisterKey, state: StateDep) -> Any:
     """Register an agent: returns its client id and its own ingest token."""
-    async with state.pool.connection() as conn:
+    async with state.pool.connection() as conn, conn.transaction():
         tenant_id = await tenants.find_tenant(conn, body.organization)
         if principal.is_admin_token:
             if tenant_id is None:
@@ -123,6 +123,14 @@ async def register_agent(body: AgentRegistration, principal: RegisterKey, state:
             agent_version=body.agent_version,
             hostname=body.hostname,
         )
+        await audit.record(
+            conn,
+            principal.actor,
+            tenant_id,
+            "agent.register",
+            target=client_id,
+            details={"key_id": key_id, "hostname": body.hostname, "environment": body.environment},
+        )
     return AgentCredentials(client_id=client_id, token=key, key_id=key_id, tenant=tenant_id)
 
 
@@ -134,6 +142,14 @@ async def create_key(
     tenant_id = acting_tenant(principal, tenant)
     async with _connection(state) as conn:
         key_id, key = await tenants.create_key(conn, tenant_id, name=body.name, scopes=body.scopes)
+        await audit.record(
+            conn,
+            principal.actor,
+            tenant_id,
+            "key.create",
+            target=key_id,
+            details={"name": body.name, "scopes": sorted(set(body.scopes))},
+        )
     return NewKey(tenant=tenant_id, key_id=key_id, key=key)
 
 
@@ -156,8 +172,15 @@ async def rotate_key(
     """Replace a key by a new one with the same scopes; the old one expires after ``grace_s``."""
     tenant_id = acting_tenant(principal, tenant)
     async with _connection(state) as conn:
-        new_id, key = await tenants.rotate_key(
-            conn, tenant_id, key_id, grace_s=(body or RotateRequest()).grace_s
+        grace_s = (body or RotateRequest()).grace_s
+        new_id, key = await tenants.rotate_key(conn, tenant_id, key_id, grace_s=grace_s)
+        await audit.record(
+            conn,
+            principal.actor,
+            tenant_id,
+            "key.rotate",
+            target=key_id,
+            details={"new_key_id": new_id, "grace_s": grace_s},
         )
     _forget_keys(state)
     return NewKey(tenant=tenant_id, key_id=new_id, key=key, replaces=key_id)
@@ -169,6 +192,7 @@ async def revoke_key(key_id: str, principal: AdminKey, state: StateDep, tenant: 
     tenant_id = acting_tenant(principal, tenant)
     async with _connection(state) as conn:
         await tenants.revoke_key(conn, tenant_id, key_id)
+        await audit.record(conn, principal.actor, tenant_id, "key.revoke", target=key_id)
     _forget_keys(state)
 
 
@@ -182,6 +206,14 @@ async def create_tenant(body: TenantRequest, principal: AdminKey, state: StateDe
             await tenants.create_tenant(conn, body.id, body.name, body.rate_per_s)
             key_id, key = await tenants.create_key(
                 conn, body.id, name="first key", scopes=["ingest", "register", "admin"]
+            )
+            await audit.record(
+                conn,
+                principal.actor,
+                body.id,
+                "tenant.create",
+                target=body.id,
+                details={"name": body.name or body.id, "rate_per_s": body.rate_per_s, "first_key_id": key_id},
             )
     except tenants.TenantError as exc:
         raise _refused(exc) from exc

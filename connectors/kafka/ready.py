@@ -83,3 +83,54 @@ def ensure_alerts_topic(settings: Settings, topic: str) -> None:
     retry_until(
         ensure, what=f"Kafka topic {topic}", retriable=kafka_retriable, wait_s=settings.service_wait_s
     )
+
+
+def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
+    """The configuration a pipeline topic is created with. The dead-letter topic keeps its entries
+    ``dlq_retention_hours``, apart from the replay window of the others: it holds what could not be
+    parsed (sealed and masked, core/deadletter.py), which should not outlive the time an operator
+    needs to look at it."""
+    hours = settings.dlq_retention_hours if topic == settings.dlq_topic else settings.topic_retention_hours
+    return {"retention.ms": str(hours * 3_600_000)}
+
+
+def ensure_topic(settings: Settings, topic: str, partitions: int | None = None) -> bool:
+    """Create ``topic`` with :func:`topic_configs` unless it exists; True when it was created.
+
+    An existing dead-letter topic whose retention differs from the setting is brought to it, so a
+    changed ``STRATA_DLQ_RETENTION_HOURS`` applies at the next start, not only on a new cluster.
+    """
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_servers})
+    wanted = topic_configs(settings, topic)
+    created = False
+
+    def ensure() -> None:
+        nonlocal created
+        if ready_topic(admin.list_topics(topic, timeout=10), topic) is None:
+            new = NewTopic(topic, partitions or settings.topic_partitions, 1, config=wanted)
+            for future in admin.create_topics([new]).values():
+                try:
+                    future.result(timeout=30)
+                    created = True
+                except Exception as exc:
+                    if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                        raise
+        if created or topic != settings.dlq_topic:
+            return
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        current = admin.describe_configs([resource])[resource].result(timeout=30)
+        entry = current.get("retention.ms")
+        if entry is None or entry.value != wanted["retention.ms"]:
+            change = ConfigEntry(
+                "retention.ms", wanted["retention.ms"], incremental_operation=AlterConfigOpType.SET
+            )
+            resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[change])
+            for future in admin.incremental_alter_configs([resource]).values():
+                future.result(timeout=30)
+
+    retry_until(
+        ensure, what=f"Kafka topic {topic}", retriable=kafka_retriable, wait_s=settings.service_wait_s
+    )
+    return created

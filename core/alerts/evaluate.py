@@ -49,6 +49,10 @@ MAX_DISTINCT_PER_BUCKET = 10_000
 STATE_VERSION = 1
 
 
+# The group of the history entries that report points refused by the group caps (core/alerts/caps.py).
+OVERFLOW_GROUP_ID = "overflow"
+
+
 class State(StrEnum):
     OK = "OK"
     PENDING = "PENDING"

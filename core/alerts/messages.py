@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from core.alerts.backtest import search_query
-from core.alerts.evaluate import AlertEvent, State
+from core.alerts.evaluate import OVERFLOW_GROUP_ID, AlertEvent, State
 from core.alerts.rules import Rule, RuleType
 from schemas.record import format_ts, from_micros
 
@@ -60,6 +60,8 @@ def admit(seen: GroupSeen | None, event: AlertEvent) -> Decision:
 
     A resolution is sent exactly when the firing it ends was sent."""
     state = event.state
+    if event.group_id == OVERFLOW_GROUP_ID:  # each report of refused groups is news; none notifies
+        return SKIP if seen is not None and event.event_id == seen.event_id else Decision(True, False)
     if seen is None:
         return Decision(True, event.notify and state in (State.FIRING, State.RESOLVED))
     if event.event_id == seen.event_id or event.window_end_ms < seen.window_end_ms:

@@ -45,6 +45,34 @@ GROUPABLE_FIELDS: tuple[str, ...] = tuple(
 )
 
 
+# Fields with a value per record or per request: grouping by one keeps a group (and its windows)
+# for every record, so the API refuses it. Attributes are refused by name when it says "an id".
+HIGH_CARDINALITY_FIELDS = frozenset({"log_id", "trace_id", "span_id"})
+_ID_ATTRIBUTE = re.compile(
+    r"(?i)^(?:.*[_.-])?(?:request|req|trace|span|correlation|transaction|txn|session|message|msg|event|log)"
+    r"[_.-]?id$|^(?:.*[_.-])?uuid$|^(?:.*[_.-])?nonce$"
+)
+
+
+def group_by_refusal(group_by: list[str]) -> str | None:
+    """Why grouping by these fields is refused (a field unique to each record or request), or None.
+
+    >>> group_by_refusal(["service", "attributes.status"]) is None
+    True
+    >>> group_by_refusal(["service", "attributes.request_id"]) is None
+    False
+    """
+    for name in group_by:
+        attribute = name[len(ATTRIBUTE_PREFIX) :] if name.startswith(ATTRIBUTE_PREFIX) else None
+        if name in HIGH_CARDINALITY_FIELDS or (attribute is not None and _ID_ATTRIBUTE.match(attribute)):
+            return (
+                f"group_by {name!r} has a value per record or request: the rule would keep a group "
+                "for each one; group by a field with a bounded set of values (service, host, level, "
+                "an attribute such as attributes.status) and filter on the id instead"
+            )
+    return None
+
+
 class RuleType(StrEnum):
     THRESHOLD = "threshold"
     NEW_PATTERN = "new_pattern"

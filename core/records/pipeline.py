@@ -122,6 +122,13 @@ class RecordPipeline:
         except Exception as exc:  # the promise is "never an exception": a bug becomes a DLQ entry
             return Rejected(RejectReason.INTERNAL, f"{type(exc).__name__}: {exc}"[:300])
 
+    def mask_text(self, text: str, tenant: str | None = None) -> str:
+        """``text`` masked as a record's message would be, with the tenant's rules (the default
+        rules without one); unchanged when the configuration turns masking off."""
+        if not self._mask_enabled:
+            return text
+        return self._maskers.get(tenant or "", self._masker_default).mask(text, {})
+
     def process_line(
         self,
         line: bytes | str,

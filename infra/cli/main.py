@@ -17,6 +17,7 @@ from infra.cli import (
     archive,
     collect,
     demo,
+    dlq,
     job,
     parse,
     retention,
@@ -40,6 +41,7 @@ COMMANDS: dict[str, ModuleType] = {
     "archive": archive,
     "alerts": alerts,
     "retention": retention,
+    "dlq": dlq,
     "demo": demo,
 }
 

@@ -68,6 +68,7 @@ async def _set(args: argparse.Namespace) -> int:
     import psycopg
 
     from connectors import retention as sweeps
+    from connectors.postgres import audit
     from connectors.postgres import retention as store
     from core.retention import Override, RetentionError, check_override
 
@@ -91,7 +92,19 @@ async def _set(args: argparse.Namespace) -> int:
         return 2
     async with await psycopg.AsyncConnection.connect(settings.postgres_dsn, autocommit=True) as conn:
         try:
-            await store.set_override(conn, args.tenant, override)
+            async with conn.transaction():
+                await store.set_override(conn, args.tenant, override)
+                await audit.record(
+                    conn,
+                    audit.Actor.cli(),
+                    args.tenant,
+                    "retention.set",
+                    details={
+                        "hot_days": override.hot_days,
+                        "warm_days": override.warm_days,
+                        "archive_days": override.archive_days,
+                    },
+                )
         except psycopg.errors.ForeignKeyViolation:
             print(f"strata retention set: no tenant {args.tenant!r}", file=sys.stderr)
             return 2

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from connectors.postgres import tenants
+from connectors.postgres import audit, tenants
 from connectors.postgres.migrate import migrate
 from infra.settings import get_settings
 
@@ -63,6 +63,31 @@ async def _with_conn(action: Callable[[psycopg.AsyncConnection[Any]], Awaitable[
         return await action(conn)
 
 
+async def _audited(
+    change: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]],
+    tenant: str,
+    action: str,
+    target: Callable[[Any], str] | str = "",
+    details: Callable[[Any], dict[str, Any]] | None = None,
+) -> Any:
+    """Run ``change`` and write its audit entry (actor ``cli:<os user>``) in one transaction."""
+
+    async def both(conn: psycopg.AsyncConnection[Any]) -> Any:
+        async with conn.transaction():
+            result = await change(conn)
+            await audit.record(
+                conn,
+                audit.Actor.cli(),
+                tenant,
+                action,
+                target=target(result) if callable(target) else target,
+                details=details(result) if details else None,
+            )
+            return result
+
+    return await _with_conn(both)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     try:
@@ -81,35 +106,57 @@ async def _run(args: argparse.Namespace) -> int:
     if action == "create":
 
         async def create(conn: psycopg.AsyncConnection[Any]) -> tuple[str, str]:
-            async with conn.transaction():
-                await tenants.create_tenant(conn, args.tenant, args.name, args.rate)
-                return await tenants.create_key(
-                    conn, args.tenant, name="first key", scopes=_scopes(args.scopes)
-                )
+            await tenants.create_tenant(conn, args.tenant, args.name, args.rate)
+            return await tenants.create_key(conn, args.tenant, name="first key", scopes=_scopes(args.scopes))
 
-        key_id, key = await _with_conn(create)
+        key_id, key = await _audited(
+            create,
+            args.tenant,
+            "tenant.create",
+            args.tenant,
+            lambda r: {"name": args.name or args.tenant, "rate_per_s": args.rate, "first_key_id": r[0]},
+        )
         _print({"tenant": args.tenant, "key_id": key_id, "key": key})
         print("Keep the key: it is shown only once.", file=sys.stderr)
     elif action == "list":
         _print(await _with_conn(tenants.list_tenants))
     elif action == "key-create":
-        key_id, key = await _with_conn(
-            lambda conn: tenants.create_key(conn, args.tenant, name=args.name, scopes=_scopes(args.scopes))
+        key_id, key = await _audited(
+            lambda conn: tenants.create_key(conn, args.tenant, name=args.name, scopes=_scopes(args.scopes)),
+            args.tenant,
+            "key.create",
+            lambda r: str(r[0]),
+            lambda r: {"name": args.name, "scopes": sorted(set(_scopes(args.scopes)))},
         )
         _print({"tenant": args.tenant, "key_id": key_id, "key": key})
     elif action == "keys":
         _print(await _with_conn(lambda conn: tenants.list_keys(conn, args.tenant)))
     elif action == "key-rotate":
-        key_id, key = await _with_conn(
-            lambda conn: tenants.rotate_key(conn, args.tenant, args.key_id, grace_s=args.grace)
+        key_id, key = await _audited(
+            lambda conn: tenants.rotate_key(conn, args.tenant, args.key_id, grace_s=args.grace),
+            args.tenant,
+            "key.rotate",
+            args.key_id,
+            lambda r: {"new_key_id": r[0], "grace_s": args.grace},
         )
         _print({"tenant": args.tenant, "key_id": key_id, "key": key, "replaces": args.key_id})
     elif action == "key-revoke":
-        await _with_conn(lambda conn: tenants.revoke_key(conn, args.tenant, args.key_id))
+        await _audited(
+            lambda conn: tenants.revoke_key(conn, args.tenant, args.key_id),
+            args.tenant,
+            "key.revoke",
+            args.key_id,
+        )
         _print({"tenant": args.tenant, "key_id": args.key_id, "revoked": True})
     elif action == "set-rate":
         rate = None if args.rate == "default" else float(args.rate)
-        await _with_conn(lambda conn: tenants.set_tenant_rate(conn, args.tenant, rate))
+        await _audited(
+            lambda conn: tenants.set_tenant_rate(conn, args.tenant, rate),
+            args.tenant,
+            "tenant.set_rate",
+            args.tenant,
+            lambda _: {"rate_per_s": rate},
+        )
         _print({"tenant": args.tenant, "rate_per_s": rate})
     return 0
 

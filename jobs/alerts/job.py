@@ -74,7 +74,9 @@ def clock_point(ts_ms: int) -> Any:
     return Point("", "", (), ts_ms, False, None, None)
 
 
-def _functions(rules: RuleSource, config: PipelineConfig | None) -> tuple[Any, Any, Any]:
+def _functions(
+    rules: RuleSource, config: PipelineConfig | None, max_groups: tuple[int, int]
+) -> tuple[Any, Any, Any]:
     from pyflink.common import Time, Types
     from pyflink.common.watermark_strategy import TimestampAssigner
     from pyflink.datastream import FlatMapFunction, KeyedProcessFunction, RuntimeContext
@@ -137,6 +139,11 @@ def _functions(rules: RuleSource, config: PipelineConfig | None) -> tuple[Any, A
             metrics = runtime_context.get_metrics_group()
             self.late = metrics.counter("late_points")
             self.emitted = metrics.counter("alert_events")
+            self.refused = metrics.counter("group_cap_refused_points")
+            from core.alerts.caps import GroupCaps
+
+            per_rule, per_tenant = max_groups
+            self.caps = GroupCaps(per_rule, per_tenant, runtime_context.get_number_of_parallel_subtasks())
 
         def close(self) -> None:
             self.source.stop()
@@ -149,6 +156,7 @@ def _functions(rules: RuleSource, config: PipelineConfig | None) -> tuple[Any, A
 
         def _save(self, ev: Any, ctx: Any) -> None:
             if ev.empty:
+                self.caps.release(ev.key.split("\x1f", 1)[0], ev.tenant, ev.key)
                 self.state.clear()
                 return
             nxt = ev.next_timer()
@@ -166,6 +174,13 @@ def _functions(rules: RuleSource, config: PipelineConfig | None) -> tuple[Any, A
             if rule is None:  # removed between the two operators' refreshes
                 return
             ev = self._load()
+            if not self.caps.admit(rule.id, rule.tenant, point.key, existing=ev is not None):
+                self.refused.inc()
+                overflow = self.caps.overflow_event(rule, point.ts_ms)
+                if overflow is not None:
+                    self.emitted.inc()
+                    yield overflow.to_json().decode()
+                return
             if ev is None:
                 ev = GroupEvaluator(point.key, rule.tenant, point.group, rule.group_by)
             late = ev.late
@@ -201,12 +216,13 @@ def build(
     lateness_ms: int,
     idle_ms: int,
     pipeline_config: PipelineConfig | None = None,
+    max_groups: tuple[int, int] = (10_000, 100_000),
 ) -> Any:
     """Add the alerting graph after ``source`` (a stream of ``raw_logs`` message values) and return
     the stream of alert events (JSON strings). ``env`` is unused but kept for the jobs' common shape."""
     from pyflink.common import Duration, Types, WatermarkStrategy
 
-    parse_match, point_time, evaluate = _functions(rules, pipeline_config)
+    parse_match, point_time, evaluate = _functions(rules, pipeline_config, max_groups)
     points = source.flat_map(parse_match, output_type=Types.PICKLED_BYTE_ARRAY())
     points = points.name(names.PARSE_MATCH).uid(names.PARSE_MATCH)
     # Idleness first: PyFlink's with_idleness returns a new strategy without the Python
@@ -345,6 +361,7 @@ def run(
         lateness_ms=options.lateness_ms,
         idle_ms=options.idle_ms,
         pipeline_config=options.pipeline_config,
+        max_groups=(settings.alerts_max_groups_per_rule, settings.alerts_max_groups_per_tenant),
     )
     events.sink_to(kafka_sink(settings, options.alerts_topic)).name(names.SINK).uid(names.SINK)
     started = time.monotonic()

@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         lateness_ms=options.lateness_ms,
         idle_ms=options.idle_ms,
         pipeline_config=options.pipeline_config,
+        max_groups=(settings.alerts_max_groups_per_rule, settings.alerts_max_groups_per_tenant),
     )
     events.sink_to(kafka_sink(settings, options.alerts_topic)).name(names.SINK).uid(names.SINK)
     env.execute(job_name(options.group_id))

@@ -35,6 +35,7 @@ import orjson
 
 from connectors.cassandra.flink_sink import batched_cassandra_sink
 from connectors.opensearch.flink_sink import Bulk, index_request_sink, index_row_sql
+from core.deadletter import DeadLetterCipher, dlq_secret
 from core.ingest import DeadLetter, ingest_one
 from core.records.config import PipelineConfig
 from core.tiers import TierPolicy
@@ -175,12 +176,14 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
     dlq_tag = OutputTag("dead-letters", _string_type())
     services_tag = OutputTag("warm-services", _services_type())
     marks = dict(options.archived_through)
+    dlq_key = dlq_secret(settings.dlq_key, local_stack=settings.uses_local_stack)  # fails before submit
 
     class ParseFunction(ProcessFunction):
         def open(self, runtime_context: Any) -> None:
             from core.records.pipeline import RecordPipeline
 
             self.pipeline = RecordPipeline(config)
+            self.dlq_cipher = DeadLetterCipher(dlq_key)
             # (tenant, day, service) already sent to the warm fan-out table by this subtask; the
             # upsert is idempotent, so forgetting (a restart, the bound) only costs a write.
             self.services_seen: set[tuple[str, str, str]] = set()
@@ -192,7 +195,7 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
             first_read = offset >= marks.get(partition, 0)
             if isinstance(out, DeadLetter):
                 if first_read:
-                    yield dlq_tag, out.to_json()
+                    yield dlq_tag, out.to_json(self.dlq_cipher, self.pipeline.mask_text)
                 return
             record, hot, warm, ttl = out
             dt, hour = archive_partition(record)  # dt is also the warm table's day (cql_day)
@@ -499,6 +502,7 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
     from opensearchpy import OpenSearch
 
     from connectors.cassandra.ready import connect_when_ready, execute_schema
+    from connectors.kafka.ready import ensure_topic
     from connectors.opensearch.metrics import ensure_template
     from connectors.opensearch.ready import opensearch_retriable, wait_for_cluster
     from connectors.retry import retry_until
@@ -510,6 +514,7 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
     )
 
     wait_s = settings.service_wait_s
+    ensure_topic(settings, options.dlq_topic)  # with its own retention (STRATA_DLQ_RETENTION_HOURS)
     client = OpenSearch(settings.opensearch_endpoint, timeout=30)
     wait_for_cluster(client, wait_s)
     retry_until(

@@ -90,6 +90,7 @@ def tenant_with_key(
     finally:
         with psycopg.connect(settings.postgres_dsn, autocommit=True) as conn:
             conn.execute("DELETE FROM tenants WHERE id = %s", (tenant_id,))
+            conn.execute("DELETE FROM audit_log WHERE tenant_id = %s", (tenant_id,))
 
 
 def add_key(settings: Settings, tenant_id: str, scopes: tuple[str, ...]) -> tuple[str, str]:

@@ -170,3 +170,18 @@ def test_rules_need_a_key(api: ApiServer) -> None:
 def test_history_starts_empty_and_filters_validate(client: httpx.Client) -> None:
     assert client.get("/v1/alerts/history").json() == []
     assert client.get("/v1/alerts/history", params={"state": "EXPLODED"}).status_code == 422
+
+
+def test_grouping_by_a_per_record_field_is_refused_when_saved(client: httpx.Client) -> None:
+    refused = client.post("/v1/alerts/rules", json={**SEED_RULE, "group_by": ["service", "trace_id"]})
+    assert refused.status_code == 400
+    assert "group_by 'trace_id' has a value per record or request" in refused.json()["detail"]
+    assert client.get("/v1/alerts/rules").json() == []
+    rid = client.post("/v1/alerts/rules", json={**SEED_RULE, "group_by": ["host"]}).json()["id"]
+    for change in (
+        lambda: client.patch(f"/v1/alerts/rules/{rid}", json={"group_by": ["attributes.request_id"]}),
+        lambda: client.put(f"/v1/alerts/rules/{rid}", json={**SEED_RULE, "group_by": ["log_id"]}),
+    ):
+        answer = change()
+        assert answer.status_code == 400, answer.text
+    assert client.get(f"/v1/alerts/rules/{rid}").json()["group_by"] == ["host"]

@@ -16,7 +16,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from schemas.record import Level, Record
-from tests.integration.collector_support import ApiServer, kafka_topic, require_stack, tenant_with_key
+from tests.integration.collector_support import (
+    ApiServer,
+    add_key,
+    kafka_topic,
+    require_stack,
+    tenant_with_key,
+)
 from tests.integration.search_support import make_id
 
 pytestmark = pytest.mark.integration
@@ -24,7 +30,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def tail_world():  # type: ignore[no-untyped-def]
-    base = require_stack().model_copy(update={"auth_cache_s": 30.0})
+    # A long key cache: an open tail must still notice a revocation at its own re-check.
+    base = require_stack().model_copy(update={"auth_cache_s": 30.0, "tail_key_check_s": 1.0})
     with (
         kafka_topic(base) as topic,
         tenant_with_key(base, scopes=("search",)) as a,
@@ -92,6 +99,50 @@ def test_websocket_needs_a_key(tail_world) -> None:  # type: ignore[no-untyped-d
     with pytest.raises(ConnectionClosed) as info, connect(ws_url, open_timeout=10) as ws:
         ws.recv(timeout=10)
     assert info.value.rcvd is not None and info.value.rcvd.code == 4401
+
+
+def _closed_after(ws: Any, change: Any) -> tuple[int, str, float]:
+    """Make ``change`` to the key, then read until the server closes: (code, reason, seconds)."""
+    assert orjson.loads(ws.recv(timeout=10))["type"] == "subscribed"
+    change()
+    started = time.monotonic()
+    with pytest.raises(ConnectionClosed) as info:
+        while time.monotonic() - started < 20:
+            ws.recv(timeout=20)
+    assert info.value.rcvd is not None, "the client closed, not the server"
+    return info.value.rcvd.code, info.value.rcvd.reason, time.monotonic() - started
+
+
+@pytest.mark.parametrize("how", ["revoked", "expired"])
+def test_an_open_tail_closes_when_its_key_is_revoked_or_expires(tail_world, how) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    import psycopg
+
+    from connectors.postgres import tenants
+
+    settings = require_stack()
+    tenant_a, _ = tail_world["a"]
+    key_id, key = add_key(settings, tenant_a, ("search",))
+    ws_url = tail_world["url"].replace("http://", "ws://") + "/v1/logs/tail"
+
+    def change() -> None:
+        async def go() -> None:
+            async with await psycopg.AsyncConnection.connect(settings.postgres_dsn, autocommit=True) as conn:
+                if how == "revoked":
+                    await tenants.revoke_key(conn, tenant_a, key_id)
+                else:
+                    await tenants.rotate_key(conn, tenant_a, key_id, grace_s=0)
+
+        asyncio.run(go())
+
+    with connect(ws_url, additional_headers={"X-API-Key": key}, open_timeout=10) as ws:
+        code, reason, took = _closed_after(ws, change)
+    assert code == 4403
+    assert reason == (
+        "the API key has been revoked" if how == "revoked" else "the API key has expired (it was rotated)"
+    )
+    assert took < 1.0 + 2.0, f"the tail stayed open {took:.1f} s after the key was {how}"
 
 
 def test_polling_returns_what_arrived_since_a_position(tail_world) -> None:  # type: ignore[no-untyped-def]

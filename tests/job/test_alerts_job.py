@@ -197,3 +197,45 @@ def test_an_anomaly_rule_keeps_its_history_in_keyed_state_and_fires_on_a_surge()
     assert fired["window_end_ms"] == int((T0 + timedelta(hours=13)).timestamp() * 1000)
     assert fired["comparison"] == ">" and fired["threshold"] < 20
     assert fired["reason"].startswith("expected 4 from recent windows")
+
+
+def test_groups_past_the_cap_are_not_evaluated_and_the_overflow_is_reported() -> None:
+    """A rule grouped by host over 30 hosts, with a cap of 4 groups (2 per subtask): at most 4
+    groups fire; the points of the others are counted in an ``overflow`` history entry that
+    notifies no one."""
+    from pyflink.common import Configuration, Types
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    from jobs.alerts.job import build
+
+    rule = Rule.model_validate(
+        {
+            "id": "r-hosts",
+            "tenant": "acme",
+            "name": "errors per host",
+            "filter": {"levels": ["ERROR"]},
+            "window": "1m",
+            "slide": "1m",
+            "threshold": 0,
+            "group_by": ["host"],
+            "cooldown": 0,
+        }
+    )
+    values = [envelope(i, "error", host=f"web-{i}") for i in range(30)]
+    values += [envelope(60 + 5 * i, "info") for i in range(30)]  # event time moves on
+    config = Configuration()
+    config.set_string("python.executable", sys.executable)
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    env.set_parallelism(2)
+    source = env.from_collection(values, type_info=Types.STRING())
+    events = build(env, source, StaticRules([rule]), lateness_ms=20_000, idle_ms=1_000, max_groups=(4, 1_000))
+    with events.execute_and_collect() as results:
+        out = [orjson.loads(e) for e in results]
+
+    fired_hosts = {e["group"]["host"] for e in out if e["state"] == "FIRING"}
+    assert 1 <= len(fired_hosts) <= 4
+    overflow = [e for e in out if e["group_id"] == "overflow"]
+    assert overflow, "the refused groups were not reported"
+    assert all(e["state"] == "OK" and not e["notify"] for e in overflow)
+    assert all("records of new groups were not evaluated" in e["reason"] for e in overflow)
+    assert sum(e["value"] for e in overflow) >= 1

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from core.deadletter import DeadLetterCipher, dlq_secret
 from core.records.pipeline import RecordPipeline
 from infra.settings import Settings
 from jobs.ingest.job import IngestOptions, build_processing
@@ -45,7 +46,7 @@ def _inputs() -> list[bytes]:
         ).encode()
         for at in (NOW, NOW + timedelta(seconds=7))
     ]
-    return poison + good + good[:10] + retried + [b"{broken", b"", _envelope("   ")] + poison
+    return poison + good + good[:10] + retried + [b"{broken jane@example.com", b"", _envelope("   ")] + poison
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +140,10 @@ def test_bad_input_becomes_dead_letters_with_reasons(processed: tuple[Any, Any, 
     assert sorted(d["reason_code"] for d in dead) == sorted(reasons)
     too_large = [d for d in dead if d["reason_code"] == "TOO_LARGE"]
     assert all("max_record_bytes" in d["detail"] for d in too_large)
-    assert {d["original"] for d in dead} >= {"{broken", ""}
+    # Readable only masked; the exact bytes come back with the key.
+    assert {d["original"] for d in dead} >= {"{broken [EMAIL]", ""}
+    cipher = DeadLetterCipher(dlq_secret("", local_stack=True))
+    assert {cipher.open(d["original_sealed"]) for d in dead} >= {b"{broken jane@example.com", b""}
     assert all(d["source"]["topic"] == "raw_logs" and isinstance(d["source"]["offset"], int) for d in dead)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import subprocess
 import uuid
 from pathlib import Path
@@ -128,21 +127,8 @@ class Kafka(Service):
         return None
 
     def provision(self) -> None:
-        from kafka.admin import NewTopic
-        from kafka.errors import TopicAlreadyExistsError
+        from connectors.kafka.ready import ensure_topic
 
         s = self.settings
-        retention = str(s.topic_retention_hours * 3600 * 1000)
-        admin = self._admin()
-        try:
-            existing = set(admin.list_topics())
-            wanted = [
-                NewTopic(t, s.topic_partitions, 1, topic_configs={"retention.ms": retention})
-                for t in (s.raw_topic, s.dlq_topic, s.logs_topic)
-                if t not in existing
-            ]
-            if wanted:
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    admin.create_topics(wanted)
-        finally:
-            admin.close()
+        for topic in (s.raw_topic, s.dlq_topic, s.logs_topic):
+            ensure_topic(s, topic)
