@@ -33,6 +33,8 @@ from typing import Any
 import orjson
 
 from connectors.cassandra.flink_sink import batched_cassandra_sink
+from connectors.kafka.security import java_security
+from connectors.kafka.security import sql_properties as kafka_sql_properties
 from connectors.opensearch.flink_sink import Bulk, index_request_sink, index_row_sql
 from core.ingest import DeadLetter, ingest_one
 from core.records.config import PipelineConfig
@@ -247,6 +249,7 @@ def source_ddl(settings: Settings, options: IngestOptions) -> str:
         "properties.isolation.level": "read_committed",
         "format": "raw",
         "scan.topic-partition-discovery.interval": "60s",
+        **kafka_sql_properties(settings),
         **options.start.kafka_options(),
     }
     if options.bounded:
@@ -311,6 +314,7 @@ def logs_sink_ddl(settings: Settings, options: IngestOptions) -> str:
         "properties.compression.type": "zstd",
         "properties.linger.ms": "20",
         "properties.max.request.size": str(SINK_MAX_REQUEST_BYTES),
+        **kafka_sql_properties(settings),
     }
     columns = "  `kafka_key` STRING,\n  `json` STRING"
     return f"CREATE TEMPORARY TABLE logs_sink (\n{columns}\n) WITH (\n{_with(opts)}\n)"
@@ -411,10 +415,11 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
     from pyflink.datastream.connectors.base import DeliveryGuarantee
     from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 
+    dlq_builder = KafkaSink.builder().set_bootstrap_servers(settings.kafka_servers)
+    for key, value in java_security(settings).items():
+        dlq_builder = dlq_builder.set_property(key, value)
     dlq_sink = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(settings.kafka_servers)
-        .set_property("max.request.size", str(SINK_MAX_REQUEST_BYTES))
+        dlq_builder.set_property("max.request.size", str(SINK_MAX_REQUEST_BYTES))
         .set_record_serializer(
             KafkaRecordSerializationSchema.builder()
             .set_topic(options.dlq_topic)
@@ -487,9 +492,9 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
     OpenSearch and Cassandra may have started moments ago: each step waits, up to
     ``service_wait_s``, for a service that is not ready yet.
     """
-    from opensearchpy import OpenSearch
-
+    from connectors.cassandra.connection import cluster_options
     from connectors.cassandra.ready import connect_when_ready, execute_schema
+    from connectors.opensearch.connection import open_client
     from connectors.opensearch.ready import opensearch_retriable, wait_for_cluster
     from connectors.retry import retry_until
     from schemas.projections import (
@@ -500,7 +505,7 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
     )
 
     wait_s = settings.service_wait_s
-    client = OpenSearch(settings.opensearch_endpoint, timeout=30)
+    client = open_client(settings, timeout=30)
     wait_for_cluster(client, wait_s)
     retry_until(
         lambda: client.indices.put_index_template(
@@ -513,7 +518,9 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
         retriable=opensearch_retriable,
         wait_s=wait_s,
     )
-    cluster, session = connect_when_ready(settings.cassandra_contact_points, settings.cassandra_port, wait_s)
+    cluster, session = connect_when_ready(
+        settings.cassandra_contact_points, settings.cassandra_port, wait_s, **cluster_options(settings)
+    )
     try:
         ttl = settings.warm_days * 86400
         statements = [
