@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_heap: str = "512m"
+    # With stack_tls on, the stack's broker also listens with SASL_SSL here (docs/stack.md).
+    kafka_tls_port: int = 9094
     kafka_bootstrap: str = ""
     topic_partitions: int = 4
     topic_retention_hours: int = 168
@@ -186,6 +188,9 @@ class Settings(BaseSettings):
     tail_buffer_records: int = 10_000  # recent `logs` records each API process keeps for tail
     tail_buffer_s: float = 300.0
 
+    # `strata stack up` with TLS (STRATA_STACK_TLS=1 or --tls): a local CA and certificates in
+    # <home>/tls, and the broker's SASL_SSL listener on kafka_tls_port beside its plaintext one.
+    stack_tls: bool = False
     # TLS and credentials of every client Strata opens (docs/stack.md, "Secured clusters"). A
     # service's own CA file wins over tls_ca_file; both empty: the system's trusted CAs.
     tls_ca_file: str = ""

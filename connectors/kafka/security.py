@@ -62,7 +62,7 @@ def librdkafka_security(settings: Settings) -> dict[str, str]:
     return config
 
 
-def _jaas_quote(value: str) -> str:
+def jaas_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -87,8 +87,8 @@ def java_security(settings: Settings) -> dict[str, str]:
         props["sasl.mechanism"] = settings.kafka_sasl_mechanism
         props["sasl.jaas.config"] = (
             f"{_JAAS_MODULES[settings.kafka_sasl_mechanism]} required "
-            f"username={_jaas_quote(settings.kafka_sasl_username)} "
-            f"password={_jaas_quote(settings.kafka_sasl_password)};"
+            f"username={jaas_quote(settings.kafka_sasl_username)} "
+            f"password={jaas_quote(settings.kafka_sasl_password)};"
         )
     return props
 
