@@ -32,9 +32,11 @@ from typing import Any
 
 import orjson
 
+from connectors.cassandra.flink_sink import Connection as CassandraConnection
 from connectors.cassandra.flink_sink import batched_cassandra_sink
 from connectors.kafka.security import java_security
 from connectors.kafka.security import sql_properties as kafka_sql_properties
+from connectors.opensearch.connection import java_sink_options
 from connectors.opensearch.flink_sink import Bulk, index_request_sink, index_row_sql
 from core.ingest import DeadLetter, ingest_one
 from core.records.config import PipelineConfig
@@ -438,16 +440,19 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
             size_mb=settings.opensearch_bulk_size_mb,
             interval_ms=settings.opensearch_bulk_interval_ms,
         ),
+        java_sink_options(settings),
     )
     processed.hot_rows.sink_to(hot_sink).name(names.HOT_SINK).uid(names.HOT_SINK)
 
     host = settings.cassandra_contact_points[0]
+    warm_connection = CassandraConnection.from_settings(settings)
     columns = [name for name, _ in cql_columns()]
     warm_sink = batched_cassandra_sink(
         host,
         settings.cassandra_port,
         cql_insert(options.keyspace, options.table) + " USING TTL ?",
         [columns.index(name) for name in CQL_PARTITION_KEY],
+        connection=warm_connection,
     )
     processed.warm_rows.add_sink(warm_sink).name(names.WARM_SINK).uid(names.WARM_SINK)
     services_sink = batched_cassandra_sink(
@@ -455,6 +460,7 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
         settings.cassandra_port,
         cql_insert_service(options.keyspace, options.table) + " USING TTL ?",
         [0, 1],  # (tenant, day)
+        connection=warm_connection,
     )
     processed.warm_services.add_sink(services_sink).name(names.WARM_SERVICES_SINK).uid(
         names.WARM_SERVICES_SINK

@@ -1,0 +1,102 @@
+"""Stores over TLS: a PostgreSQL of the test's own, started as `strata stack up --tls` starts the
+stack's, reached with ``sslmode=verify-full`` against the local CA (migrations, tenants, keys)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from connectors.postgres import tenants
+from connectors.postgres.migrate import migrate
+from infra.settings import Settings
+from infra.stack import process
+from infra.stack.services.postgres import Postgres
+from tests.integration.collector_support import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def secure_postgres() -> Iterator[Settings]:
+    # Not under pytest's temporary folder: PostgreSQL runs as an unprivileged user when we are
+    # root, and that user must reach its data folder.
+    home = Path(tempfile.mkdtemp(prefix="strata-pg-tls-"))
+    home.chmod(0o755)
+    settings = Settings(home=home, postgres_port=free_port(), stack_tls=True)
+    service = Postgres(settings)
+    started = time.monotonic()
+    launch = service.prepare()
+    pid_file = home / "run" / "postgres.pid"
+    process.start(
+        launch.cmd,
+        log_file=service.log_file,
+        pid_file=pid_file,
+        cwd=launch.cwd,
+        user=launch.user,
+        env=launch.env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (problem := service.check()) is not None:
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"the TLS PostgreSQL did not start: {problem}\n{process.tail(service.log_file, 30)}"
+                )
+            time.sleep(0.3)
+        service.provision()  # the database, as `strata stack up` makes it
+        print(f"\nPostgreSQL with ssl=on answered {time.monotonic() - started:.1f}s after initdb began")
+        yield settings.model_copy(
+            update={
+                "postgres_host": "localhost",  # the name the server certificate carries
+                "postgres_sslmode": "verify-full",
+                "tls_ca_file": str(home / "tls" / "ca.crt"),
+            }
+        )
+    finally:
+        process.stop(pid_file, timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_strata_reaches_postgres_over_verified_tls(secure_postgres: Settings) -> None:
+    s = secure_postgres
+    assert migrate(s.postgres_dsn)  # every migration applied over TLS
+
+    async def tenant_and_key() -> tenants.KeyInfo | None:
+        async with await psycopg.AsyncConnection.connect(s.postgres_dsn, autocommit=True) as conn:
+            await tenants.create_tenant(conn, "tls-tenant")
+            _, key = await tenants.create_key(conn, "tls-tenant")
+            return await tenants.verify_key(conn, key)
+
+    info = asyncio.run(tenant_and_key())
+    assert info is not None and info.tenant_id == "tls-tenant"
+    with psycopg.connect(s.postgres_dsn) as conn:
+        row = conn.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+    assert row is not None and row[0] is True, "the connection is not encrypted"
+    assert row[1].startswith("TLSv1.")
+
+
+def test_a_server_the_ca_did_not_sign_is_refused(secure_postgres: Settings, tmp_path: Path) -> None:
+    other_ca = tmp_path / "other-ca.crt"
+    from infra.stack.tls import local_certs
+
+    other_ca.write_bytes(local_certs(tmp_path / "other").ca.read_bytes())
+    s = secure_postgres.model_copy(update={"tls_ca_file": str(other_ca)})
+    with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
+        psycopg.connect(s.postgres_dsn, connect_timeout=5).close()
+    # Without verification the same server is still reached, encrypted: what sslmode=require means.
+    plain = secure_postgres.model_copy(update={"postgres_sslmode": "require", "tls_ca_file": ""})
+    with psycopg.connect(plain.postgres_dsn) as conn:
+        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+
+
+def test_postgres_sslmode_disable_is_still_plain(secure_postgres: Settings) -> None:
+    plain = secure_postgres.model_copy(update={"postgres_sslmode": "disable", "tls_ca_file": ""})
+    with psycopg.connect(plain.postgres_dsn) as conn:
+        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (False,)
