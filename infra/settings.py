@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     # S3
     s3_port: int = 9000
     s3_heap: str = "256m"
+    s3_tls_port: int = 9443  # with stack_tls, the S3 server's HTTPS endpoint beside its plain one
     s3_endpoint: str = ""
     s3_access_key: str = "strata"
     s3_secret_key: str = "strata-secret-key"

@@ -110,3 +110,17 @@ def client_cert(certs: LocalCerts, name: str) -> Pair:
         f"/O=Strata/CN={name}",
         "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n",
     )
+
+
+def pkcs12(certs: LocalCerts, path: Path, password: str) -> Path:
+    """The server certificate, its key and the CA as a PKCS#12 keystore (for Java servers that
+    read no PEM), made when missing."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _openssl(
+            "pkcs12", "-export", "-in", str(certs.server.cert), "-inkey", str(certs.server.key),
+            "-certfile", str(certs.ca), "-name", "server", "-passout", f"pass:{password}", "-out", str(path),
+            cwd=path.parent,
+        )  # fmt: skip
+        path.chmod(0o600)
+    return path

@@ -1,5 +1,6 @@
-"""Stores over TLS: a PostgreSQL of the test's own, started as `strata stack up --tls` starts the
-stack's, reached with ``sslmode=verify-full`` against the local CA (migrations, tenants, keys)."""
+"""Stores over TLS, each a server of the test's own started as `strata stack up --tls` starts the
+stack's: PostgreSQL reached with ``sslmode=verify-full`` against the local CA (migrations, tenants,
+keys); the S3 server over HTTPS for boto3, the archive reader's filesystem and DuckDB."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from connectors.postgres.migrate import migrate
 from infra.settings import Settings
 from infra.stack import process
 from infra.stack.services.postgres import Postgres
+from infra.stack.services.s3 import S3Proxy
 from tests.integration.collector_support import free_port
 
 pytestmark = pytest.mark.integration
@@ -100,3 +102,72 @@ def test_postgres_sslmode_disable_is_still_plain(secure_postgres: Settings) -> N
     plain = secure_postgres.model_copy(update={"postgres_sslmode": "disable", "tls_ca_file": ""})
     with psycopg.connect(plain.postgres_dsn) as conn:
         assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (False,)
+
+
+@pytest.fixture(scope="module")
+def secure_s3() -> Iterator[Settings]:
+    home = Path(tempfile.mkdtemp(prefix="strata-s3-tls-"))
+    (home / "cache").symlink_to(Settings().cache_dir)  # the stack's downloaded s3proxy jars
+    settings = Settings(home=home, s3_port=free_port(), s3_tls_port=free_port(), stack_tls=True)
+    service = S3Proxy(settings)
+    if not service.lib_dir.exists():
+        pytest.fail(f"the stack's s3proxy jars are missing in {service.lib_dir}; run `strata stack up`")
+    started = time.monotonic()
+    launch = service.prepare()
+    pid_file = home / "run" / "s3.pid"
+    process.start(launch.cmd, log_file=service.log_file, pid_file=pid_file, cwd=launch.cwd, env=launch.env)
+    secure = settings.model_copy(
+        update={
+            "s3_endpoint": f"https://localhost:{settings.s3_tls_port}",
+            "s3_ca_file": str(home / "tls" / "ca.crt"),
+        }
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (problem := S3Proxy(secure).check()) is not None:
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"the HTTPS S3 server did not start: {problem}\n{process.tail(service.log_file, 30)}"
+                )
+            time.sleep(0.3)
+        print(f"\ns3proxy with HTTPS answered {time.monotonic() - started:.1f}s after its start")
+        yield secure
+    finally:
+        process.stop(pid_file, timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_archive_over_https_for_boto3_pyarrow_and_duckdb(secure_s3: Settings) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from connectors.s3.archive import s3_filesystem
+    from connectors.s3.client import s3_client
+    from connectors.s3.ddl import ArchiveLocation
+    from connectors.s3.sql import archive_connection
+
+    s = secure_s3
+    client = s3_client(s)
+    client.create_bucket(Bucket=s.s3_bucket)
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"message": ["one", "two", "three"]}), sink)
+    key = f"{s.archive_prefix}/tenant=acme/dt=2025-02-15/hour=12/part-0.parquet"
+    client.put_object(Bucket=s.s3_bucket, Key=key, Body=sink.getvalue().to_pybytes())
+
+    fs = s3_filesystem(s.s3_endpoint_url, s.s3_access_key, s.s3_secret_key, s.s3_region, s.s3_ca_file)
+    with fs.open_input_file(f"{s.s3_bucket}/{key}") as f:
+        assert pq.read_table(f).column("message").to_pylist() == ["one", "two", "three"]
+
+    with archive_connection(ArchiveLocation.from_settings(s), "acme") as con:
+        assert con.execute("SELECT count(*) FROM logs").fetchone() == (3,)
+
+
+def test_an_s3_server_the_ca_did_not_sign_is_refused(secure_s3: Settings, tmp_path: Path) -> None:
+    from botocore.exceptions import SSLError
+
+    from connectors.s3.client import s3_client
+    from infra.stack.tls import local_certs
+
+    other = secure_s3.model_copy(update={"s3_ca_file": str(local_certs(tmp_path / "other").ca)})
+    with pytest.raises(SSLError, match="certificate verify failed"):
+        s3_client(other).list_buckets()
