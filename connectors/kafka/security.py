@@ -5,8 +5,8 @@ consumers of confluent-kafka) and the Java client's (Flink's KafkaSource and Kaf
 take them as ``properties.*`` in SQL or ``set_property`` in the DataStream builders).
 
 >>> from infra.settings import Settings
->>> java_security(Settings(kafka_security_protocol="SSL", tls_ca_file="/etc/ca.pem"))
-{'security.protocol': 'SSL', 'ssl.truststore.type': 'PEM', 'ssl.truststore.location': '/etc/ca.pem'}
+>>> librdkafka_security(Settings(kafka_security_protocol="SSL", tls_ca_file="/etc/ca.pem"))
+{'security.protocol': 'ssl', 'ssl.ca.location': '/etc/ca.pem'}
 """
 
 from __future__ import annotations
@@ -67,8 +67,12 @@ def jaas_quote(value: str) -> str:
 
 
 def java_security(settings: Settings) -> dict[str, str]:
-    """The Java client's properties for the same cluster (PEM files, read by Kafka's own SSL
-    engine factory, so no Java keystore has to be made)."""
+    """The Java client's properties for the same cluster. Certificates and the client key go in
+    as PEM text (Kafka's ``ssl.truststore.certificates``, ``ssl.keystore.certificate.chain``,
+    ``ssl.keystore.key``), read here, so a Flink cluster's task managers need no file of their
+    own and no Java keystore has to be made."""
+    from pathlib import Path
+
     check(settings)
     props: dict[str, str] = {}
     if settings.kafka_security_protocol == "PLAINTEXT":
@@ -77,12 +81,11 @@ def java_security(settings: Settings) -> dict[str, str]:
     if _uses_ssl(settings):
         if ca := settings.ca_file(settings.kafka_ssl_ca_file):
             props["ssl.truststore.type"] = "PEM"
-            props["ssl.truststore.location"] = ca
+            props["ssl.truststore.certificates"] = Path(ca).read_text()
         if settings.kafka_ssl_cert_file:
-            # A PEM keystore file holds the key and its certificate chain: Kafka reads both from
-            # one file, so the two settings are joined into one when they name different files.
             props["ssl.keystore.type"] = "PEM"
-            props["ssl.keystore.location"] = pem_keystore(settings)
+            props["ssl.keystore.certificate.chain"] = Path(settings.kafka_ssl_cert_file).read_text()
+            props["ssl.keystore.key"] = Path(settings.kafka_ssl_key_file).read_text()
     if _uses_sasl(settings):
         props["sasl.mechanism"] = settings.kafka_sasl_mechanism
         props["sasl.jaas.config"] = (
@@ -91,22 +94,6 @@ def java_security(settings: Settings) -> dict[str, str]:
             f"password={jaas_quote(settings.kafka_sasl_password)};"
         )
     return props
-
-
-def pem_keystore(settings: Settings) -> str:
-    """One PEM file of the client key then its certificate, as Kafka's PEM keystore wants."""
-    from pathlib import Path
-
-    cert, key = Path(settings.kafka_ssl_cert_file), Path(settings.kafka_ssl_key_file)
-    if cert == key:
-        return str(cert)
-    joined = settings.run_dir / "kafka-client-keystore.pem"
-    joined.parent.mkdir(parents=True, exist_ok=True)
-    text = key.read_text().rstrip("\n") + "\n" + cert.read_text()
-    if not joined.exists() or joined.read_text() != text:
-        joined.touch(mode=0o600)
-        joined.write_text(text)
-    return str(joined)
 
 
 def sql_properties(settings: Settings) -> dict[str, str]:

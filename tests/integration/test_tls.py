@@ -236,3 +236,60 @@ def _certs_of(settings: Settings, tenant: str) -> list[dict[str, object]]:
             return await certs.list_certs(conn, tenant)
 
     return asyncio.run(listed())
+
+
+class _SmtpServer:
+    """aiosmtpd on a free port with the local CA's server certificate: STARTTLS required, or TLS
+    from the first byte (``implicit``); keeps every message it accepts."""
+
+    def __init__(self, pki: LocalCerts, *, implicit: bool) -> None:
+        from aiosmtpd.controller import Controller
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(pki.server.cert), str(pki.server.key))
+        self.port = cs.free_port()
+        self.messages: list[bytes] = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+                sink.messages.append(envelope.content)  # type: ignore[attr-defined]
+                return "250 OK"
+
+        tls = {"ssl_context": context} if implicit else {"tls_context": context, "require_starttls": True}
+        self.controller = Controller(Handler(), hostname="localhost", port=self.port, ready_timeout=10, **tls)
+
+    def __enter__(self) -> _SmtpServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "smtps"])
+def test_alert_mail_goes_over_verified_tls(pki: LocalCerts, tmp_path: Path, implicit: bool) -> None:
+    from email.message import EmailMessage
+
+    from core.alerts.notify import smtp_connection
+
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "strata@localhost", "ops@example.com", "firing"
+    message.set_content("over TLS")
+    with _SmtpServer(pki, implicit=implicit) as server:
+        settings = Settings(
+            smtp_host="localhost",
+            smtp_port=server.port,
+            smtp_starttls=not implicit,
+            smtp_tls=implicit,
+            smtp_ca_file=str(pki.ca),
+        )
+        with smtp_connection(settings) as smtp:
+            smtp.send_message(message)
+        assert len(server.messages) == 1 and b"over TLS" in server.messages[0]
+
+        # A server whose certificate another CA signed is not sent to: smtplib alone would.
+        other = settings.model_copy(update={"smtp_ca_file": str(local_certs(tmp_path / "other").ca)})
+        with pytest.raises(ssl.SSLCertVerificationError):
+            smtp_connection(other).close()
+    assert len(server.messages) == 1

@@ -26,51 +26,57 @@ def test_a_plaintext_cluster_adds_nothing_to_the_kafka_configs() -> None:
     assert "security.protocol" not in producer_config(s)
 
 
-def test_sasl_ssl_reaches_the_producer_and_the_java_clients() -> None:
+CA_PEM = "-----BEGIN CERTIFICATE-----\nQ0E=\n-----END CERTIFICATE-----\n"
+
+
+def test_sasl_ssl_reaches_the_producer_and_the_java_clients(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text(CA_PEM)
     s = Settings(
         kafka_security_protocol="sasl_ssl",
         kafka_sasl_mechanism="scram-sha-512",
         kafka_sasl_username="ingest",
         kafka_sasl_password='p"w',
-        tls_ca_file="/etc/strata/ca.pem",
+        tls_ca_file=str(ca),
     )
     config = producer_config(s)
     assert config["security.protocol"] == "sasl_ssl"
     assert config["sasl.mechanism"] == "SCRAM-SHA-512"
     assert (config["sasl.username"], config["sasl.password"]) == ("ingest", 'p"w')
-    assert config["ssl.ca.location"] == "/etc/strata/ca.pem"
+    assert config["ssl.ca.location"] == str(ca)
 
     java = java_producer_properties(s)
     assert java["security.protocol"] == "SASL_SSL"
     assert java["ssl.truststore.type"] == "PEM"
-    assert java["ssl.truststore.location"] == "/etc/strata/ca.pem"
+    # The text itself: a Flink cluster's task managers have no copy of this machine's files.
+    assert java["ssl.truststore.certificates"] == CA_PEM
     assert java["sasl.jaas.config"] == (
         'org.apache.kafka.common.security.scram.ScramLoginModule required username="ingest" password="p\\"w";'
     )
 
 
-def test_the_ingest_jobs_kafka_tables_carry_the_security_properties() -> None:
-    s = Settings(kafka_security_protocol="SSL", kafka_ssl_ca_file="/ca.pem", tls_ca_file="/other.pem")
+def test_the_ingest_jobs_kafka_tables_carry_the_security_properties(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text(CA_PEM)
+    s = Settings(kafka_security_protocol="SSL", kafka_ssl_ca_file=str(ca), tls_ca_file="/other.pem")
     options = IngestOptions.from_settings(s)
     for ddl in (source_ddl(s, options), logs_sink_ddl(s, options)):
         assert "'properties.security.protocol' = 'SSL'" in ddl
-        assert "'properties.ssl.truststore.location' = '/ca.pem'" in ddl
+        assert f"'properties.ssl.truststore.certificates' = '{CA_PEM}'" in ddl
 
 
-def test_kafka_client_certificates_become_one_pem_keystore(tmp_path: Path) -> None:
+def test_kafka_client_certificates_go_to_both_clients(tmp_path: Path) -> None:
     cert, key = tmp_path / "client.crt", tmp_path / "client.key"
-    cert.write_text("-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n")
+    cert.write_text(CA_PEM)
     key.write_text("-----BEGIN PRIVATE KEY-----\nBBB\n-----END PRIVATE KEY-----\n")
-    s = Settings(
-        home=tmp_path / "home",
-        kafka_security_protocol="SSL",
-        kafka_ssl_cert_file=str(cert),
-        kafka_ssl_key_file=str(key),
-    )
+    s = Settings(kafka_security_protocol="SSL", kafka_ssl_cert_file=str(cert), kafka_ssl_key_file=str(key))
     assert kafka.librdkafka_security(s)["ssl.certificate.location"] == str(cert)
-    keystore = Path(kafka.java_security(s)["ssl.keystore.location"])
-    assert keystore.read_text() == key.read_text() + cert.read_text()
-    assert keystore.stat().st_mode & 0o077 == 0  # a private key: readable by its owner only
+    assert kafka.librdkafka_security(s)["ssl.key.location"] == str(key)
+    java = kafka.java_security(s)
+    assert (java["ssl.keystore.certificate.chain"], java["ssl.keystore.key"]) == (
+        cert.read_text(),
+        key.read_text(),
+    )
 
 
 @pytest.mark.parametrize(
