@@ -1,6 +1,7 @@
 """Stores over TLS, each a server of the test's own started as `strata stack up --tls` starts the
 stack's: PostgreSQL reached with ``sslmode=verify-full`` against the local CA (migrations, tenants,
-keys); the S3 server over HTTPS for boto3, the archive reader's filesystem and DuckDB."""
+keys); the S3 server over HTTPS for boto3, the archive reader's filesystem and DuckDB; OpenSearch
+with its security plugin (HTTPS, a user) for the search reader and the ingest job's Java sink."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from connectors.postgres import tenants
 from connectors.postgres.migrate import migrate
 from infra.settings import Settings
 from infra.stack import process
+from infra.stack.services.opensearch import OpenSearch, stack_opensearch_user
 from infra.stack.services.postgres import Postgres
 from infra.stack.services.s3 import S3Proxy
 from tests.integration.collector_support import free_port
@@ -171,3 +173,89 @@ def test_an_s3_server_the_ca_did_not_sign_is_refused(secure_s3: Settings, tmp_pa
     other = secure_s3.model_copy(update={"s3_ca_file": str(local_certs(tmp_path / "other").ca)})
     with pytest.raises(SSLError, match="certificate verify failed"):
         s3_client(other).list_buckets()
+
+
+@pytest.fixture(scope="module")
+def secure_opensearch() -> Iterator[Settings]:
+    # A folder every user can traverse: OpenSearch runs as an unprivileged user when we are root.
+    home = Path(tempfile.mkdtemp(prefix="strata-os-tls-"))
+    home.chmod(0o755)
+    (home / "cache").symlink_to(Settings().cache_dir)  # the stack's distribution, fetched once
+    settings = Settings(
+        home=home,
+        opensearch_port=free_port(),
+        opensearch_transport_port=free_port(),
+        opensearch_heap="512m",
+        stack_tls=True,
+    )
+    service = OpenSearch(settings)
+    started = time.monotonic()
+    service.fetch()  # the first time: the distribution copied with the security plugin
+    fetched = time.monotonic()
+    launch = service.prepare()
+    pid_file = home / "run" / "opensearch.pid"
+    process.start(
+        launch.cmd,
+        log_file=service.log_file,
+        pid_file=pid_file,
+        cwd=launch.cwd,
+        env=launch.env,
+        user=launch.user,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while (problem := service.check()) is not None:
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"the HTTPS OpenSearch did not start: {problem}\n{process.tail(service.log_file, 30)}"
+                )
+            time.sleep(1)
+        print(
+            f"\nOpenSearch with the security plugin: fetched in {fetched - started:.1f}s, "
+            f"answering over HTTPS {time.monotonic() - fetched:.1f}s after its start"
+        )
+        name, password = stack_opensearch_user(settings)
+        yield settings.model_copy(
+            update={
+                "opensearch_url": f"https://localhost:{settings.opensearch_port}",
+                "opensearch_username": name,
+                "opensearch_password": password,
+                "opensearch_ca_file": str(home / "tls" / "ca.crt"),
+            }
+        )
+    finally:
+        process.stop(pid_file, timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_jobs_index_sink_and_the_search_reader_over_https(
+    secure_opensearch: Settings, settings: Settings
+) -> None:
+    from opensearchpy import AuthenticationException
+    from pyflink.common import Configuration, Row, Types
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    from connectors.opensearch.connection import connection_options, java_sink_options, open_client
+    from connectors.opensearch.flink_sink import index_request_sink
+    from connectors.opensearch.search import client
+    from jobs.flink import flink_jar_urls
+
+    s = secure_opensearch
+    config = Configuration()
+    config.set_string("pipeline.jars", ";".join(flink_jar_urls(settings)))  # the stack's jars (conftest)
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    env.set_parallelism(1)
+    rows = [Row(f"id-{i}", "tls-sink", f'{{"message": "over https {i}"}}') for i in range(5)]
+    stream = env.from_collection(rows, type_info=Types.ROW([Types.STRING(), Types.STRING(), Types.STRING()]))
+    stream.sink_to(index_request_sink([s.opensearch_endpoint], connection=java_sink_options(s)))
+    env.execute("opensearch-tls-sink-test")
+
+    reader = client(s.opensearch_endpoint, timeout_s=30, **connection_options(s))
+    reader.indices.refresh(index="tls-sink")
+    hits = reader.search(index="tls-sink", body={"query": {"match": {"message": "https"}}, "size": 10})
+    assert sorted(h["_id"] for h in hits["hits"]["hits"]) == [f"id-{i}" for i in range(5)]
+
+    wrong = s.model_copy(update={"opensearch_password": "not-the-password"})
+    with pytest.raises(AuthenticationException):
+        open_client(wrong, timeout=10).cluster.health()
