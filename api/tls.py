@@ -61,6 +61,17 @@ def server_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def client_context(settings: Settings) -> ssl.SSLContext:
+    """What Strata's own clients of the API (``strata send``, ``strata search``) verify its
+    certificate with, and present as theirs when a client certificate is configured."""
+    if bool(settings.api_client_cert_file) != bool(settings.api_client_key_file):
+        raise ValueError("STRATA_API_CLIENT_CERT_FILE and STRATA_API_CLIENT_KEY_FILE go together")
+    context = ssl.create_default_context(cafile=settings.ca_file(settings.api_ca_file) or None)
+    if settings.api_client_cert_file:
+        context.load_cert_chain(settings.api_client_cert_file, settings.api_client_key_file)
+    return context
+
+
 def peer_fingerprint(ssl_object: Any) -> str | None:
     """The fingerprint of the certificate a client presented and TLS verified, else None."""
     if ssl_object is None:

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     multiline_flush_s: float = 2.0
     api_url: str = ""  # where `strata send` posts; empty: the local API
     api_key: str = ""  # the key `strata send` uses
+    # How `strata send` and `strata search` reach an HTTPS API: the CA of its certificate (else
+    # tls_ca_file, else the system's CAs), and a client certificate, which may stand for the key.
+    api_ca_file: str = ""
+    api_client_cert_file: str = ""
+    api_client_key_file: str = ""
 
     # The record pipeline's configuration (YAML or JSON, docs/records.md), read by the ingest job,
     # the alerts job and `strata parse` alike, so alerts see records as they are stored. Empty:

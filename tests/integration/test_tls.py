@@ -5,6 +5,7 @@ back from the real Kafka."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 import subprocess
@@ -293,3 +294,45 @@ def test_alert_mail_goes_over_verified_tls(pki: LocalCerts, tmp_path: Path, impl
         with pytest.raises(ssl.SSLCertVerificationError):
             smtp_connection(other).close()
     assert len(server.messages) == 1
+
+
+def test_strata_send_ships_a_file_with_a_client_certificate_for_its_key(
+    setup, pki: LocalCerts, tmp_path: Path
+) -> None:
+    settings, tenant_a, _, _ = setup
+    agent = pki.client("agent")
+    _register(settings, tenant_a, agent.cert)
+    run = uuid.uuid4().hex[:8]
+    log = tmp_path / "app.log"
+    log.write_text("".join(f"2025-02-15 12:00:0{i} INFO shipped over mTLS {run} {i}\n" for i in range(4)))
+    with _HttpsApi(settings) as api:
+        sent = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "infra.cli",
+                "send",
+                str(log),
+                "--service",
+                "shipper",
+                "--state-dir",
+                str(tmp_path / "state"),
+            ],
+            cwd=cs.REPO,
+            env={
+                **os.environ,
+                "STRATA_API_URL": api.url,
+                "STRATA_API_KEY": "",
+                "STRATA_API_CA_FILE": str(pki.ca),
+                "STRATA_API_CLIENT_CERT_FILE": str(agent.cert),
+                "STRATA_API_CLIENT_KEY_FILE": str(agent.key),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert sent.returncode == 0, sent.stderr
+    found = cs.read_topic(settings, settings.raw_topic, 4)
+    assert sorted((env.tenant, env.line) for _, env in found) == [
+        (tenant_a, f"2025-02-15 12:00:0{i} INFO shipped over mTLS {run} {i}") for i in range(4)
+    ]
