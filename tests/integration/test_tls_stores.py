@@ -1,7 +1,9 @@
 """Stores over TLS, each a server of the test's own started as `strata stack up --tls` starts the
 stack's: PostgreSQL reached with ``sslmode=verify-full`` against the local CA (migrations, tenants,
 keys); the S3 server over HTTPS for boto3, the archive reader's filesystem and DuckDB; OpenSearch
-with its security plugin (HTTPS, a user) for the search reader and the ingest job's Java sink."""
+with its security plugin (HTTPS, a user) for the search reader and the ingest job's Java sink;
+Cassandra with password authentication and client encryption for the reader's session and the
+job's Java sink."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from connectors.postgres import tenants
 from connectors.postgres.migrate import migrate
 from infra.settings import Settings
 from infra.stack import process
+from infra.stack.services.cassandra import Cassandra, stack_cassandra_user
 from infra.stack.services.opensearch import OpenSearch, stack_opensearch_user
 from infra.stack.services.postgres import Postgres
 from infra.stack.services.s3 import S3Proxy
@@ -259,3 +262,102 @@ def test_the_jobs_index_sink_and_the_search_reader_over_https(
     wrong = s.model_copy(update={"opensearch_password": "not-the-password"})
     with pytest.raises(AuthenticationException):
         open_client(wrong, timeout=10).cluster.health()
+
+
+@pytest.fixture(scope="module")
+def secure_cassandra() -> Iterator[Settings]:
+    home = Path(tempfile.mkdtemp(prefix="strata-cass-tls-"))
+    (home / "cache").symlink_to(Settings().cache_dir)  # the stack's Cassandra jars
+    settings = Settings(
+        home=home,
+        cassandra_port=free_port(),
+        cassandra_storage_port=free_port(),
+        cassandra_heap="768m",
+        stack_tls=True,
+    )
+    service = Cassandra(settings)
+    if not service.lib_dir.exists():
+        pytest.fail(f"the stack's Cassandra jars are missing in {service.lib_dir}; run `strata stack up`")
+    started = time.monotonic()
+    launch = service.prepare()
+    pid_file = home / "run" / "cassandra.pid"
+    process.start(launch.cmd, log_file=service.log_file, pid_file=pid_file, cwd=launch.cwd, env=launch.env)
+    try:
+        deadline = time.monotonic() + 300
+        while (problem := service.check()) is not None:
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"the TLS Cassandra did not start: {problem}\n{process.tail(service.log_file, 30)}"
+                )
+            time.sleep(1)
+        print(
+            f"\nCassandra with client encryption answered {time.monotonic() - started:.1f}s after its start"
+        )
+        name, password = stack_cassandra_user(settings)
+        yield settings.model_copy(
+            update={
+                "cassandra_username": name,
+                "cassandra_password": password,
+                "cassandra_ssl": True,
+                "cassandra_ca_file": str(home / "tls" / "ca.crt"),
+            }
+        )
+    finally:
+        process.stop(pid_file, timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_jobs_warm_sink_and_the_reader_over_tls_with_a_password(
+    secure_cassandra: Settings, settings: Settings
+) -> None:
+    from cassandra.cluster import NoHostAvailable
+    from pyflink.common import Configuration, Row, Types
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    from connectors.cassandra.connection import cluster_options
+    from connectors.cassandra.flink_sink import Connection, batched_cassandra_sink
+    from connectors.cassandra.search import connect
+    from jobs.flink import flink_jar_urls
+
+    s = secure_cassandra
+    session = connect(s.cassandra_contact_points, s.cassandra_port, timeout_s=10, **cluster_options(s))
+    session.execute(
+        "CREATE KEYSPACE IF NOT EXISTS tls WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+        timeout=60,
+    )
+    session.execute(
+        "CREATE TABLE IF NOT EXISTS tls.rows (k text, c int, v text, PRIMARY KEY (k, c))", timeout=60
+    )
+
+    config = Configuration()
+    config.set_string("pipeline.jars", ";".join(flink_jar_urls(settings)))  # the stack's jars (conftest)
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    env.set_parallelism(1)
+    rows = [Row("tenant", i, f"over tls {i}") for i in range(5)]
+    stream = env.from_collection(rows, type_info=Types.ROW([Types.STRING(), Types.INT(), Types.STRING()]))
+    query = "INSERT INTO tls.rows (k, c, v) VALUES (?, ?, ?)"
+    stream.add_sink(
+        batched_cassandra_sink(
+            s.cassandra_contact_points[0],
+            s.cassandra_port,
+            query,
+            [0],
+            connection=Connection.from_settings(s),
+        )
+    )
+    env.execute("cassandra-tls-sink-test")
+
+    found = session.execute("SELECT c, v FROM tls.rows WHERE k = 'tenant'", timeout=30)
+    assert sorted((r["c"], r["v"]) for r in found) == [(i, f"over tls {i}") for i in range(5)]
+    session.cluster.shutdown()
+
+    for wrong in (
+        s.model_copy(update={"cassandra_password": "not-the-password"}),
+        s.model_copy(update={"cassandra_ssl": False}),  # plain connections are refused
+    ):
+        with pytest.raises(NoHostAvailable):
+            connect(
+                wrong.cassandra_contact_points, wrong.cassandra_port, timeout_s=5, **cluster_options(wrong)
+            )
