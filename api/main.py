@@ -1,4 +1,5 @@
-"""The Strata API: collectors (ingest, _bulk, OTLP, uploads), tenants and keys, health.
+"""The Strata API: collectors (ingest, _bulk, OTLP, uploads), search, alerts, tenants and keys, the
+web app (/ui), health.
 
 Run it with ``strata serve``; uvicorn imports :func:`create_app` as a factory, so each worker
 process reads the settings and opens its own Kafka producer and PostgreSQL pool.
@@ -15,7 +16,20 @@ from fastapi import FastAPI
 
 from api.collector.ratelimit import RateLimiter
 from api.deps import AppState, close_search
-from api.routers import alerts, elastic, health, ingest, otlp, retention, search, tail, tenants, upload
+from api.routers import (
+    alerts,
+    dashboards,
+    elastic,
+    health,
+    ingest,
+    otlp,
+    retention,
+    search,
+    tail,
+    tenants,
+    upload,
+    web,
+)
 from connectors.kafka.producer import Producer, producer_config
 from connectors.postgres.migrate import migrate
 from connectors.postgres.pool import async_pool, postgres_retriable
@@ -69,6 +83,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sweeps = asyncio.create_task(scheduled(settings, stop_sweeps), name="retention-sweeps")
             state.background.add(sweeps)
             sweeps.add_done_callback(state.background.discard)
+        if settings.archive_compact_interval_s > 0:
+            from connectors.s3.compaction import scheduled as compactions
+
+            compacting = asyncio.create_task(compactions(settings, stop_sweeps), name="archive-compaction")
+            state.background.add(compacting)
+            compacting.add_done_callback(state.background.discard)
         try:
             yield
         finally:
@@ -100,7 +120,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(elastic.router)
     app.include_router(alerts.router)
     app.include_router(retention.router)
+    from api.routers import log_metrics
+
+    app.include_router(log_metrics.router)
     app.include_router(tail.router)  # before search: /v1/logs/tail is not a log id
     app.include_router(search.router)
-    app.include_router(search.ui_router)
+    app.include_router(dashboards.router)
+    app.mount("/ui/static", web.static, name="ui-static")
+    app.include_router(web.router)
     return app

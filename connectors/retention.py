@@ -22,7 +22,14 @@ _SWEEP_LOCK_ID = 0x5752A7B
 
 
 def defaults(settings: Settings) -> Retention:
-    return Retention(settings.hot_days, settings.warm_days, settings.archive_days)
+    return Retention(
+        settings.hot_days,
+        settings.warm_days,
+        settings.archive_days,
+        settings.metrics_1m_days,
+        settings.metrics_1h_days,
+        settings.metrics_1d_days,
+    )
 
 
 async def policies(conn: psycopg.AsyncConnection[Any], settings: Settings) -> dict[str, Retention]:
@@ -64,7 +71,18 @@ def _cold(settings: Settings) -> TierStore:
     return ArchiveStore(s3_client(settings), settings.s3_bucket, settings.archive_prefix)
 
 
-STORES: tuple[Callable[[Settings], TierStore], ...] = (_hot, _warm, _cold)
+def _metrics(settings: Settings) -> TierStore:
+    from connectors.opensearch.connection import connection_options
+    from connectors.opensearch.metrics import MetricsStore
+    from connectors.opensearch.search import client
+
+    return MetricsStore(
+        client(settings.opensearch_endpoint, timeout_s=60.0, **connection_options(settings)),
+        settings.opensearch_index_prefix,
+    )
+
+
+STORES: tuple[Callable[[Settings], TierStore], ...] = (_hot, _warm, _cold, _metrics)
 
 
 async def apply(

@@ -42,12 +42,16 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from dataclasses import field as _field
+from typing import Generic, Protocol, TypeAlias, TypeVar
 
 from core.records.normalize import normalize_level
 from schemas.record import FIELDS_BY_NAME, Kind, Level, Record, micros
+
+K = TypeVar("K")
 
 MAX_QUERY_CHARS = 4096
 MAX_TERMS = 256
@@ -761,6 +765,33 @@ class TierPage:
     notes: list[str]
 
 
+@dataclass
+class TierCounts(Generic[K]):
+    """What a tier counted for an aggregation: the counts, whether they are complete, and notes."""
+
+    counts: Counter[K]
+    complete: bool = True
+    notes: list[str] = _field(default_factory=list)
+
+
+class TierReader(Protocol):
+    """What the search engine asks of each tier; every tier answers the same calls the same way."""
+
+    def search(self, q: TierQuery) -> TierPage: ...
+
+    def histogram(self, q: TierQuery, interval_us: int) -> TierCounts[tuple[int, str]]:
+        """Counts per (bucket start µs, level); buckets are epoch-aligned multiples of the interval."""
+        ...
+
+    def top(self, q: TierQuery, field: str, size: int) -> TierCounts[str]:
+        """Counts of ``field``'s values; at least the ``size`` most frequent when not all."""
+        ...
+
+    def get(self, tenant: str, log_ids: Sequence[str], start_us: int, end_us: int) -> list[Record]:
+        """The tenant's records among ``log_ids`` whose time is within ``[start_us, end_us)``."""
+        ...
+
+
 def order_key(record: Record) -> tuple[int, str]:
     return micros(record.timestamp), record.log_id
 
@@ -780,8 +811,10 @@ __all__ = [
     "Term",
     "Text",
     "TextPrefix",
+    "TierCounts",
     "TierPage",
     "TierQuery",
+    "TierReader",
     "and_all",
     "attribute_key",
     "conjuncts",

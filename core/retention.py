@@ -15,7 +15,7 @@ live with their connectors, so this module is tested without any of them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from typing import Protocol
 
@@ -33,13 +33,29 @@ class Retention:
     hot_days: int
     warm_days: int
     archive_days: int
+    # Log metrics per resolution (core/metrics.py); shortening only, like the hot and warm windows.
+    metrics_1m_days: int = 90
+    metrics_1h_days: int = 365
+    metrics_1d_days: int = 1095
 
     def policy(self) -> TierPolicy:
         """The tier policy a search of this tenant routes by: nothing past its retention is offered."""
         return TierPolicy(self.hot_days, self.warm_days, self.archive_days)
 
     def as_dict(self) -> dict[str, int]:
-        return {"hot_days": self.hot_days, "warm_days": self.warm_days, "archive_days": self.archive_days}
+        return {
+            "hot_days": self.hot_days,
+            "warm_days": self.warm_days,
+            "archive_days": self.archive_days,
+            **self.metrics_days(),
+        }
+
+    def metrics_days(self) -> dict[str, int]:
+        return {
+            "metrics_1m_days": self.metrics_1m_days,
+            "metrics_1h_days": self.metrics_1h_days,
+            "metrics_1d_days": self.metrics_1d_days,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,17 +65,21 @@ class Override:
     hot_days: int | None = None
     warm_days: int | None = None
     archive_days: int | None = None
+    metrics_1m_days: int | None = None
+    metrics_1h_days: int | None = None
+    metrics_1d_days: int | None = None
 
 
 def resolve(defaults: Retention, override: Override | None) -> Retention:
     """The tenant's retention: its override where it has one, else the default."""
     if override is None:
         return defaults
-    return Retention(
-        defaults.hot_days if override.hot_days is None else override.hot_days,
-        defaults.warm_days if override.warm_days is None else override.warm_days,
-        defaults.archive_days if override.archive_days is None else override.archive_days,
-    )
+
+    def pick(name: str) -> int:
+        value: int | None = getattr(override, name)
+        return int(getattr(defaults, name)) if value is None else value
+
+    return Retention(*(pick(f.name) for f in fields(Retention)))
 
 
 def check_override(windows: Retention, override: Override) -> Override:
@@ -75,6 +95,12 @@ def check_override(windows: Retention, override: Override) -> Override:
             )
     if override.archive_days is not None and override.archive_days < 1:
         raise RetentionError("archive_days must be at least 1")
+    for name, most in windows.metrics_days().items():
+        value = getattr(override, name)
+        if value is not None and not 1 <= value <= most:
+            raise RetentionError(
+                f"{name} must be between 1 and {most} (the default: whole indices go after it)"
+            )
     return override
 
 

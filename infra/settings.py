@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_bucket: str = "strata-archive"
 
+    # Trino over the archive: optional, not started by `strata stack up` (docs/archive.md).
+    trino_version: str = "476"
+    trino_port: int = 8095
+    trino_heap: str = "1g"
+    trino_java_home: Path | None = None  # None: JAVA_HOME or an installed JDK, if Java 24 or newer
+    trino_metastore_dir: str = ""  # the Hive catalog's file metastore; empty: s3://<bucket>/trino-metastore/
+
     # PostgreSQL
     postgres_port: int = 5432
     postgres_host: str = ""
@@ -145,7 +152,19 @@ class Settings(BaseSettings):
     # Retention defaults per tier (a tenant may override them: `strata retention set`). Hot and warm
     # keep their window unless a tenant's is shorter; the archive keeps this many days.
     archive_days: int = 365
+    # Log metrics per resolution (docs/metrics.md); a tenant's own may only be shorter.
+    metrics_1m_days: int = 90
+    metrics_1h_days: int = 365
+    metrics_1d_days: int = 1095
     retention_interval_s: float = 86_400.0  # how often the API sweeps expired data; 0: never
+    # Archive compaction (docs/archive.md): an hour is merged once it ended this long ago, into
+    # files of about the target size (at most 4 per hour); what it replaces is deleted after
+    # delete_after_s, so a search that listed the hour just before still finds its files.
+    archive_compact_interval_s: float = 900.0  # how often the API compacts; 0: never
+    archive_compact_grace_s: float = 900.0
+    archive_compact_target_bytes: int = 128 << 20
+    archive_compact_row_group_rows: int = 122_880
+    archive_compact_delete_after_s: float = 60.0
 
     # The ingest job.
     ingest_group: str = "strata-ingest"
@@ -240,6 +259,9 @@ class Settings(BaseSettings):
         "topic_partitions",
         "cassandra_replication_factor",
         "archive_days",
+        "metrics_1m_days",
+        "metrics_1h_days",
+        "metrics_1d_days",
         "opensearch_bulk_actions",
         "opensearch_bulk_size_mb",
         "opensearch_bulk_interval_ms",
@@ -255,6 +277,13 @@ class Settings(BaseSettings):
     def _window(cls, value: int) -> int:
         if value < 0:
             raise ValueError("a tier window cannot be negative")
+        return value
+
+    @field_validator("archive_compact_target_bytes", "archive_compact_row_group_rows")
+    @classmethod
+    def _compact_positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
         return value
 
     @field_validator("identity_key")

@@ -3,7 +3,9 @@
 # Java 17 (every JVM service), Maven (fetches the services and Flink jars), PostgreSQL 15's
 # server binaries; with --test also the real syslog clients the collector tests drive
 # (syslog-ng; rsyslog conflicts with it as a package, so its test unpacks rsyslog itself) and
-# promtool (Debian's prometheus package), which checks the API's /metrics.
+# promtool (Debian's prometheus package), which checks the API's /metrics, and chromium's headless
+# shell, the browser the web app tests drive with Playwright (Playwright's own download needs a
+# site these machines cannot reach).
 # Debian is kept from creating or starting clusters or services of its own: the stack runs its
 # own PostgreSQL on the port in its settings, and the tests run syslog-ng in the foreground.
 set -euo pipefail
@@ -13,6 +15,7 @@ if [ "${1:-}" = "--test" ]; then
     command -v syslog-ng >/dev/null || [ -x /usr/sbin/syslog-ng ] || missing+=(syslog-ng-core)
     [ -d /usr/share/syslog-ng/include/scl/elasticsearch ] || missing+=(syslog-ng-mod-http syslog-ng-scl)
     command -v promtool >/dev/null || missing+=(prometheus)  # promtool checks what /metrics serves
+    command -v chromium-headless-shell >/dev/null || missing+=(chromium-headless-shell)
     # The libraries rsyslogd links, for the rsyslog test that unpacks Debian's rsyslog package.
     dpkg -s libestr0 libfastjson4 liblognorm5 >/dev/null 2>&1 || missing+=(libestr0 libfastjson4 liblognorm5)
 fi

@@ -7,6 +7,7 @@ A tenant's admin key reads and sets its own retention; the admin token names the
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,9 @@ class Days(BaseModel):
     hot_days: int | None = Field(None, description="OpenSearch; at most the hot window")
     warm_days: int | None = Field(None, description="Cassandra; at most the warm window")
     archive_days: int | None = Field(None, description="the Parquet archive on S3")
+    metrics_1m_days: int | None = Field(None, description="log metrics per minute; at most the default")
+    metrics_1h_days: int | None = Field(None, description="log metrics per hour; at most the default")
+    metrics_1d_days: int | None = Field(None, description="log metrics per day; at most the default")
 
 
 class RetentionOut(BaseModel):
@@ -60,9 +64,7 @@ async def _answer(state: Any, tenant_id: str) -> RetentionOut:
     return RetentionOut(
         tenant=tenant_id,
         retention=Days(**resolve(defaults, override).as_dict()),
-        override=Days(
-            hot_days=override.hot_days, warm_days=override.warm_days, archive_days=override.archive_days
-        ),
+        override=Days(**{f.name: getattr(override, f.name) for f in fields(Override)}),
         defaults=Days(**defaults.as_dict()),
     )
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from api.deps import EngineDep, Principal, require
@@ -20,8 +18,6 @@ from core.query import Node, Position, QueryError, Term, and_all
 from schemas.record import Record, format_ts, from_micros, micros, parse_ts
 
 router = APIRouter(prefix="/v1/logs", tags=["search"])
-ui_router = APIRouter(tags=["search"])
-_UI = Path(__file__).resolve().parent.parent / "search" / "ui.html"
 
 SearchKey = Annotated[Principal, Depends(require("search"))]
 
@@ -380,9 +376,3 @@ async def context(
             "tiers": _tiers_json(tiers),
         }
     )
-
-
-@ui_router.get("/ui", response_class=HTMLResponse, include_in_schema=False)
-async def ui() -> HTMLResponse:
-    """A search page for people: the page is public, every search it makes needs a key."""
-    return HTMLResponse(_UI.read_text(encoding="utf-8"))

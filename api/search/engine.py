@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from api import metrics
-from core.query import Node, Position, TierPage, TierQuery, order_key
+from core.query import Node, Position, TierCounts, TierPage, TierQuery, TierReader, order_key
 from core.tiers import COLD, DAY_US, HOT, WARM, TierPolicy
 from infra.settings import Settings
 from schemas.record import Record, format_ts, from_micros, micros
@@ -204,11 +204,13 @@ class SearchEngine:
         return None
 
     def _search(self, tier: str, q: TierQuery) -> TierPage:
-        page: TierPage = self._tier(tier).search(q)
-        return page
+        return self._tier(tier).search(q)
 
-    def _tier(self, tier: str) -> Any:
-        return {HOT: self.backends.hot, WARM: self.backends.warm, COLD: self.backends.cold}[tier]()
+    def _tier(self, tier: str) -> TierReader:
+        reader: TierReader = {HOT: self.backends.hot, WARM: self.backends.warm, COLD: self.backends.cold}[
+            tier
+        ]()
+        return reader
 
     # -- search ----------------------------------------------------------------------------------
 
@@ -271,7 +273,7 @@ class SearchEngine:
         self, tenant: str, ast: Node, start_us: int, end_us: int, interval_us: int
     ) -> tuple[Counter[tuple[int, str]], bool, list[TierReport]]:
         return await self._aggregate(
-            tenant, ast, start_us, end_us, lambda tier, tq: self._histogram(tier, tq, interval_us)
+            tenant, ast, start_us, end_us, lambda tier, tq: self._tier(tier).histogram(tq, interval_us)
         )
 
     async def _aggregate(
@@ -280,7 +282,7 @@ class SearchEngine:
         ast: Node,
         start_us: int,
         end_us: int,
-        ask: Callable[[str, TierQuery], tuple[Counter[K], bool, list[str]]],
+        ask: Callable[[str, TierQuery], TierCounts[K]],
     ) -> tuple[Counter[K], bool, list[TierReport]]:
         """Counts summed over the tiers that hold ``[start_us, end_us)``, each asked in parallel;
         exact only when every tier answered completely."""
@@ -295,43 +297,26 @@ class SearchEngine:
             if result is None:
                 exact = False
                 continue
-            part, complete, notes = result
-            counts.update(part)
-            report.hits = sum(part.values())
-            report.notes = notes
-            exact = exact and complete
+            counts.update(result.counts)
+            report.hits = sum(result.counts.values())
+            report.notes = result.notes
+            exact = exact and result.complete
         return counts, exact, reports
-
-    def _histogram(
-        self, tier: str, q: TierQuery, interval_us: int
-    ) -> tuple[Counter[tuple[int, str]], bool, list[str]]:
-        backend = self._tier(tier)
-        if tier == WARM:
-            counts, complete, notes = backend.histogram(q, interval_us)
-            return counts, complete, notes
-        counts, complete = backend.histogram(q, interval_us)
-        return counts, complete, []
 
     async def top(
         self, tenant: str, ast: Node, start_us: int, end_us: int, field_name: str, size: int
     ) -> tuple[list[tuple[str, int]], bool, list[TierReport]]:
+        # Each tier is asked for more than the top `size`, so a key that is second in two tiers
+        # is not lost to one that is first in only one.
         counts, exact, reports = await self._aggregate(
-            tenant, ast, start_us, end_us, lambda tier, tq: self._top(tier, tq, field_name, size)
+            tenant,
+            ast,
+            start_us,
+            end_us,
+            lambda tier, tq: self._tier(tier).top(tq, field_name, size * 3 + 10),
         )
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:size]
         return ranked, exact, reports
-
-    def _top(
-        self, tier: str, q: TierQuery, field_name: str, size: int
-    ) -> tuple[Counter[str], bool, list[str]]:
-        backend = self._tier(tier)
-        if tier == WARM:
-            counts, complete, notes = backend.top(q, field_name)
-            return counts, complete, notes
-        # Each tier is asked for more than the top `size`, so a key that is second in two tiers
-        # is not lost to one that is first in only one.
-        counts, complete = backend.top(q, field_name, size * 3 + 10)
-        return counts, complete, []
 
     # -- one record --------------------------------------------------------------------------------
 
@@ -342,19 +327,15 @@ class SearchEngine:
         given, else the whole retention the archive is asked for)."""
         now = micros_now()
         policy = await self._policy(tenant)
-        reports: list[TierReport] = []
-        hot = TierReport(HOT, now - policy.hot_days * DAY_US, now)
-        warm = TierReport(WARM, now - policy.warm_days * DAY_US, now)
-        reports += [hot, warm]
-        found = await asyncio.gather(
-            self._run(hot, lambda: self._tier(HOT).get(tenant, [log_id])),
-            self._run(warm, lambda: self._tier(WARM).get(tenant, log_id)),
-        )
-        # A record past the tenant's retention in a tier is not offered, swept yet or not.
-        if found[0] and micros(found[0][0].timestamp) >= hot.start_us:
-            return found[0][0], reports
-        if found[1] is not None and micros(found[1].timestamp) >= warm.start_us:
-            return found[1], reports
+        # A record past the tenant's retention in a tier is not offered, swept yet or not; a
+        # timestamp a little ahead of this clock still is.
+        hot = TierReport(HOT, now - policy.hot_days * DAY_US, now + DAY_US)
+        warm = TierReport(WARM, now - policy.warm_days * DAY_US, now + DAY_US)
+        reports = [hot, warm]
+        found = await asyncio.gather(*(self._run(r, partial(self._get, r, tenant, log_id)) for r in reports))
+        for records in found:
+            if records:
+                return records[0], reports
         if at_us is not None:
             start, end = at_us - 3600 * 10**6, at_us + 3600 * 10**6
         else:
@@ -363,12 +344,11 @@ class SearchEngine:
             start = max(start, now - policy.archive_days * DAY_US)
         cold = TierReport(COLD, start, end)
         reports.append(cold)
-        record = (
-            await self._run(cold, lambda: self._tier(COLD).get(tenant, log_id, start, end))
-            if start < end
-            else None
-        )
-        return record, reports
+        records = await self._run(cold, partial(self._get, cold, tenant, log_id)) if start < end else None
+        return (records[0] if records else None), reports
+
+    def _get(self, report: TierReport, tenant: str, log_id: str) -> list[Record]:
+        return self._tier(report.tier).get(tenant, [log_id], report.start_us, report.end_us)
 
 
 def micros_now() -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,7 +22,18 @@ from cassandra.cluster import Cluster, PreparedStatement, Session
 from cassandra.policies import RoundRobinPolicy
 from cassandra.query import SimpleStatement, dict_factory
 
-from core.query import Node, Or, Term, TierPage, TierQuery, attribute_key, conjuncts, matches, order_key
+from core.query import (
+    Node,
+    Or,
+    Term,
+    TierCounts,
+    TierPage,
+    TierQuery,
+    attribute_key,
+    conjuncts,
+    matches,
+    order_key,
+)
 from schemas.projections import CQL_SERVICES_SUFFIX, cql_columns, cql_day, from_cql_row
 from schemas.record import Record, from_micros, micros
 
@@ -373,7 +384,7 @@ class WarmSearch:
             notes.append("warm: conditions on words, prefixes and OR/NOT were checked while scanning")
         return not budget.exhausted, notes
 
-    def histogram(self, q: TierQuery, interval_us: int) -> tuple[Counter[tuple[int, str]], bool, list[str]]:
+    def histogram(self, q: TierQuery, interval_us: int) -> TierCounts[tuple[int, str]]:
         counts: Counter[tuple[int, str]] = Counter()
 
         def visit(row: dict[str, Any]) -> None:
@@ -381,29 +392,33 @@ class WarmSearch:
             counts[(ts - ts % interval_us, str(row["level"]))] += 1
 
         complete, notes = self.scan(q, ("level",), visit)
-        return counts, complete, notes
+        return TierCounts(counts, complete, notes)
 
-    def top(self, q: TierQuery, field_name: str) -> tuple[Counter[str], bool, list[str]]:
+    def top(self, q: TierQuery, field: str, size: int) -> TierCounts[str]:
+        """Every value's count: the scan reads each matching row anyway, so ``size`` cuts nothing."""
         counts: Counter[str] = Counter()
 
         def visit(row: dict[str, Any]) -> None:
-            value = row.get(field_name)
+            value = row.get(field)
             if value is not None:
                 counts[str(value)] += 1
 
-        complete, notes = self.scan(q, (field_name,), visit)
-        return counts, complete, notes
+        complete, notes = self.scan(q, (field,), visit)
+        return TierCounts(counts, complete, notes)
 
-    def get(self, tenant: str, log_id: str) -> Record | None:
-        """The tenant's record with ``log_id`` (through the log_id index), if the warm tier has it."""
+    def get(self, tenant: str, log_ids: Sequence[str], start_us: int, end_us: int) -> list[Record]:
+        """Through the log_id index (none found without it), the tenant's only, within the range."""
         if "log_id" not in self._indexed:
-            return None
+            return []
         stmt = self._prepare(f'SELECT {_SELECT} FROM {self.keyspace}.{self.table} WHERE "log_id" = ?')
-        for row in self.session.execute(stmt, [log_id]):
-            record = from_cql_row(row)
-            if record.tenant == tenant:
-                return record
-        return None
+        found = []
+        for log_id in dict.fromkeys(log_ids):
+            for row in self.session.execute(stmt, [log_id]):
+                record = from_cql_row(row)
+                if record.tenant == tenant and start_us <= micros(record.timestamp) < end_us:
+                    found.append(record)
+                    break
+        return found
 
 
 def _service_values(node: Node) -> tuple[str, ...] | None:

@@ -8,6 +8,7 @@ filtered on the tenant and limited to the daily indices of its time slice.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +27,7 @@ from core.query import (
     Term,
     Text,
     TextPrefix,
+    TierCounts,
     TierPage,
     TierQuery,
     attribute_key,
@@ -176,8 +178,7 @@ class HotSearch:
             notes=[],
         )
 
-    def histogram(self, q: TierQuery, interval_us: int) -> tuple[Counter[tuple[int, str]], bool]:
-        """Counts per (bucket start µs, level); buckets are epoch-aligned multiples of the interval."""
+    def histogram(self, q: TierQuery, interval_us: int) -> TierCounts[tuple[int, str]]:
         body = {
             "query": self._filter(q),
             "size": 0,
@@ -197,14 +198,14 @@ class HotSearch:
         for bucket in result.get("aggregations", {}).get("h", {}).get("buckets", []):
             for lv in bucket["lv"]["buckets"]:
                 counts[(int(bucket["key"]) * 1000, str(lv["key"]))] += int(lv["doc_count"])
-        return counts, True
+        return TierCounts(counts)
 
-    def top(self, q: TierQuery, field: str, size: int) -> tuple[Counter[str], bool]:
-        """The most frequent values of ``field`` and whether the counts are exact."""
+    def top(self, q: TierQuery, field: str, size: int) -> TierCounts[str]:
         if field == "message":
             sample = self.search(TierQuery(q.tenant, q.ast, q.start_us, q.end_us, "desc", MESSAGE_SAMPLE))
             counts = Counter(r.message for r in sample.records)
-            return counts, sample.total is not None and sample.total <= MESSAGE_SAMPLE and sample.total_exact
+            exact = sample.total is not None and sample.total <= MESSAGE_SAMPLE and sample.total_exact
+            return TierCounts(counts, exact)
         body = {
             "query": self._filter(q),
             "size": 0,
@@ -213,17 +214,14 @@ class HotSearch:
         result = self._search(q, body)
         agg = result.get("aggregations", {}).get("top", {})
         counts = Counter({str(b["key"]): int(b["doc_count"]) for b in agg.get("buckets", [])})
-        return counts, int(agg.get("doc_count_error_upper_bound", 0)) == 0
+        return TierCounts(counts, int(agg.get("doc_count_error_upper_bound", 0)) == 0)
 
-    def get(self, tenant: str, log_ids: list[str]) -> list[Record]:
-        """Records by id across every daily index of the prefix, the tenant's only."""
-        body = {
-            "query": {"bool": {"filter": [{"term": {"tenant": tenant}}, {"ids": {"values": log_ids}}]}},
-            "size": len(log_ids),
-        }
-        result = self.client.search(
-            index=f"{self.prefix}-*",
-            body=body,
-            params={"ignore_unavailable": "true", "allow_no_indices": "true"},
-        )
-        return [from_opensearch_doc(h["_source"]) for h in result["hits"]["hits"]]
+    def get(self, tenant: str, log_ids: Sequence[str], start_us: int, end_us: int) -> list[Record]:
+        """By ``_id`` (the log_id) in the daily indices of the range."""
+        if not log_ids:
+            return []
+        q = TierQuery(tenant, MatchAll(), start_us, end_us)
+        query = self._filter(q)
+        query["bool"]["filter"].append({"ids": {"values": list(log_ids)}})
+        result = self._search(q, {"query": query, "size": len(log_ids)})
+        return [from_opensearch_doc(h["_source"]) for h in result.get("hits", {}).get("hits", [])]

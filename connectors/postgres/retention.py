@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -9,12 +10,15 @@ from psycopg.rows import dict_row
 
 from core.retention import Deletion, Override
 
+# Override's fields, in order, are the table's columns (metrics_*: migration 0006).
+_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Override))
+
 
 async def overrides(conn: AsyncConnection[Any]) -> dict[str, Override]:
     """Every tenant's override (tenants without one are absent)."""
     async with conn.cursor() as cur:
-        await cur.execute("SELECT tenant_id, hot_days, warm_days, archive_days FROM tenant_retention")
-        return {row[0]: Override(row[1], row[2], row[3]) for row in await cur.fetchall()}
+        await cur.execute(f"SELECT tenant_id, {', '.join(_COLUMNS)} FROM tenant_retention")
+        return {row[0]: Override(*row[1:]) for row in await cur.fetchall()}
 
 
 async def set_override(conn: AsyncConnection[Any], tenant_id: str, override: Override) -> None:
@@ -23,10 +27,11 @@ async def set_override(conn: AsyncConnection[Any], tenant_id: str, override: Ove
         await conn.execute("DELETE FROM tenant_retention WHERE tenant_id = %s", (tenant_id,))
         return
     await conn.execute(
-        "INSERT INTO tenant_retention (tenant_id, hot_days, warm_days, archive_days) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT (tenant_id) DO UPDATE SET hot_days = EXCLUDED.hot_days,"
-        " warm_days = EXCLUDED.warm_days, archive_days = EXCLUDED.archive_days, updated_at = now()",
-        (tenant_id, override.hot_days, override.warm_days, override.archive_days),
+        f"INSERT INTO tenant_retention (tenant_id, {', '.join(_COLUMNS)})"
+        f" VALUES (%s, {', '.join('%s' for _ in _COLUMNS)})"
+        f" ON CONFLICT (tenant_id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _COLUMNS)},"
+        " updated_at = now()",
+        (tenant_id, *(getattr(override, c) for c in _COLUMNS)),
     )
 
 

@@ -18,7 +18,7 @@ import io
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from connectors.s3.compaction import not_found, visible_paths
 from core.query import (
     And,
     Exists,
@@ -42,6 +43,7 @@ from core.query import (
     Term,
     Text,
     TextPrefix,
+    TierCounts,
     TierPage,
     TierQuery,
     attribute_key,
@@ -566,7 +568,8 @@ class ColdArchive:
             span = timedelta(hours=1) if "hour" in values else timedelta(days=1)
             if hour_start + span > first and hour_start <= last:
                 out.append(info.path)
-        return sorted(out)
+        # an hour being compacted holds its records twice for a while: each is read once
+        return visible_paths(self.fs, out)
 
     def _list(self, path: str) -> list[pafs.FileInfo]:
         infos: list[pafs.FileInfo] = self.fs.get_file_info(
@@ -619,7 +622,20 @@ class ColdArchive:
 
         return _maps_from_json(pa.RecordBatchReader.from_batches(schema, batches())), prefetch
 
-    def _query(self, reader: tuple[pa.RecordBatchReader, Any], sql: str, params: list[Any]) -> list[Any]:
+    def _query(
+        self, q: TierQuery, files: list[str], columns: list[str], sql: str, params: list[Any]
+    ) -> list[Any]:
+        """``sql`` over ``files``; once more over a fresh listing if one of them is gone: a
+        compaction deleted what it replaced after this search listed the files (it waits
+        ``archive_compact_delete_after_s`` first, so only a slow search gets here)."""
+        try:
+            return self._run(self._reader(files, q, columns), sql, params)
+        except Exception as exc:
+            if not not_found(exc):
+                raise
+        return self._run(self._reader(self.files(q.tenant, q.start_us, q.end_us), q, columns), sql, params)
+
+    def _run(self, reader: tuple[pa.RecordBatchReader, Any], sql: str, params: list[Any]) -> list[Any]:
         stream, prefetch = reader
         con = self._connect(stream)
         try:
@@ -663,7 +679,7 @@ class ColdArchive:
             f"SELECT * FROM (SELECT {_SELECT}, count(*) OVER () AS __total FROM cold WHERE {where}) "
             f'WHERE {cursor} ORDER BY "timestamp" {direction}, "log_id" {direction} LIMIT ?'
         )
-        rows = self._query(self._reader(files, q, [f.name for f in FIELDS]), sql, params)
+        rows = self._query(q, files, [f.name for f in FIELDS], sql, params)
         records = [_row_to_record(row[:-1]) for row in rows]
         if rows:
             return TierPage(records, int(rows[0][-1]), True, [])
@@ -671,27 +687,25 @@ class ColdArchive:
             return TierPage([], 0, True, [])
         return TierPage([], None, False, [])
 
-    def histogram(self, q: TierQuery, interval_us: int) -> tuple[Counter[tuple[int, str]], bool]:
+    def histogram(self, q: TierQuery, interval_us: int) -> TierCounts[tuple[int, str]]:
         files = self.files(q.tenant, q.start_us, q.end_us)
         counts: Counter[tuple[int, str]] = Counter()
         if not files:
-            return counts, True
+            return TierCounts(counts)
         params: list[Any] = [interval_us]
         where = self._where(q, params)
         sql = (
             'SELECT ts - ts % ? AS bucket, "level", count(*) FROM '
             f'(SELECT epoch_us("timestamp") AS ts, "level" FROM cold WHERE {where}) GROUP BY ALL'
         )
-        for bucket, level, n in self._query(
-            self._reader(files, q, _columns_for(q.ast, ("level",))), sql, params
-        ):
+        for bucket, level, n in self._query(q, files, _columns_for(q.ast, ("level",)), sql, params):
             counts[(int(bucket), str(level))] += int(n)
-        return counts, True
+        return TierCounts(counts)
 
-    def top(self, q: TierQuery, field: str, size: int) -> tuple[Counter[str], bool]:
+    def top(self, q: TierQuery, field: str, size: int) -> TierCounts[str]:
         files = self.files(q.tenant, q.start_us, q.end_us)
         if not files:
-            return Counter(), True
+            return TierCounts(Counter())
         column = _ident(field)
         params: list[Any] = []
         where = self._where(q, params)
@@ -700,11 +714,17 @@ class ColdArchive:
             f"SELECT {column}, count(*) AS n FROM cold WHERE {where} AND {column} IS NOT NULL "
             f"GROUP BY ALL ORDER BY n DESC, {column} LIMIT ?"
         )
-        rows = self._query(self._reader(files, q, _columns_for(q.ast, (field,))), sql, params)
-        return Counter({str(k): int(n) for k, n in rows}), True
+        rows = self._query(q, files, _columns_for(q.ast, (field,)), sql, params)
+        return TierCounts(Counter({str(k): int(n) for k, n in rows}))
 
-    def get(self, tenant: str, log_id: str, start_us: int, end_us: int) -> Record | None:
-        """The tenant's record with ``log_id`` within ``[start_us, end_us)`` (a scan of that range)."""
-        q = TierQuery(tenant, Term("log_id", log_id), start_us, end_us, "desc", 1)
-        page = self.search(q)
-        return page.records[0] if page.records else None
+    def get(self, tenant: str, log_ids: Sequence[str], start_us: int, end_us: int) -> list[Record]:
+        """A scan of the range's files for the ids: the archive has no index to look them up in."""
+        wanted = list(dict.fromkeys(log_ids))
+        if not wanted:
+            return []
+        ast = (
+            Or(tuple(Term("log_id", log_id) for log_id in wanted))
+            if len(wanted) > 1
+            else Term("log_id", wanted[0])
+        )
+        return self.search(TierQuery(tenant, ast, start_us, end_us, "desc", len(wanted))).records

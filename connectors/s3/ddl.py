@@ -86,11 +86,27 @@ def _data_fields() -> list[pa.Field]:
     return [f for f in archive_arrow_schema() if f.name not in ARCHIVE_PARTITIONS]
 
 
+# Digits of a second per Arrow unit, and Trino's name for that precision of its Hive connector.
+_TRINO_PRECISION = {"ms": 3, "us": 6, "ns": 9}
+_TRINO_PRECISION_NAME = {3: "MILLISECONDS", 6: "MICROSECONDS", 9: "NANOSECONDS"}
+
+
+def _trino_precision() -> int:
+    """The precision of the archive's timestamps (every timestamp field has the same unit)."""
+    units = {f.type.unit for f in _data_fields() if pa.types.is_timestamp(f.type)}
+    if len(units) != 1:
+        raise DdlError(f"the archive's timestamps must share one unit for Trino, not {sorted(units)}")
+    return _TRINO_PRECISION[units.pop()]
+
+
 def _hive_type(t: pa.DataType, *, trino: bool = False) -> str:
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return "varchar" if trino else "string"
     if pa.types.is_timestamp(t):
-        # plain: Trino's Hive connector reads the files' precision as hive.timestamp-precision says
+        if trino:
+            # Trino's Hive connector accepts only the precision its session is set to (the script
+            # sets it to the files'); the metastore keeps a plain `timestamp` either way.
+            return f"timestamp({_TRINO_PRECISION[t.unit]})"
         return "timestamp"
     if pa.types.is_boolean(t):
         return "boolean"
@@ -163,6 +179,10 @@ def trino_ddl(
     table = f"{catalog}.{schema}.logs"
     out = (
         f"-- Trino (Hive connector, catalog {catalog}): the Strata archive at {loc.url('s3')}\n"
+        "-- Timestamps at the files' precision (the catalog's hive.timestamp-precision is the\n"
+        "-- default for later sessions; a session may set it as here).\n"
+        f"SET SESSION {catalog}.timestamp_precision = "
+        f"{_quote(_TRINO_PRECISION_NAME[_trino_precision()])};\n"
         f"CREATE SCHEMA IF NOT EXISTS {catalog}.{schema};\n"
         f"CREATE TABLE IF NOT EXISTS {table} (\n{_columns(trino=True)},\n{partitions}\n)\n"
         "WITH (\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from connectors.s3.ddl import ArchiveLocation, duckdb_script
+from connectors.s3.ddl import PART_GLOB, ArchiveLocation, check_tenant, duckdb_script
 
 
 class ArchiveSqlError(RuntimeError):
@@ -61,6 +61,57 @@ def archive_connection(
     try:
         load_httpfs(con)
         con.execute(duckdb_script(loc, tenant))
+        files = visible_files(loc, tenant)
+        if files:  # none: the glob's view says "No files found", which the caller reports
+            con.execute(_view_over(files))
         yield con
     finally:
         con.close()
+
+
+def visible_files(loc: ArchiveLocation, tenant: str | None = None) -> list[str]:
+    """The archive's files (``s3://`` URLs) as a reader should read them: while an hour is being
+    compacted its records lie both in the small files and in the merged ones, and a glob would
+    read both; this list holds each record once (see :mod:`core.compaction`)."""
+    import fnmatch
+
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+    from pyarrow import fs as pafs
+
+    from connectors.s3.archive import Boto3Handler
+    from connectors.s3.compaction import visible_paths
+
+    tenant = check_tenant(tenant)
+    client = boto3.client(
+        "s3",
+        endpoint_url=loc.endpoint_url or None,
+        aws_access_key_id=loc.access_key or None,
+        aws_secret_access_key=loc.secret_key or None,
+        region_name=loc.region,
+        config=Config(connect_timeout=3, retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
+        verify=loc.ca_file or None,
+    )
+    root = f"{loc.prefix}/" + ("" if tenant is None else f"tenant={tenant}/")
+    paths = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=root):
+            for obj in page.get("Contents", []):
+                parts = obj["Key"][len(loc.prefix) + 1 :].split("/")
+                if len(parts) == 4 and fnmatch.fnmatchcase(parts[3], PART_GLOB):
+                    paths.append(f"{loc.bucket}/{obj['Key']}")
+        visible = visible_paths(pafs.PyFileSystem(Boto3Handler(client)), paths)
+    except (BotoCoreError, ClientError) as exc:
+        raise duckdb.IOException(f"cannot list the archive: {exc}") from exc
+    return [f"s3://{p}" for p in visible]
+
+
+def _view_over(files: list[str], name: str = "logs") -> str:
+    """The view ``strata archive ddl --engine duckdb`` defines, over an explicit list of files."""
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    return (
+        f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}], "
+        "hive_partitioning = true, hive_types = {'tenant': VARCHAR, 'dt': DATE, 'hour': INTEGER}, "
+        "union_by_name = true)"
+    )

@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     put.add_argument("--hot-days", type=int)
     put.add_argument("--warm-days", type=int)
     put.add_argument("--archive-days", type=int)
+    for res in ("1m", "1h", "1d"):
+        put.add_argument(
+            f"--metrics-{res}-days", type=int, help=f"log metrics per {res} (at most the default)"
+        )
     put.add_argument("--reset", action="store_true", help="back to the defaults for every tier")
     apply = sub.add_parser("apply", help="delete what is past its retention in every tier, logging each")
     apply.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
@@ -68,7 +72,18 @@ async def _set(args: argparse.Namespace) -> int:
     from core.retention import Override, RetentionError, check_override
 
     settings = get_settings()
-    override = Override() if args.reset else Override(args.hot_days, args.warm_days, args.archive_days)
+    override = (
+        Override()
+        if args.reset
+        else Override(
+            args.hot_days,
+            args.warm_days,
+            args.archive_days,
+            args.metrics_1m_days,
+            args.metrics_1h_days,
+            args.metrics_1d_days,
+        )
+    )
     try:
         check_override(sweeps.defaults(settings), override)
     except RetentionError as exc:

@@ -8,10 +8,11 @@ Graph::
       │                                            └─side──→ (tenant, day, service) → Cassandra
       ├→ hot projection (SQL) → OpenSearch daily indices (index requests, _id = log_id)
       │                                                            if the event is within hot_days
-      → dedupe-by-log-id (SQL ROW_NUMBER, keep first, state TTL)
+      → dedupe-by-log-id (SQL ROW_NUMBER, keep first, state TTL; one operator for every branch below)
       → warm projection (SQL) → Cassandra (batched per partition, USING TTL)
       → Parquet on s3a:// (FileSink, tenant/dt/hour, *.parquet)    if past the group's mark
       → Kafka logs (processed, masked JSON)                        if past the group's mark
+      → log metrics per minute/hour/day → OpenSearch (jobs.ingest.metrics)   if past the mark
 
 Delivery: every sink flushes (or commits) on checkpoints. OpenSearch and Cassandra are idempotent
 on ``log_id``; the append-only outputs (archive, logs, DLQ) take only messages past what the
@@ -43,6 +44,7 @@ from core.records.config import PipelineConfig
 from core.tiers import TierPolicy
 from infra.settings import Settings
 from jobs.ingest import names
+from jobs.ingest.metrics import MetricsOptions, attach_metrics
 from schemas.projections import (
     ARCHIVE_PARTITIONS,
     CQL_PARTITION_KEY,
@@ -160,6 +162,8 @@ EXTRA_COLUMNS: tuple[tuple[str, str], ...] = (
     ("first_read", "BOOLEAN"),  # past the group's archive mark: the append-only outputs take it
     ("kafka_key", "STRING"),
     ("json", "STRING"),
+    ("kafka_partition", "INT"),  # where the record was read: log metrics name contributions by it
+    ("kafka_offset", "BIGINT"),
 )
 
 
@@ -214,6 +218,8 @@ def _parse_function(settings: Settings, options: IngestOptions) -> Any:
                 first_read,
                 f"{record.tenant}/{record.service}",
                 orjson.dumps(record.to_dict()).decode(),
+                partition,
+                offset,
             ]
             yield Row(*values)
 
@@ -386,13 +392,15 @@ def build_processing(t_env: Any, raw: Any, settings: Settings, options: IngestOp
         ),
     )
     # Keep-first deduplication on processing time: append-only, state kept dedupe_ttl_s per log_id.
-    t_env.create_temporary_view(
-        "deduped",
-        t_env.sql_query(
-            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER "
-            "(PARTITION BY `log_id` ORDER BY `proc_time` ASC) AS rn FROM parsed) WHERE rn = 1"
-        ),
+    # Every consumer reads it through one DataStream: the planner optimises each Table-to-DataStream
+    # conversion and the statement set apart, so a view over the SQL itself would be deduplicated
+    # once per consumer (three shuffles and three copies of the keyed state).
+    columns = ", ".join(f"`{name}`" for name in (*(f.name for f in FIELDS), *(n for n, _ in EXTRA_COLUMNS)))
+    deduped = t_env.sql_query(
+        f"SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER "
+        "(PARTITION BY `log_id` ORDER BY `proc_time` ASC) AS rn FROM parsed) WHERE rn = 1"
     )
+    t_env.create_temporary_view("deduped", t_env.from_data_stream(t_env.to_data_stream(deduped)))
     # Warm rows are projected on the Java side from the deduplicated records: one row type crosses
     # from Python, not two. After the dedupe, not before: the table's primary key holds the
     # timestamp, and a retried entry without a time of its own has the same log_id but the retry's
@@ -476,6 +484,7 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
     statements.add_insert_sql(
         f"INSERT INTO logs_sink SELECT `kafka_key`, `json` FROM {view} WHERE first_read"
     )
+    attach_metrics(t_env, view, settings, MetricsOptions(options.index_prefix))
     return statements
 
 
@@ -501,6 +510,7 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
     from connectors.cassandra.connection import cluster_options
     from connectors.cassandra.ready import connect_when_ready, execute_schema
     from connectors.opensearch.connection import open_client
+    from connectors.opensearch.metrics import ensure_template
     from connectors.opensearch.ready import opensearch_retriable, wait_for_cluster
     from connectors.retry import retry_until
     from schemas.projections import (
@@ -521,6 +531,12 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
             ),
         ),
         what="OpenSearch index template",
+        retriable=opensearch_retriable,
+        wait_s=wait_s,
+    )
+    retry_until(
+        lambda: ensure_template(client, options.index_prefix),
+        what="OpenSearch metrics index template",
         retriable=opensearch_retriable,
         wait_s=wait_s,
     )

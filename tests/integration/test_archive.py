@@ -14,6 +14,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC
 from typing import Any
 
 import orjson
@@ -210,6 +211,60 @@ def test_polars_reads_the_same_archive(archive: Archive) -> None:
     )
     expected = archive.records["acme"]
     assert sorted(frame.iter_rows()) == sorted((r.log_id, r.tenant, r.service) for r in expected)
+
+
+def test_polars_filters_and_looks_up_as_the_archive_holds(archive: Archive) -> None:
+    """Every tenant at once, partitions typed from the path (dt a date, hour an integer), filters
+    pushed into the scan, and a record found by log_id with its timestamp to the microsecond."""
+    import polars as pl
+
+    s = archive.settings
+    logs = pl.scan_parquet(
+        f"s3://{s.s3_bucket}/{s.archive_prefix}/*/*/*/part-*",
+        hive_partitioning=True,
+        storage_options={
+            "aws_endpoint_url": s.s3_endpoint_url,
+            "aws_access_key_id": s.s3_access_key,
+            "aws_secret_access_key": s.s3_secret_key,
+            "aws_region": s.s3_region,
+            "aws_allow_http": "true",
+        },
+    )
+    counts = logs.group_by("tenant").agg(pl.len(), pl.col("log_id").n_unique().alias("ids")).collect()
+    assert {t: (n, ids) for t, n, ids in counts.iter_rows()} == {
+        t: (len(rs), len(rs)) for t, rs in archive.records.items()
+    }
+
+    acme = archive.records["acme"]
+    errors = (
+        logs.filter(
+            (pl.col("tenant") == "acme")
+            & (pl.col("service") == "payment-service")
+            & (pl.col("level") == "ERROR")
+        )
+        .select("log_id")
+        .collect()
+    )
+    assert sorted(errors["log_id"]) == sorted(
+        r.log_id for r in acme if r.service == "payment-service" and r.level.value == "ERROR"
+    )
+
+    wanted = max(acme, key=lambda r: (r.timestamp, r.log_id))
+    found = (
+        logs.filter(pl.col("log_id") == wanted.log_id)
+        .select("tenant", "dt", "hour", "timestamp", "message", "attributes")
+        .collect()
+    )
+    assert found.drop("attributes").rows() == [
+        (
+            "acme",
+            wanted.timestamp.astimezone(UTC).date(),
+            wanted.timestamp.astimezone(UTC).hour,
+            wanted.timestamp.astimezone(UTC).replace(tzinfo=None),
+            wanted.message,
+        )
+    ]
+    assert orjson.loads(found["attributes"][0]) == wanted.attributes
 
 
 def test_the_search_tiers_cold_reader_reads_old_and_new_part_names(archive: Archive) -> None:

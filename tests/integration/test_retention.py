@@ -9,7 +9,7 @@ import random
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -19,6 +19,7 @@ from opensearchpy import OpenSearch
 
 from api.deps import RetentionPolicies
 from connectors.s3.client import s3_client
+from infra.settings import Settings
 from tests.integration.collector_support import ApiServer, require_stack, tenant_with_key
 from tests.integration.search_support import loaded_tiers, make_records, now_utc
 
@@ -69,6 +70,25 @@ def _strata(settings, *args: str) -> subprocess.CompletedProcess[str]:  # type: 
     )
 
 
+def _metric_docs(client: OpenSearch, s: Settings, tenants: tuple[str, ...], at: datetime) -> str:
+    """One minute of log metrics per tenant at ``at``, as the ingest job writes it; the index."""
+    from connectors.opensearch.metrics import ensure_template, metrics_index
+    from core.metrics import index_suffix
+
+    ensure_template(client, s.opensearch_index_prefix)
+    bucket = int(at.timestamp()) // 60 * 60
+    index = metrics_index(s.opensearch_index_prefix, index_suffix("1m", bucket))
+    for tenant in tenants:
+        doc = {"tenant": tenant, "service": "api", "level": "INFO", "pattern": "_none", "host": "h"}
+        client.index(index=index, id=tenant, body={**doc, "bucket": bucket, "count": 3, "bytes": 99})
+    client.indices.refresh(index=index)
+    return index
+
+
+def _metric_count(client: OpenSearch, index: str, tenant: str) -> int:
+    return int(client.count(index=index, body={"query": {"term": {"tenant": tenant}}})["count"])
+
+
 def test_a_tenants_retention_is_honoured_by_search_and_applied_to_every_tier() -> None:
     base = require_stack()
     now = now_utc()
@@ -100,11 +120,14 @@ def test_a_tenants_retention_is_honoured_by_search_and_applied_to_every_tier() -
 
                 refused = client.put("/v1/retention", json={"hot_days": 99}, headers=admin)
                 assert refused.status_code == 400 and "hot_days must be between 0 and 14" in refused.text
-                put = client.put(
-                    "/v1/retention", json={"hot_days": 2, "warm_days": 20, "archive_days": 30}, headers=admin
-                )
+                days = {"hot_days": 2, "warm_days": 20, "archive_days": 30, "metrics_1m_days": 7}
+                put = client.put("/v1/retention", json=days, headers=admin)
                 assert put.status_code == 200, put.text
-                assert put.json()["retention"] == {"hot_days": 2, "warm_days": 20, "archive_days": 30}
+                assert put.json()["retention"] == {
+                    **days,
+                    "metrics_1h_days": settings.metrics_1h_days,
+                    "metrics_1d_days": settings.metrics_1d_days,
+                }
                 assert put.json()["defaults"]["archive_days"] == settings.archive_days
 
                 # Searches stop offering what is past it at once (within the policy cache), swept or not.
@@ -126,6 +149,8 @@ def test_a_tenants_retention_is_honoured_by_search_and_applied_to_every_tier() -
                 other_hot_before = _hot_count(os_client, settings, other, hot_cut)
                 assert short_hot_before > 0
 
+                metric_docs = _metric_docs(os_client, settings, (short, other), now - 10 * DAY)
+
                 applied = _strata(settings, "apply")
                 assert applied.returncode == 0, applied.stdout + applied.stderr
 
@@ -137,6 +162,10 @@ def test_a_tenants_retention_is_honoured_by_search_and_applied_to_every_tier() -
                 assert not os_client.indices.exists(index=stale_index)
                 assert _hot_count(os_client, settings, short, hot_cut) == 0
                 assert _hot_count(os_client, settings, other, hot_cut) == other_hot_before
+                os_client.indices.refresh(index=metric_docs)
+                assert _metric_count(os_client, metric_docs, short) == 0
+                assert _metric_count(os_client, metric_docs, other) == 1
+                os_client.indices.delete(index=metric_docs)
                 cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
                 try:
                     session = cluster.connect()

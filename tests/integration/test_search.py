@@ -436,5 +436,6 @@ def orjson_loads(line: str) -> dict[str, Any]:
 def test_the_search_page_is_served(world) -> None:  # type: ignore[no-untyped-def]
     with httpx.Client(base_url=world["url"]) as c:
         r = c.get("/ui")
-    assert r.status_code == 200
-    assert "Strata search" in r.text and "/v1/logs/search" in r.text
+        page = c.get("/ui/static/pages/search.js")
+    assert r.status_code == 200 and "/ui/static/app.js" in r.text
+    assert page.status_code == 200 and "/v1/logs/search" in page.text

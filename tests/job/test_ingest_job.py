@@ -141,3 +141,22 @@ def test_bad_input_becomes_dead_letters_with_reasons(processed: tuple[Any, Any, 
     assert all("max_record_bytes" in d["detail"] for d in too_large)
     assert {d["original"] for d in dead} >= {"{broken", ""}
     assert all(d["source"]["topic"] == "raw_logs" and isinstance(d["source"]["offset"], int) for d in dead)
+
+
+def test_the_whole_graph_deduplicates_once(settings: Settings) -> None:
+    """Warm, cold and the logs topic share one dedupe: its keyed state is the job's biggest, and
+    each extra copy would cost every record another shuffle."""
+    import json
+
+    from jobs.flink import stream_environment
+    from jobs.ingest.job import attach_sinks, raw_source
+
+    env, t_env = stream_environment(settings, "ingest-plan")
+    options = IngestOptions.from_settings(settings, archive_path="file:///tmp/strata-plan-only")
+    processed = build_processing(t_env, raw_source(t_env, settings, options), settings, options)
+    attach_sinks(t_env, processed, settings, options).attach_as_datastream()
+    nodes = json.loads(env.get_execution_plan())["nodes"]
+    operators = [n["contents"] for n in nodes]
+    assert sum("Deduplicate(" in c for c in operators) == 1
+    sinks = {"warm-cassandra-sink", "cold-parquet-sink: Writer", "logs_sink"}
+    assert all(any(name in c for c in operators) for name in sinks)

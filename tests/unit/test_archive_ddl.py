@@ -104,3 +104,15 @@ def test_rows_print_as_table_csv_and_json_lines() -> None:
         "pay, ment  1  NULL",
         "(2 rows)",
     ]
+
+
+def test_trino_reads_timestamps_at_the_files_precision() -> None:
+    """Trino's Hive connector refuses a column whose precision differs from its session's: the
+    script sets the session to the files' microseconds and declares the columns so."""
+    text = ddl("trino", LOC)
+    assert "SET SESSION hive.timestamp_precision = 'MICROSECONDS';" in text
+    assert text.index("SET SESSION") < text.index("CREATE TABLE")
+    stamps = [f.name for f in archive_arrow_schema() if f.type == "timestamp[us]"]
+    assert stamps
+    for name in stamps:
+        assert f'"{name}" timestamp(6),' in text

@@ -1,0 +1,162 @@
+"""Log metrics' pure logic: buckets, contributions and their ids, the store's query and answer."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from connectors.opensearch.metrics import MetricsQuery, parse_answer, query_body
+from core.metrics import (
+    MAX_HOSTS_PER_SERVICE,
+    OTHER_HOST,
+    DictStore,
+    MetricsError,
+    ServiceAccumulator,
+    bucket_start,
+    index_suffix,
+    parse_step,
+    resolution_for_step,
+)
+
+T0 = 1_764_000_000  # 2025-11-24T16:00:00Z, an hour boundary
+
+
+def _acc() -> ServiceAccumulator:
+    return ServiceAccumulator(DictStore(), DictStore(), DictStore())
+
+
+def _totals(docs: list[tuple[str, str, dict]]) -> Counter[tuple[str, int, str]]:
+    """Sum of contributions per (resolution, bucket, level), as a reader adds them up."""
+    out: Counter[tuple[str, int, str]] = Counter()
+    for _, suffix, doc in docs:
+        out[(suffix.split("-")[0], doc["bucket"], doc["level"])] += doc["count"]
+    return out
+
+
+def test_buckets_and_the_resolution_a_step_reads() -> None:
+    assert bucket_start(T0 + 125, "1m") == T0 + 120
+    assert bucket_start(T0 + 125, "1h") == T0
+    assert bucket_start(T0 + 125, "1d") == T0 - T0 % 86400
+    assert [resolution_for_step(parse_step(s)) for s in ("1m", "5m", "1h", "6h", "1d")] == [
+        "1m",
+        "1m",
+        "1h",
+        "1h",
+        "1d",
+    ]
+    with pytest.raises(MetricsError, match="step '2m' is not one of"):
+        parse_step("2m")
+    assert index_suffix("1m", T0) == "1m-2025.11" and index_suffix("1d", T0) == "1d-2025"
+
+
+def test_a_record_counts_in_its_minute_hour_and_day() -> None:
+    acc = _acc()
+    acc.add("ERROR", "p1", "h1", T0 + 5, 10, 0, 100, now_ms=1)
+    acc.add("ERROR", "p1", "h1", T0 + 50, 20, 0, 101, now_ms=2)
+    acc.add("INFO", None, "h1", T0 + 65, 7, 0, 102, now_ms=3)
+    docs = acc.flush("acme", "api")
+    assert _totals(docs) == {
+        ("1m", T0, "ERROR"): 2,
+        ("1m", T0 + 60, "INFO"): 1,
+        ("1h", T0, "ERROR"): 2,
+        ("1h", T0, "INFO"): 1,
+        ("1d", T0 - T0 % 86400, "ERROR"): 2,
+        ("1d", T0 - T0 % 86400, "INFO"): 1,
+    }
+    assert {d["pattern"] for _, _, d in docs} == {"p1", "_none"}
+    assert sum(d["bytes"] for _, s, d in docs if s.startswith("1h")) == 37
+    assert acc.flush("acme", "api") == [], "nothing changed since the last flush"
+
+
+def test_a_restored_state_rewrites_the_same_ids_and_a_fresh_state_adds_new_ones() -> None:
+    first = _acc()
+    first.add("ERROR", "p", "h", T0, 1, 0, 100, now_ms=1)
+    first.add("ERROR", "p", "h", T0 + 1, 1, 0, 101, now_ms=1)
+    before = {i: d["count"] for i, _, d in first.flush("acme", "api")}
+    first.add("ERROR", "p", "h", T0 + 2, 1, 0, 102, now_ms=2)
+    again = {i: d["count"] for i, _, d in first.flush("acme", "api")}
+    assert again.keys() == before.keys() and all(v == 3 for v in again.values())
+
+    # a replay: new state, only records past the group's mark (offset 103 on) are counted
+    replay = _acc()
+    replay.add("ERROR", "p", "h", T0 + 3, 1, 0, 103, now_ms=3)
+    added = {i: d["count"] for i, _, d in replay.flush("acme", "api")}
+    assert not added.keys() & again.keys()
+    assert sum(again.values()) + sum(added.values()) == 3 * 4  # three resolutions, four records
+
+
+def test_an_idle_contribution_closes_and_a_late_record_opens_another() -> None:
+    acc = _acc()
+    acc.add("WARN", "p", "h", T0, 1, 0, 100, now_ms=0)
+    first = {i for i, _, _ in acc.flush("acme", "api")}
+    assert acc.close_idle(now_ms=599_000, idle_s=600) == 3
+    assert acc.close_idle(now_ms=601_000, idle_s=600) == 0
+    acc.add("WARN", "p", "h", T0 + 1, 1, 1, 7, now_ms=700_000)
+    late = acc.flush("acme", "api")
+    assert not {i for i, _, _ in late} & first
+    assert all(d["count"] == 1 for _, _, d in late)
+
+
+def test_hosts_past_the_cap_count_as_other() -> None:
+    acc = _acc()
+    for n in range(MAX_HOSTS_PER_SERVICE + 5):
+        acc.add("INFO", "p", f"host-{n}", T0, 1, 0, n, now_ms=0)
+    docs = acc.flush("acme", "api")
+    minute = [d for _, s, d in docs if s.startswith("1m")]
+    assert len({d["host"] for d in minute}) == MAX_HOSTS_PER_SERVICE + 1
+    assert sum(d["count"] for d in minute if d["host"] == OTHER_HOST) == 5
+    assert sum(d["count"] for d in minute) == MAX_HOSTS_PER_SERVICE + 5
+
+
+def test_query_filters_by_tenant_and_range_and_groups_by_a_label() -> None:
+    q = MetricsQuery("acme", "1h", T0, T0 + 86400, 3600, "bytes", "level", services=("api",), max_series=2)
+    body = query_body(q)
+    filters = body["query"]["bool"]["filter"]
+    assert {"term": {"tenant": "acme"}} in filters
+    assert {"range": {"bucket": {"gte": T0, "lt": T0 + 86400}}} in filters
+    assert {"terms": {"service": ["api"]}} in filters
+    group = body["aggs"]["g"]
+    assert group["terms"]["field"] == "level" and group["terms"]["size"] == 3
+    assert group["aggs"]["h"]["aggs"]["v"] == {"sum": {"field": "bytes"}}
+
+    def bucket(key: str) -> dict:
+        return {"key": key, "h": {"buckets": [{"key": T0, "v": {"value": 4.0}}]}}
+
+    result = {"aggregations": {"g": {"buckets": [bucket("ERROR"), bucket("INFO"), bucket("WARN")]}}}
+    answer = parse_answer(q, result)
+    assert answer.truncated
+    assert answer.series == [
+        {"labels": {"level": "ERROR"}, "points": [[T0, 4]]},
+        {"labels": {"level": "INFO"}, "points": [[T0, 4]]},
+    ]
+
+
+def test_retention_drops_whole_indices_past_the_default_and_a_tenants_older_buckets() -> None:
+    from datetime import date
+
+    from core.metrics import index_period_end, retention_plan
+    from core.retention import Override, Retention, RetentionError, check_override, resolve
+
+    assert index_period_end("1m-2025.12") == date(2026, 1, 1)
+    assert index_period_end("1h-2025") == date(2026, 1, 1)
+    assert index_period_end("1m-garbage") is None
+
+    defaults = Retention(14, 45, 365)
+    acme = resolve(defaults, Override(metrics_1m_days=7))
+    assert (acme.metrics_1m_days, acme.metrics_1h_days, acme.archive_days) == (7, 365, 365)
+    with pytest.raises(RetentionError, match="metrics_1m_days must be between 1 and 90"):
+        check_override(defaults, Override(metrics_1m_days=91))
+
+    def days(r: Retention) -> dict[str, int]:
+        return {"1m": r.metrics_1m_days, "1h": r.metrics_1h_days, "1d": r.metrics_1d_days}
+
+    today = date(2026, 3, 15)  # 90 days back: 2025-12-15; a year back: 2025-03-15
+    drops, shorter = retention_plan(
+        ["1m-2025.11", "1m-2025.12", "1m-2026.03", "1h-2024", "1h-2025", "1d-2024"],
+        today,
+        days(defaults),
+        {"acme": days(acme), "globex": days(defaults)},
+    )
+    assert [s for s, _ in drops] == ["1h-2024", "1m-2025.11"]
+    assert shorter == [("acme", "1m", date(2026, 3, 8))]
