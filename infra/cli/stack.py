@@ -20,7 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p_up.add_argument(
         "--tls",
         action="store_true",
-        help="also serve TLS with a local CA: Kafka's SASL_SSL listener (STRATA_STACK_TLS, docs/stack.md)",
+        help=(
+            "TLS with a local CA: Kafka SASL_SSL, HTTPS OpenSearch and S3, Cassandra and "
+            "PostgreSQL SSL (STRATA_STACK_TLS, docs/stack.md)"
+        ),
     )
     p_down = sub.add_parser("down", help="stop the processes `up` started; data stays on disk")
     p_down.add_argument("services", nargs="*")
