@@ -24,8 +24,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.collector.ratelimit import RateLimiter
 from api.search.engine import SearchEngine
+from api.tls import client_cert_fingerprint
 from connectors.kafka.producer import Producer
-from connectors.postgres import audit, tenants
+from connectors.postgres import audit, certs, tenants
 from core.tiers import TierPolicy
 from infra.settings import Settings
 
@@ -135,16 +136,21 @@ def _unauthorized(detail: str) -> HTTPException:
     )
 
 
-async def _verify(state: AppState, key: str) -> tenants.KeyInfo | None:
+async def _verify(state: AppState, key: str, cert: str | None = None) -> tenants.KeyInfo | None:
+    """The rights of an API key, or of the client certificate with fingerprint ``cert``."""
     now = time.monotonic()
-    cached = state.auth_cache.get(key)
+    cache_key = key if cert is None else f"cert:{cert}"
+    cached = state.auth_cache.get(cache_key)
     if cached is not None and cached[1] > now:
         return cached[0]
     try:
         async with state.pool.connection(timeout=5) as conn:
-            info = await tenants.verify_key(conn, key)
-            if info is not None:
-                await tenants.touch_key(conn, info.key_id, datetime.now(UTC))
+            if cert is not None:
+                info = await certs.verify_cert(conn, cert)
+            else:
+                info = await tenants.verify_key(conn, key)
+                if info is not None:
+                    await tenants.touch_key(conn, info.key_id, datetime.now(UTC))
     except (psycopg.Error, TimeoutError) as exc:
         log.warning("cannot verify an API key: %s", exc)
         raise HTTPException(
@@ -154,7 +160,7 @@ async def _verify(state: AppState, key: str) -> tenants.KeyInfo | None:
         ) from exc
     if len(state.auth_cache) > 10_000:
         state.auth_cache.clear()
-    state.auth_cache[key] = (info, now + state.settings.auth_cache_s)
+    state.auth_cache[cache_key] = (info, now + state.settings.auth_cache_s)
     return info
 
 
@@ -164,12 +170,21 @@ def require(scope: str, *, admin_token_too: bool = False) -> Any:
 
     async def dependency(request: Request, state: StateDep) -> Principal:
         key = credential(request)
-        if not key:
+        # A key sent with the request wins; without one, a TLS client certificate registered to a
+        # tenant stands for a key (api.tls).
+        cert = None if key else client_cert_fingerprint(request.scope)
+        what = "the client certificate" if cert else "the API key"
+        if not key and not cert:
             raise _unauthorized(
                 "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+                + (
+                    " (or a registered client certificate)"
+                    if state.settings.server_tls_client_ca_file
+                    else ""
+                )
             )
         admin_token = state.settings.admin_token
-        if admin_token and hmac.compare_digest(key.encode(), admin_token.encode()):
+        if key and admin_token and hmac.compare_digest(key.encode(), admin_token.encode()):
             if scope == "admin" or admin_token_too:
                 await _audit_admin_token(state, request)
                 return Principal(
@@ -183,11 +198,16 @@ def require(scope: str, *, admin_token_too: bool = False) -> Any:
                 status.HTTP_403_FORBIDDEN,
                 detail="the admin token manages tenants; send logs with a tenant's key",
             )
-        info = await _verify(state, key)
+        info = await _verify(state, key or "", cert)
         if info is None:
+            if cert:
+                raise _unauthorized(
+                    f"the client certificate (SHA-256 {cert}) is not registered to a tenant; "
+                    "register it with `strata tenant cert-add`"
+                )
             raise _unauthorized("the API key is not valid")
         if info.revoked:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="the API key has been revoked")
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"{what} has been revoked")
         if info.expired:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="the API key has expired (it was rotated)")
         if info.tenant_disabled:
@@ -195,7 +215,7 @@ def require(scope: str, *, admin_token_too: bool = False) -> Any:
         if scope not in info.scopes:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                detail=f"the API key lacks the {scope!r} scope (it has: {', '.join(sorted(info.scopes))})",
+                detail=f"{what} lacks the {scope!r} scope (it has: {', '.join(sorted(info.scopes))})",
             )
         if isinstance(request, Request):  # for the request metrics (api.metrics.RequestMetrics)
             request.state.tenant = info.tenant_id

@@ -44,21 +44,23 @@ async def tenant_retention(conn: psycopg.AsyncConnection[Any], settings: Setting
 
 
 def _hot(settings: Settings) -> TierStore:
+    from connectors.opensearch.connection import connection_options
     from connectors.opensearch.retention import HotStore
     from connectors.opensearch.search import client
 
     return HotStore(
-        client(settings.opensearch_endpoint, timeout_s=60.0),
+        client(settings.opensearch_endpoint, timeout_s=60.0, **connection_options(settings)),
         settings.opensearch_index_prefix,
         settings.hot_days,
     )
 
 
 def _warm(settings: Settings) -> TierStore:
+    from connectors.cassandra.connection import cluster_options
     from connectors.cassandra.retention import WarmStore
     from connectors.cassandra.search import connect
 
-    session = connect(settings.cassandra_contact_points, settings.cassandra_port)
+    session = connect(settings.cassandra_contact_points, settings.cassandra_port, **cluster_options(settings))
     return WarmStore(session, settings.cassandra_keyspace, settings.cassandra_table, settings.warm_days)
 
 
@@ -70,11 +72,13 @@ def _cold(settings: Settings) -> TierStore:
 
 
 def _metrics(settings: Settings) -> TierStore:
+    from connectors.opensearch.connection import connection_options
     from connectors.opensearch.metrics import MetricsStore
     from connectors.opensearch.search import client
 
     return MetricsStore(
-        client(settings.opensearch_endpoint, timeout_s=60.0), settings.opensearch_index_prefix
+        client(settings.opensearch_endpoint, timeout_s=60.0, **connection_options(settings)),
+        settings.opensearch_index_prefix,
     )
 
 

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_heap: str = "512m"
+    # With stack_tls on, the stack's broker also listens with SASL_SSL here (docs/stack.md).
+    kafka_tls_port: int = 9094
     kafka_bootstrap: str = ""
     topic_partitions: int = 4
     topic_retention_hours: int = 168
@@ -89,6 +91,7 @@ class Settings(BaseSettings):
     # S3
     s3_port: int = 9000
     s3_heap: str = "256m"
+    s3_tls_port: int = 9443  # with stack_tls, the S3 server's HTTPS endpoint beside its plain one
     s3_endpoint: str = ""
     s3_access_key: str = "strata"
     s3_secret_key: str = "strata-secret-key"
@@ -131,6 +134,11 @@ class Settings(BaseSettings):
     multiline_flush_s: float = 2.0
     api_url: str = ""  # where `strata send` posts; empty: the local API
     api_key: str = ""  # the key `strata send` uses
+    # How `strata send` and `strata search` reach an HTTPS API: the CA of its certificate (else
+    # tls_ca_file, else the system's CAs), and a client certificate, which may stand for the key.
+    api_ca_file: str = ""
+    api_client_cert_file: str = ""
+    api_client_key_file: str = ""
 
     # The record pipeline's configuration (YAML or JSON, docs/records.md), read by the ingest job,
     # the alerts job and `strata parse` alike, so alerts see records as they are stored. Empty:
@@ -205,6 +213,8 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_from: str = "strata-alerts@localhost"
     smtp_starttls: bool = False
+    smtp_tls: bool = False  # TLS from the first byte (SMTPS, usually port 465) instead of STARTTLS
+    smtp_ca_file: str = ""
 
     # Search API.
     search_tier_timeout_s: float = 10.0  # a tier slower than this is reported as timed out
@@ -217,6 +227,42 @@ class Settings(BaseSettings):
     # How often an open live tail asks PostgreSQL again whether its key still holds: a revoked or
     # expired key (or a disabled tenant) loses its stream within this many seconds.
     tail_key_check_s: float = 5.0
+
+    # `strata stack up` with TLS (STRATA_STACK_TLS=1 or --tls): a local CA and certificates in
+    # <home>/tls, and the broker's SASL_SSL listener on kafka_tls_port beside its plaintext one.
+    stack_tls: bool = False
+    # TLS and credentials of every client Strata opens (docs/stack.md, "Secured clusters"). A
+    # service's own CA file wins over tls_ca_file; both empty: the system's trusted CAs.
+    tls_ca_file: str = ""
+    # Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; SASL with PLAIN or SCRAM-SHA-256/512.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_ca_file: str = ""
+    kafka_ssl_cert_file: str = ""  # a client certificate (PEM), for brokers that require one
+    kafka_ssl_key_file: str = ""  # its private key (PEM, unencrypted PKCS#8)
+    # OpenSearch: https:// in opensearch_url turns TLS on; basic auth or a bearer token.
+    opensearch_username: str = ""
+    opensearch_password: str = ""
+    opensearch_token: str = ""
+    opensearch_ca_file: str = ""
+    # Cassandra: password authentication and client-to-node encryption.
+    cassandra_username: str = ""
+    cassandra_password: str = ""
+    cassandra_ssl: bool = False
+    cassandra_ca_file: str = ""
+    # PostgreSQL: libpq's sslmode (disable, prefer, require, verify-ca, verify-full).
+    postgres_sslmode: str = "prefer"
+    postgres_ca_file: str = ""
+    # S3: https:// in s3_endpoint turns TLS on; this CA verifies a private server's certificate.
+    s3_ca_file: str = ""
+    # The API's and the syslog receiver's own TLS (both empty: plain). A client CA turns on
+    # client certificates, which then identify a tenant as a key does (`strata tenant cert`).
+    server_tls_cert_file: str = ""
+    server_tls_key_file: str = ""
+    server_tls_client_ca_file: str = ""
+    server_tls_client_cert: str = "optional"  # optional or required, when a client CA is set
 
     # How long `strata stack up` waits for one service to become healthy.
     start_timeout_s: float = 240.0
@@ -260,6 +306,37 @@ class Settings(BaseSettings):
     def _identity_key(cls, value: str) -> str:
         if value and not 16 <= len(value.encode()) <= 64:
             raise ValueError("STRATA_IDENTITY_KEY must be 16 to 64 bytes long")
+        return value
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism")
+    @classmethod
+    def _kafka_security(cls, value: str) -> str:
+        value = value.strip().upper()
+        allowed = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"} | {
+            "PLAIN",
+            "SCRAM-SHA-256",
+            "SCRAM-SHA-512",
+        }
+        if value not in allowed:
+            raise ValueError(
+                "a Kafka security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) or SASL "
+                "mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+            )
+        return value
+
+    @field_validator("postgres_sslmode")
+    @classmethod
+    def _sslmode(cls, value: str) -> str:
+        modes = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+        if value not in modes:
+            raise ValueError(f"one of {', '.join(modes)}")
+        return value
+
+    @field_validator("server_tls_client_cert")
+    @classmethod
+    def _client_cert(cls, value: str) -> str:
+        if value not in ("optional", "required"):
+            raise ValueError("optional or required")
         return value
 
     @property
@@ -308,12 +385,23 @@ class Settings(BaseSettings):
         host = self.postgres_host or self.bind_host
         return (
             f"host={host} port={self.postgres_port} user={self.postgres_user} "
-            f"password={self.postgres_password} dbname={self.postgres_db}"
+            f"password={self.postgres_password} dbname={self.postgres_db} sslmode={self.postgres_sslmode}"
+            + (f" sslrootcert={ca}" if (ca := self.ca_file(self.postgres_ca_file)) else "")
         )
+
+    def ca_file(self, own: str) -> str:
+        """A service's CA file: its own setting, else ``tls_ca_file``; empty: the system's CAs."""
+        return own or self.tls_ca_file
+
+    @property
+    def server_tls(self) -> bool:
+        """Whether the API and the syslog receiver serve TLS."""
+        return bool(self.server_tls_cert_file)
 
     @property
     def api_endpoint(self) -> str:
-        return self.api_url or f"http://{self.bind_host}:{self.api_port}"
+        scheme = "https" if self.server_tls else "http"
+        return self.api_url or f"{scheme}://{self.bind_host}:{self.api_port}"
 
     @property
     def cache_dir(self) -> Path:

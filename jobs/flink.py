@@ -149,6 +149,9 @@ def s3_options(settings: Settings) -> dict[str, str]:
         # maps such a key to a real folder and answers 500 while it holds files, so S3A retries
         # for minutes and the FileSink commit hangs. Keeping markers is also AWS's advice.
         "s3.directory.marker.retention": "keep",
+        # S3A speaks TLS by the endpoint's scheme; its certificate is checked against the JVM's
+        # trust store (JAVA_TOOL_OPTIONS=-Djavax.net.ssl.trustStore=… for a private CA: docs/stack.md).
+        "s3.connection.ssl.enabled": str(settings.s3_endpoint_url.startswith("https://")).lower(),
     }
 
 

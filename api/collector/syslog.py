@@ -1,4 +1,4 @@
-"""A syslog receiver (RFC 5424 and RFC 3164, UDP and TCP) writing to
+"""A syslog receiver (RFC 5424 and RFC 3164, UDP, TCP and TLS) writing to
 Kafka ``raw_logs``.
 
 Each listener belongs to one tenant (``--tcp 0.0.0.0:6514=acme``; without ``=TENANT`` the
@@ -6,6 +6,12 @@ Each listener belongs to one tenant (``--tcp 0.0.0.0:6514=acme``; without ``=TEN
 the Kafka producer retries without a deadline while the broker is away, and when its local queue
 fills up the TCP listeners stop reading, so senders (rsyslog, syslog-ng) queue on their side
 instead. UDP cannot push back: datagrams that arrive while the queue is full are counted as dropped.
+
+A TLS listener (RFC 5425, ``--tls``) serves the certificate of ``server_tls_cert_file``. With
+client certificates on (``server_tls_client_ca_file``), a sender whose certificate is registered to
+a tenant with the ``ingest`` scope (``strata tenant cert-add``) sends as that tenant; a sender with
+a certificate that is not registered, revoked or lacks the scope is disconnected with a log line;
+one without a certificate (when they are optional) sends as the listener's tenant.
 
 TCP framing follows RFC 6587: octet counting (``123 <34>1 …``) when a frame starts with a digit,
 otherwise one message per line (LF, optional CR; a NUL also ends a message).
@@ -125,7 +131,7 @@ def _line_end(buf: bytearray) -> int:
 
 @dataclass
 class Listener:
-    transport: str  # tcp or udp
+    transport: str  # tcp, tls or udp
     host: str
     port: int
     tenant: str
@@ -191,6 +197,8 @@ class SyslogCollector:
         # Envelopes taken but not yet in Kafka's queue (it was full): sent first, in order.
         self._unsent: deque[tuple[bytes, bytes]] = deque()
         self._tcp: set[asyncio.Transport] = set()
+        # Client certificates checked in PostgreSQL, until when each answer is trusted.
+        self._cert_infos: dict[str, tuple[Any, float]] = {}
 
     def _on_delivery(self, err: Any, _msg: Any) -> None:
         if err is None:
@@ -282,6 +290,49 @@ class SyslogCollector:
             self._unsent.popleft()
         return True
 
+    def tenant_of(self, ssl_object: Any, listener: Listener, peer: str) -> str | None:
+        """The tenant a TLS sender writes as: its registered certificate's, the listener's when it
+        presented none; None (disconnect it) for a certificate that may not send."""
+        from api.tls import peer_fingerprint
+
+        fp = peer_fingerprint(ssl_object)
+        if fp is None:
+            return listener.tenant
+        info = self._cert_infos.get(fp)
+        if info is None or info[1] < time.monotonic():
+            import psycopg
+
+            from connectors.postgres.certs import verify_cert_sync
+
+            try:
+                # Once per connection, and senders hold their connection: a short block of the
+                # loop is cheaper than a pool for this.
+                with psycopg.connect(self.settings.postgres_dsn, connect_timeout=5, autocommit=True) as conn:
+                    found = verify_cert_sync(conn, fp)
+            except psycopg.Error as exc:
+                log.error(
+                    "cannot check the client certificate of %s in PostgreSQL (%s): disconnected", peer, exc
+                )
+                return None
+            info = (found, time.monotonic() + self.settings.auth_cache_s)
+            self._cert_infos[fp] = info
+        found = info[0]
+        problem = (
+            "is not registered to a tenant (strata tenant cert-add)"
+            if found is None
+            else "has been revoked"
+            if found.revoked
+            else f"belongs to disabled tenant {found.tenant_id!r}"
+            if found.tenant_disabled
+            else "lacks the 'ingest' scope"
+            if "ingest" not in found.scopes
+            else None
+        )
+        if problem or found is None:
+            log.warning("syslog over TLS from %s: client certificate %s %s: disconnected", peer, fp, problem)
+            return None
+        return found.tenant_id
+
     def register_tcp(self, transport: asyncio.Transport) -> None:
         self._tcp.add(transport)
         if self._paused:
@@ -318,17 +369,28 @@ class _TcpProtocol(asyncio.Protocol):
         self.listener = listener
         self.decoder = FrameDecoder(collector.settings.ingest_max_record_bytes)
         self.peer = ""
+        self.tenant = listener.tenant
         self.transport: asyncio.Transport | None = None
         self._backlog: list[bytes] | None = None  # the rest of a burst split at the entry cap
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else ""
+        if self.listener.transport == "tls":
+            tenant = self.collector.tenant_of(
+                transport.get_extra_info("ssl_object"), self.listener, self.peer
+            )
+            if tenant is None:
+                transport.close()
+                return
+            self.tenant = tenant
+        self.transport = transport
         self.collector.register_tcp(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None:  # refused in connection_made
+            return
         self._deliver(self.decoder.feed(data))
 
     def _deliver(self, messages: list[bytes]) -> None:
@@ -363,7 +425,7 @@ class _TcpProtocol(asyncio.Protocol):
 
     def _send(self, messages: list[bytes]) -> None:
         for message in messages:
-            while not self.collector.handle(message, self.listener.tenant, "tcp", self.peer):
+            while not self.collector.handle(message, self.tenant, self.listener.transport, self.peer):
                 # librdkafka's own queue is full: serve its callbacks until there is room. This
                 # blocks the loop briefly, which is the backpressure we want on every connection.
                 self.collector.producer.flush(0.1)
@@ -400,6 +462,15 @@ async def serve(
     settings: Settings, listeners: list[Listener], service: str | None, stop: asyncio.Event
 ) -> Stats:
     """Run the listeners until ``stop`` is set; then flush Kafka and return the counts."""
+    context = None
+    if any(listener.transport == "tls" for listener in listeners):
+        from api.tls import server_context
+
+        context = server_context(settings)
+        if context is None:
+            raise ValueError(
+                "a TLS listener needs STRATA_SERVER_TLS_CERT_FILE and STRATA_SERVER_TLS_KEY_FILE"
+            )
     # No delivery deadline (0): a syslog line has nowhere to go back to, so it waits for Kafka.
     producer = Producer(producer_config(settings, delivery_timeout_s=0, client_id="strata-syslog")).start()
     collector = SyslogCollector(settings, producer, service)
@@ -408,13 +479,14 @@ async def serve(
     transports: list[asyncio.BaseTransport] = []
     try:
         for listener in listeners:
-            if listener.transport == "tcp":
+            if listener.transport in ("tcp", "tls"):
                 servers.append(
                     await loop.create_server(
-                        lambda listener=listener: _TcpProtocol(collector, listener),  # type: ignore[misc]
+                        lambda listener=listener: _TcpProtocol(collector, listener),
                         listener.host,
                         listener.port,
                         reuse_address=True,
+                        ssl=context if listener.transport == "tls" else None,
                     )
                 )
             else:

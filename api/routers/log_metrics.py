@@ -47,10 +47,14 @@ def _levels(values: list[str] | None) -> tuple[str, ...]:
 def _reader(request: Request, state: StateDep) -> MetricsReader:
     reader: MetricsReader | None = getattr(request.app.state, "log_metrics", None)
     if reader is None:
+        from connectors.opensearch.connection import connection_options
         from connectors.opensearch.search import client
 
         settings = state.settings
-        reader = MetricsReader(client(settings.opensearch_endpoint), settings.opensearch_index_prefix)
+        reader = MetricsReader(
+            client(settings.opensearch_endpoint, **connection_options(settings)),
+            settings.opensearch_index_prefix,
+        )
         request.app.state.log_metrics = reader
     return reader
 

@@ -98,11 +98,12 @@ class Backends:
     def hot(self) -> Any:
         with self._lock:
             if self._hot is None:
+                from connectors.opensearch.connection import connection_options
                 from connectors.opensearch.search import HotSearch, client
 
                 s = self.settings
                 self._hot = HotSearch(
-                    client(s.opensearch_endpoint, timeout_s=s.search_tier_timeout_s),
+                    client(s.opensearch_endpoint, timeout_s=s.search_tier_timeout_s, **connection_options(s)),
                     s.opensearch_index_prefix,
                 )
             return self._hot
@@ -112,11 +113,14 @@ class Backends:
             if self._warm is None:
                 if time.monotonic() - self._warm_failed_at < self.RETRY_AFTER_S:
                     raise TierUnavailable("Cassandra was unreachable moments ago")
+                from connectors.cassandra.connection import cluster_options
                 from connectors.cassandra.search import WarmSearch, connect
 
                 s = self.settings
                 try:
-                    session = connect(s.cassandra_contact_points, s.cassandra_port, timeout_s=3.0)
+                    session = connect(
+                        s.cassandra_contact_points, s.cassandra_port, timeout_s=3.0, **cluster_options(s)
+                    )
                     self._warm = WarmSearch(
                         session,
                         s.cassandra_keyspace,
@@ -135,7 +139,9 @@ class Backends:
                 from connectors.s3.archive import ColdArchive, s3_filesystem
 
                 s = self.settings
-                fs = s3_filesystem(s.s3_endpoint_url, s.s3_access_key, s.s3_secret_key, s.s3_region)
+                fs = s3_filesystem(
+                    s.s3_endpoint_url, s.s3_access_key, s.s3_secret_key, s.s3_region, s.ca_file(s.s3_ca_file)
+                )
                 self._cold = ColdArchive(fs, s.s3_bucket, s.archive_prefix)
             return self._cold
 

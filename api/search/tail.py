@@ -96,6 +96,8 @@ class TailHub:
     def _consume(self) -> None:
         from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
+        from connectors.kafka.security import librdkafka_security
+
         consumer = Consumer(
             {
                 "bootstrap.servers": self.settings.kafka_servers,
@@ -104,6 +106,7 @@ class TailHub:
                 "auto.offset.reset": "latest",
                 "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 100,
+                **librdkafka_security(self.settings),
             }
         )
         try:

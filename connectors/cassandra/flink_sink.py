@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,37 @@ class Batching:
     max_concurrent_requests: int = 16
 
 
+@dataclass(frozen=True)
+class Connection:
+    """Credentials and TLS of the sink's sessions; ``ca_pem`` is the CA certificates' PEM text
+    (empty: the JVM's trusted CAs), carried inside the sink so task managers need no file."""
+
+    username: str = ""
+    password: str = ""
+    ssl: bool = False
+    ca_pem: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Connection:
+        from connectors.cassandra.connection import check
+
+        check(settings)
+        ca = settings.ca_file(settings.cassandra_ca_file) if settings.cassandra_ssl else ""
+        return cls(
+            settings.cassandra_username,
+            settings.cassandra_password,
+            settings.cassandra_ssl,
+            Path(ca).read_text() if ca else "",
+        )
+
+
 def batched_cassandra_sink(
-    host: str, port: int, query: str, partition_key: Sequence[int], batching: Batching = Batching()
+    host: str,
+    port: int,
+    query: str,
+    partition_key: Sequence[int],
+    batching: Batching = Batching(),
+    connection: Connection = Connection(),
 ) -> Any:
     """A PyFlink ``SinkFunction`` for a stream of Rows whose fields are ``query``'s bind values in
     order; ``partition_key`` are the positions of the table's partition-key columns in the row."""
@@ -49,5 +82,9 @@ def batched_cassandra_sink(
         batching.max_buffered,
         batching.max_delay_ms,
         batching.max_concurrent_requests,
+        connection.username,
+        connection.password,
+        connection.ssl,
+        connection.ca_pem,
     )
     return SinkFunction(j_sink)

@@ -18,12 +18,15 @@ def cassandra_retriable(exc: BaseException) -> bool:
     return isinstance(exc, NoHostAvailable | OperationTimedOut | Unavailable)
 
 
-def connect_when_ready(contact_points: list[str], port: int, wait_s: float) -> tuple[Cluster, Any]:
+def connect_when_ready(
+    contact_points: list[str], port: int, wait_s: float, **connection: Any
+) -> tuple[Cluster, Any]:
     """A cluster and a session, retrying while no node accepts connections; the cluster waits up
-    to ``wait_s`` for schema agreement after each schema change."""
+    to ``wait_s`` for schema agreement after each schema change. ``connection``: credentials and
+    TLS (:func:`connectors.cassandra.connection.cluster_options`)."""
 
     def connect() -> tuple[Cluster, Any]:
-        cluster = Cluster(contact_points, port=port, max_schema_agreement_wait=int(wait_s))
+        cluster = Cluster(contact_points, port=port, max_schema_agreement_wait=int(wait_s), **connection)
         try:
             return cluster, cluster.connect()
         except Exception:

@@ -54,8 +54,9 @@ _INDEXABLE = (
 _SERVICES_CACHE_S = 30.0
 
 
-def connect(contact_points: list[str], port: int, *, timeout_s: float = 5.0) -> Session:
-    """A session that gives up quickly when Cassandra is unreachable."""
+def connect(contact_points: list[str], port: int, *, timeout_s: float = 5.0, **connection: Any) -> Session:
+    """A session that gives up quickly when Cassandra is unreachable. ``connection``: credentials
+    and TLS (:func:`connectors.cassandra.connection.cluster_options`)."""
     cluster = Cluster(
         contact_points,
         port=port,
@@ -63,6 +64,7 @@ def connect(contact_points: list[str], port: int, *, timeout_s: float = 5.0) -> 
         control_connection_timeout=timeout_s,
         load_balancing_policy=RoundRobinPolicy(),
         protocol_version=5,
+        **connection,
     )
     session = cluster.connect()
     session.row_factory = dict_factory  # WarmSearch reads rows by column name

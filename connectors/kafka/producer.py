@@ -25,6 +25,7 @@ from typing import Any
 
 import confluent_kafka
 
+from connectors.kafka.security import java_security, librdkafka_security
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def producer_config(
         "socket.keepalive.enable": True,
         # Keep reconnect attempts frequent so a broker that is back is used within a second.
         "reconnect.backoff.max.ms": 1000,
+        **librdkafka_security(settings),
     }
     config.update(overrides)
     return config
@@ -79,6 +81,7 @@ def java_producer_properties(settings: Settings) -> dict[str, str]:
         "batch.size": "1000000",
         "max.request.size": str(max(settings.ingest_max_record_bytes + 64 * 1024, 1_048_576)),
         "delivery.timeout.ms": "120000",
+        **java_security(settings),
     }
 
 

@@ -68,7 +68,9 @@ def ensure_alerts_topic(settings: Settings, topic: str) -> None:
     events in the order the job emitted them. Waits for a broker that has just started."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_servers})
+    from connectors.kafka.security import librdkafka_security
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_servers, **librdkafka_security(settings)})
 
     def ensure() -> None:
         if ready_topic(admin.list_topics(topic, timeout=10), topic) is not None:
@@ -102,7 +104,9 @@ def ensure_topic(settings: Settings, topic: str, partitions: int | None = None) 
     """
     from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_servers})
+    from connectors.kafka.security import librdkafka_security
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_servers, **librdkafka_security(settings)})
     wanted = topic_configs(settings, topic)
     created = False
 

@@ -9,8 +9,9 @@ document back, merges and re-indexes it (docs/benchmarks.md, "Ingest job").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -34,12 +35,17 @@ class Bulk:
             raise ValueError("bulk actions, size_mb and interval_ms must be at least 1")
 
 
-def index_request_sink(hosts: Sequence[str], bulk: Bulk = Bulk()) -> Any:
+def index_request_sink(
+    hosts: Sequence[str], bulk: Bulk = Bulk(), connection: Mapping[str, str] | None = None
+) -> Any:
     """A PyFlink ``Sink`` for a stream of Rows ``(id, index, source)``, ``source`` the document's
-    JSON text (``orjson.dumps(record.to_dict())``, :func:`schemas.projections.to_opensearch_doc`)."""
+    JSON text (``orjson.dumps(record.to_dict())``, :func:`schemas.projections.to_opensearch_doc`).
+    ``connection``: credentials and CA (:func:`connectors.opensearch.connection.java_sink_options`);
+    the CA file is read here and its text travels inside the sink."""
     from pyflink.datastream.connectors import Sink
     from pyflink.java_gateway import get_gateway
 
+    conn = connection or {}
     gateway: Any = get_gateway()
     j_hosts = gateway.new_array(gateway.jvm.String, len(hosts))
     for i, host in enumerate(hosts):
@@ -52,6 +58,10 @@ def index_request_sink(hosts: Sequence[str], bulk: Bulk = Bulk()) -> Any:
         bulk.backoff,
         bulk.max_retries,
         bulk.backoff_delay_ms,
+        conn.get("username", ""),
+        conn.get("password", ""),
+        conn.get("token", ""),
+        Path(ca).read_text() if (ca := conn.get("ca_file", "")) else "",
     )
     return Sink(j_sink)
 

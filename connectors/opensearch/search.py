@@ -53,10 +53,16 @@ class _OrjsonSerializer(JSONSerializer):
         return orjson.dumps(data).decode()
 
 
-def client(url: str, *, timeout_s: float = 10.0) -> OpenSearch:
-    """A client that fails fast: the search API answers without a tier rather than wait on it."""
+def client(url: str, *, timeout_s: float = 10.0, **connection: Any) -> OpenSearch:
+    """A client that fails fast: the search API answers without a tier rather than wait on it.
+    ``connection``: TLS and credentials (:func:`connectors.opensearch.connection.connection_options`)."""
     return OpenSearch(
-        url, timeout=timeout_s, max_retries=0, retry_on_timeout=False, serializer=_OrjsonSerializer()
+        url.split(","),
+        timeout=timeout_s,
+        max_retries=0,
+        retry_on_timeout=False,
+        serializer=_OrjsonSerializer(),
+        **connection,
     )
 
 

@@ -490,8 +490,11 @@ class Boto3Handler(pafs.FileSystemHandler):
         raise NotImplementedError
 
 
-def s3_filesystem(endpoint_url: str, access_key: str, secret_key: str, region: str) -> pafs.FileSystem:
-    """A pyarrow filesystem for the archive (see :class:`Boto3Handler` for why it is boto3's)."""
+def s3_filesystem(
+    endpoint_url: str, access_key: str, secret_key: str, region: str, ca_file: str = ""
+) -> pafs.FileSystem:
+    """A pyarrow filesystem for the archive (see :class:`Boto3Handler` for why it is boto3's);
+    ``ca_file`` verifies a private HTTPS endpoint (empty: the system's CAs)."""
     import boto3
     from botocore.config import Config
 
@@ -508,6 +511,7 @@ def s3_filesystem(endpoint_url: str, access_key: str, secret_key: str, region: s
             max_pool_connections=32,
             s3={"addressing_style": "path"},
         ),
+        verify=ca_file or None,
     )
     return pafs.PyFileSystem(Boto3Handler(client))
 

@@ -22,4 +22,6 @@ def s3_client(settings: Settings, config: Config | None = None) -> Any:
         aws_secret_access_key=settings.s3_secret_key,
         region_name=settings.s3_region,
         config=config,
+        # An https:// endpoint is verified against this CA (else the system's); http is plain.
+        verify=settings.ca_file(settings.s3_ca_file) or None,
     )

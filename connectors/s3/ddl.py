@@ -47,6 +47,7 @@ class ArchiveLocation:
     access_key: str = ""
     secret_key: str = ""
     region: str = "us-east-1"
+    ca_file: str = ""  # the CA of a private HTTPS endpoint; empty: the system's CAs
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ArchiveLocation:
@@ -57,6 +58,7 @@ class ArchiveLocation:
             access_key=settings.s3_access_key,
             secret_key=settings.s3_secret_key,
             region=settings.s3_region,
+            ca_file=settings.ca_file(settings.s3_ca_file),
         )
 
     def url(self, scheme: str = "s3") -> str:
@@ -239,7 +241,9 @@ def duckdb_secret(loc: ArchiveLocation, name: str = "strata_archive") -> str:
             f"USE_SSL {'true' if url.scheme == 'https' else 'false'}",
         ]
     parts.append(f"SCOPE {_quote(f's3://{loc.bucket}')}")
-    return f"CREATE OR REPLACE SECRET {name} (\n  " + ",\n  ".join(parts) + "\n);\n"
+    # httpfs verifies HTTPS against its own bundle unless told of the private CA.
+    ca = f"SET ca_cert_file = {_quote(loc.ca_file)};\n" if loc.ca_file else ""
+    return ca + f"CREATE OR REPLACE SECRET {name} (\n  " + ",\n  ".join(parts) + "\n);\n"
 
 
 def duckdb_view(loc: ArchiveLocation, tenant: str | None = None, name: str = "logs") -> str:

@@ -91,6 +91,7 @@ def visible_files(loc: ArchiveLocation, tenant: str | None = None) -> list[str]:
         aws_secret_access_key=loc.secret_key or None,
         region_name=loc.region,
         config=Config(connect_timeout=3, retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
+        verify=loc.ca_file or None,
     )
     root = f"{loc.prefix}/" + ("" if tenant is None else f"tenant={tenant}/")
     paths = []

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import random
 import smtplib
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,28 @@ def channel_key(channel: dict[str, Any]) -> str:
 def backoff_s(attempts: int, cap_s: float) -> float:
     """1 s, 2 s, 4 s … up to ``cap_s``, each ±20 % so receivers coming back are not stampeded."""
     return min(cap_s, 2.0 ** max(attempts - 1, 0)) * random.uniform(0.8, 1.2)
+
+
+def smtp_connection(settings: Settings) -> smtplib.SMTP:
+    """A connection to the mail server, encrypted as configured: TLS from the first byte
+    (``smtp_tls``) or upgraded with STARTTLS (``smtp_starttls``). Either way the server's
+    certificate and name are verified (``smtp_ca_file`` or ``tls_ca_file``, else the system's CAs):
+    ``smtplib``'s own default context would accept any certificate."""
+    context = None
+    if settings.smtp_tls or settings.smtp_starttls:
+        context = ssl.create_default_context(cafile=settings.ca_file(settings.smtp_ca_file) or None)
+    if settings.smtp_tls:
+        return smtplib.SMTP_SSL(
+            settings.smtp_host, settings.smtp_port, timeout=SEND_TIMEOUT_S, context=context
+        )
+    smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SEND_TIMEOUT_S)
+    if context is not None:
+        try:
+            smtp.starttls(context=context)
+        except BaseException:
+            smtp.close()
+            raise
+    return smtp
 
 
 class DeliveryError(Exception):
@@ -229,9 +252,7 @@ class Sender:
             message.set_content(text)
             s = self.settings
             try:
-                with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=SEND_TIMEOUT_S) as smtp:
-                    if s.smtp_starttls:
-                        smtp.starttls()
+                with smtp_connection(s) as smtp:
                     if s.smtp_user:
                         smtp.login(s.smtp_user, s.smtp_password)
                     smtp.send_message(message)
@@ -405,6 +426,7 @@ class Notifier:
         from confluent_kafka import Consumer
 
         from connectors.kafka.ready import ensure_alerts_topic
+        from connectors.kafka.security import librdkafka_security
 
         ensure_alerts_topic(self.settings, self.topic)  # the notifier may start before the job
         consumer = Consumer(
@@ -413,6 +435,7 @@ class Notifier:
                 "group.id": self.group_id,
                 "auto.offset.reset": self.start_at,
                 "enable.auto.commit": False,
+                **librdkafka_security(self.settings),
             }
         )
         consumer.subscribe([self.topic])

@@ -23,6 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     syslog.add_argument("--tcp", action="append", default=[], metavar="HOST:PORT[=TENANT]")
     syslog.add_argument("--udp", action="append", default=[], metavar="HOST:PORT[=TENANT]")
     syslog.add_argument(
+        "--tls",
+        action="append",
+        default=[],
+        metavar="HOST:PORT[=TENANT]",
+        help="syslog over TLS (RFC 5425) with STRATA_SERVER_TLS_* (docs/stack.md)",
+    )
+    syslog.add_argument(
         "--tenant",
         default=settings.syslog_tenant,
         help="tenant of listeners that name none (STRATA_SYSLOG_TENANT)",
@@ -55,14 +62,21 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
     try:
-        listeners = [parse_listener(t, "tcp", args.tenant) for t in args.tcp] + [
-            parse_listener(u, "udp", args.tenant) for u in args.udp
-        ]
-    except ValueError as exc:
+        listeners = (
+            [parse_listener(t, "tcp", args.tenant) for t in args.tcp]
+            + [parse_listener(u, "udp", args.tenant) for u in args.udp]
+            + [parse_listener(t, "tls", args.tenant) for t in args.tls]
+        )
+        if args.tls:
+            from api.tls import server_context
+
+            if server_context(settings) is None:
+                raise ValueError("--tls needs STRATA_SERVER_TLS_CERT_FILE and STRATA_SERVER_TLS_KEY_FILE")
+    except (ValueError, OSError) as exc:  # OSError: a TLS file that cannot be read
         print(f"strata collect syslog: {exc}", file=sys.stderr)
         return 2
     if not listeners:
-        print("strata collect syslog: give at least one --tcp or --udp listener", file=sys.stderr)
+        print("strata collect syslog: give at least one --tcp, --udp or --tls listener", file=sys.stderr)
         return 2
     if not args.no_tenant_check:
         problem = _check_tenants(settings, {listener.tenant for listener in listeners})

@@ -246,10 +246,12 @@ def send_all(
 def tier_counts(settings: Settings) -> dict[str, int]:
     """What the demo tenant has in each tier (and the dead letters of the raw topic)."""
     from cassandra.cluster import Cluster
-    from opensearchpy import OpenSearch
+
+    from connectors.cassandra.connection import cluster_options
+    from connectors.opensearch.connection import open_client
 
     counts: dict[str, int] = {}
-    client = OpenSearch(settings.opensearch_endpoint)
+    client = open_client(settings)
     pattern = f"{settings.opensearch_index_prefix}-*"
     client.indices.refresh(index=pattern, ignore_unavailable=True, allow_no_indices=True)
     counts["hot (OpenSearch)"] = int(
@@ -257,7 +259,9 @@ def tier_counts(settings: Settings) -> dict[str, int]:
             "count"
         ]
     )
-    cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
+    cluster = Cluster(
+        settings.cassandra_contact_points, port=settings.cassandra_port, **cluster_options(settings)
+    )
     try:
         session = cluster.connect(settings.cassandra_keyspace)
         table = settings.cassandra_table

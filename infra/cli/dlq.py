@@ -51,6 +51,7 @@ def decrypt_entry(entry: dict[str, Any], cipher: Any) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+    from connectors.kafka.security import librdkafka_security
     from core.deadletter import DeadLetterCipher, DeadLetterKeyError, dlq_secret
 
     settings = get_settings()
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             "group.id": f"strata-dlq-show-{uuid.uuid4().hex}",  # reads without moving anyone's offsets
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            **librdkafka_security(settings),
         }
     )
     shown = failed = 0

@@ -96,13 +96,24 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     url = (args.url or settings.api_endpoint).rstrip("/")
     key = args.api_key or os.environ.get("STRATA_API_KEY") or settings.api_key
-    if not key:
-        print("strata search: an API key is needed: --api-key or STRATA_API_KEY", file=sys.stderr)
+    if not key and not settings.api_client_cert_file:
+        print(
+            "strata search: an API key is needed: --api-key or STRATA_API_KEY "
+            "(or a client certificate: STRATA_API_CLIENT_CERT_FILE)",
+            file=sys.stderr,
+        )
+        return 2
+    from api.tls import client_context
+
+    try:
+        verify = client_context(settings)
+    except (ValueError, OSError) as exc:
+        print(f"strata search: {exc}", file=sys.stderr)
         return 2
     out = sys.stdout
     color = args.color == "always" or (args.color == "auto" and out.isatty() and not args.json)
-    headers = {"X-API-Key": key}
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+    headers = {"X-API-Key": key} if key else {}
+    with httpx.Client(base_url=url, headers=headers, timeout=60, verify=verify) as client:
         try:
             if args.follow:
                 return _follow(client, args, color, out)

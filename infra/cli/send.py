@@ -120,9 +120,13 @@ class Spool:
 
 
 class Shipper:
-    def __init__(self, url: str, key: str, *, retry_s: float = 30.0, timeout: float = 60.0) -> None:
+    def __init__(
+        self, url: str, key: str, *, retry_s: float = 30.0, timeout: float = 60.0, verify: Any = True
+    ) -> None:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(base_url=url, headers=headers, timeout=timeout)
+        # verify: an SSLContext for an HTTPS API (api.tls.client_context), which may carry a client
+        # certificate that stands for the key.
+        self.client = httpx.Client(base_url=url, headers=headers, timeout=timeout, verify=verify)
         self.retry_s = retry_s
 
     def post(self, batch: Batch) -> dict[str, Any]:
@@ -253,7 +257,16 @@ def ship(args: argparse.Namespace) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     state = State(state_dir)
     spool = Spool(state_dir / "spool")
-    shipper = Shipper(args.url or settings.api_endpoint, args.key or settings.api_key, retry_s=args.retry)
+    from api.tls import client_context
+
+    try:
+        verify = client_context(settings)
+    except (ValueError, OSError) as exc:  # OSError: a certificate file that cannot be read
+        print(f"strata send: {exc}", file=sys.stderr)
+        return 2
+    shipper = Shipper(
+        args.url or settings.api_endpoint, args.key or settings.api_key, retry_s=args.retry, verify=verify
+    )
     paths = [Path(p).resolve() for p in args.files]
     for path in paths:
         if not path.is_file():

@@ -19,8 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     import uvicorn
 
+    from api.tls import uvicorn_options
+
+    try:
+        # HTTPS (and client certificates) when STRATA_SERVER_TLS_* name the files: docs/stack.md.
+        tls = uvicorn_options(get_settings())
+    except ValueError as exc:
+        print(f"strata serve: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
         "api.main:create_app",
@@ -32,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
         # Agents send large batches: the default 5 s keep-alive makes them reconnect needlessly.
         timeout_keep_alive=30,
         access_log=args.log_level == "debug",
+        **tls,
     )
     return 0

@@ -17,6 +17,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     p_up = sub.add_parser("up", help="fetch (first time), start and provision the local stack")
     p_up.add_argument("services", nargs="*", help="only these services (default: all)")
+    p_up.add_argument(
+        "--tls",
+        action="store_true",
+        help=(
+            "TLS with a local CA: Kafka SASL_SSL, HTTPS OpenSearch and S3, Cassandra and "
+            "PostgreSQL SSL (STRATA_STACK_TLS, docs/stack.md)"
+        ),
+    )
     p_down = sub.add_parser("down", help="stop the processes `up` started; data stays on disk")
     p_down.add_argument("services", nargs="*")
     p_down.add_argument("--purge", action="store_true", help="also delete their data")
@@ -30,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
+    if getattr(args, "tls", False):
+        settings = settings.model_copy(update={"stack_tls": True})
     try:
         if args.action == "up":
             rows = stack.up(settings, args.services)

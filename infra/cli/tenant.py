@@ -1,4 +1,4 @@
-"""``strata tenant``: create tenants and manage their API keys.
+"""``strata tenant``: create tenants and manage their API keys and client certificates.
 
 This is how the first key comes to exist: ``strata tenant create acme`` prints a key once. After
 that, a key with the ``admin`` scope manages the tenant's keys over HTTP (``/v1/keys``), and the
@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from connectors.postgres import audit, tenants
+from connectors.postgres import audit, certs, tenants
 from connectors.postgres.migrate import migrate
 from infra.settings import get_settings
 
@@ -48,6 +48,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     revoke = sub.add_parser("key-revoke", help="revoke a key at once")
     revoke.add_argument("tenant")
     revoke.add_argument("key_id")
+    cert_add = sub.add_parser(
+        "cert-add", help="register a client certificate (PEM file or SHA-256 fingerprint) to a tenant"
+    )
+    cert_add.add_argument("tenant")
+    cert_add.add_argument("cert", help="the certificate's PEM file, or its SHA-256 fingerprint")
+    cert_add.add_argument("--name", default="")
+    cert_add.add_argument(
+        "--scopes", default="ingest", help="comma-separated: ingest, register, search, admin"
+    )
+    certs_list = sub.add_parser("certs", help="list a tenant's client certificates")
+    certs_list.add_argument("tenant")
+    cert_revoke = sub.add_parser("cert-revoke", help="stop accepting a client certificate at once")
+    cert_revoke.add_argument("tenant")
+    cert_revoke.add_argument("fingerprint")
     rate = sub.add_parser("set-rate", help="set a tenant's rate limit (records/s per worker; 0 = none)")
     rate.add_argument("tenant")
     rate.add_argument("rate", help="a number, or 'default' for the server-wide setting")
@@ -148,6 +162,18 @@ async def _run(args: argparse.Namespace) -> int:
             args.key_id,
         )
         _print({"tenant": args.tenant, "key_id": args.key_id, "revoked": True})
+    elif action == "cert-add":
+        fp = _fingerprint(args.cert)
+        await _with_conn(
+            lambda conn: certs.add_cert(conn, args.tenant, fp, name=args.name, scopes=_scopes(args.scopes))
+        )
+        _print({"tenant": args.tenant, "fingerprint": fp, "scopes": sorted(_scopes(args.scopes))})
+    elif action == "certs":
+        _print(await _with_conn(lambda conn: certs.list_certs(conn, args.tenant)))
+    elif action == "cert-revoke":
+        fp = certs.normalize_fingerprint(args.fingerprint)
+        await _with_conn(lambda conn: certs.revoke_cert(conn, args.tenant, fp))
+        _print({"tenant": args.tenant, "fingerprint": fp, "revoked": True})
     elif action == "set-rate":
         rate = None if args.rate == "default" else float(args.rate)
         await _audited(
@@ -159,6 +185,16 @@ async def _run(args: argparse.Namespace) -> int:
         )
         _print({"tenant": args.tenant, "rate_per_s": rate})
     return 0
+
+
+def _fingerprint(cert: str) -> str:
+    """The fingerprint of a PEM file, or the fingerprint given as it is."""
+    from pathlib import Path
+
+    path = Path(cert)
+    if path.is_file():
+        return certs.fingerprint_of_pem(path.read_text())
+    return certs.normalize_fingerprint(cert)
 
 
 def _scopes(text: str) -> list[str]:

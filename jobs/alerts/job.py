@@ -283,6 +283,8 @@ def kafka_source(settings: Settings, options: AlertsOptions) -> Any:
     from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSource
     from pyflink.java_gateway import get_gateway
 
+    from connectors.kafka.security import java_security
+
     # PyFlink's KafkaOffsetResetStrategy names the class as the uber jar shades it; the thin
     # connector jar Strata loads has it unshaded, so the Java initializer is built directly.
     jvm: Any = get_gateway().jvm
@@ -306,6 +308,7 @@ def kafka_source(settings: Settings, options: AlertsOptions) -> Any:
         .set_value_only_deserializer(SimpleStringSchema())
         .set_property("commit.offsets.on.checkpoint", "true")
         .set_property("partition.discovery.interval.ms", "60000")
+        .set_properties(java_security(settings))
         .build()
     )
 

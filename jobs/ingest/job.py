@@ -33,7 +33,11 @@ from typing import Any
 
 import orjson
 
+from connectors.cassandra.flink_sink import Connection as CassandraConnection
 from connectors.cassandra.flink_sink import batched_cassandra_sink
+from connectors.kafka.security import java_security
+from connectors.kafka.security import sql_properties as kafka_sql_properties
+from connectors.opensearch.connection import java_sink_options
 from connectors.opensearch.flink_sink import Bulk, index_request_sink, index_row_sql
 from core.deadletter import DeadLetterCipher, dlq_secret
 from core.ingest import DeadLetter, ingest_one
@@ -256,6 +260,7 @@ def source_ddl(settings: Settings, options: IngestOptions) -> str:
         "properties.isolation.level": "read_committed",
         "format": "raw",
         "scan.topic-partition-discovery.interval": "60s",
+        **kafka_sql_properties(settings),
         **options.start.kafka_options(),
     }
     if options.bounded:
@@ -320,6 +325,7 @@ def logs_sink_ddl(settings: Settings, options: IngestOptions) -> str:
         "properties.compression.type": "zstd",
         "properties.linger.ms": "20",
         "properties.max.request.size": str(SINK_MAX_REQUEST_BYTES),
+        **kafka_sql_properties(settings),
     }
     columns = "  `kafka_key` STRING,\n  `json` STRING"
     return f"CREATE TEMPORARY TABLE logs_sink (\n{columns}\n) WITH (\n{_with(opts)}\n)"
@@ -422,10 +428,11 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
     from pyflink.datastream.connectors.base import DeliveryGuarantee
     from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 
+    dlq_builder = KafkaSink.builder().set_bootstrap_servers(settings.kafka_servers)
+    for key, value in java_security(settings).items():
+        dlq_builder = dlq_builder.set_property(key, value)
     dlq_sink = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(settings.kafka_servers)
-        .set_property("max.request.size", str(SINK_MAX_REQUEST_BYTES))
+        dlq_builder.set_property("max.request.size", str(SINK_MAX_REQUEST_BYTES))
         .set_record_serializer(
             KafkaRecordSerializationSchema.builder()
             .set_topic(options.dlq_topic)
@@ -444,16 +451,19 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
             size_mb=settings.opensearch_bulk_size_mb,
             interval_ms=settings.opensearch_bulk_interval_ms,
         ),
+        java_sink_options(settings),
     )
     processed.hot_rows.sink_to(hot_sink).name(names.HOT_SINK).uid(names.HOT_SINK)
 
     host = settings.cassandra_contact_points[0]
+    warm_connection = CassandraConnection.from_settings(settings)
     columns = [name for name, _ in cql_columns()]
     warm_sink = batched_cassandra_sink(
         host,
         settings.cassandra_port,
         cql_insert(options.keyspace, options.table) + " USING TTL ?",
         [columns.index(name) for name in CQL_PARTITION_KEY],
+        connection=warm_connection,
     )
     processed.warm_rows.add_sink(warm_sink).name(names.WARM_SINK).uid(names.WARM_SINK)
     services_sink = batched_cassandra_sink(
@@ -461,6 +471,7 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
         settings.cassandra_port,
         cql_insert_service(options.keyspace, options.table) + " USING TTL ?",
         [0, 1],  # (tenant, day)
+        connection=warm_connection,
     )
     processed.warm_services.add_sink(services_sink).name(names.WARM_SERVICES_SINK).uid(
         names.WARM_SERVICES_SINK
@@ -499,10 +510,10 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
     OpenSearch and Cassandra may have started moments ago: each step waits, up to
     ``service_wait_s``, for a service that is not ready yet.
     """
-    from opensearchpy import OpenSearch
-
+    from connectors.cassandra.connection import cluster_options
     from connectors.cassandra.ready import connect_when_ready, execute_schema
     from connectors.kafka.ready import ensure_topic
+    from connectors.opensearch.connection import open_client
     from connectors.opensearch.metrics import ensure_template
     from connectors.opensearch.ready import opensearch_retriable, wait_for_cluster
     from connectors.retry import retry_until
@@ -515,7 +526,7 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
 
     wait_s = settings.service_wait_s
     ensure_topic(settings, options.dlq_topic)  # with its own retention (STRATA_DLQ_RETENTION_HOURS)
-    client = OpenSearch(settings.opensearch_endpoint, timeout=30)
+    client = open_client(settings, timeout=30)
     wait_for_cluster(client, wait_s)
     retry_until(
         lambda: client.indices.put_index_template(
@@ -534,7 +545,9 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
         retriable=opensearch_retriable,
         wait_s=wait_s,
     )
-    cluster, session = connect_when_ready(settings.cassandra_contact_points, settings.cassandra_port, wait_s)
+    cluster, session = connect_when_ready(
+        settings.cassandra_contact_points, settings.cassandra_port, wait_s, **cluster_options(settings)
+    )
     try:
         ttl = settings.warm_days * 86400
         statements = [

@@ -38,9 +38,16 @@ def archived_through(settings: Settings, topic: str, group_id: str) -> dict[int,
     the bookmark; ``{}`` when the topic does not exist yet."""
     from confluent_kafka import Consumer, TopicPartition
 
+    from connectors.kafka.security import librdkafka_security
+
     def consumer(group: str) -> Any:
         return Consumer(
-            {"bootstrap.servers": settings.kafka_servers, "group.id": group, "enable.auto.commit": False}
+            {
+                "bootstrap.servers": settings.kafka_servers,
+                "group.id": group,
+                "enable.auto.commit": False,
+                **librdkafka_security(settings),
+            }
         )
 
     def patiently(what: str, call: Callable[[], T]) -> T:

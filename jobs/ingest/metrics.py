@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from connectors.opensearch.connection import java_sink_options
 from connectors.opensearch.flink_sink import Bulk, index_request_sink
 from connectors.opensearch.metrics import metrics_index
 from core.metrics import ServiceAccumulator
@@ -110,4 +111,5 @@ def attach_metrics(t_env: Any, view: str, settings: Settings, options: MetricsOp
     # (flush_s bounds how many changes there are) and the interval is longer than any checkpoint
     # interval. So the store holds what the last completed checkpoint restores (core.metrics).
     bulk = Bulk(actions=1_000_000, size_mb=256, interval_ms=2**31 - 1)
-    docs.sink_to(index_request_sink(settings.opensearch_endpoint.split(","), bulk)).name(SINK).uid(SINK)
+    sink = index_request_sink(settings.opensearch_endpoint.split(","), bulk, java_sink_options(settings))
+    docs.sink_to(sink).name(SINK).uid(SINK)

@@ -194,8 +194,8 @@ REPO = Path(__file__).resolve().parents[2]
 class SyslogReceiver:
     """``strata collect syslog`` as a process of its own, writing to the test's topic."""
 
-    def __init__(self, settings: Settings, args: list[str]) -> None:
-        self.env = {**os.environ, "STRATA_RAW_TOPIC": settings.raw_topic}
+    def __init__(self, settings: Settings, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.env = {**os.environ, "STRATA_RAW_TOPIC": settings.raw_topic, **(env or {})}
         self.args = args
         self.process: subprocess.Popen[bytes] | None = None
         self.output = b""
@@ -208,7 +208,7 @@ class SyslogReceiver:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        tcp = [a for i, a in enumerate(self.args) if i and self.args[i - 1] == "--tcp"]
+        tcp = [a for i, a in enumerate(self.args) if i and self.args[i - 1] in ("--tcp", "--tls")]
         deadline = time.monotonic() + 30
         for address in tcp:
             host, port = address.split("=")[0].rsplit(":", 1)

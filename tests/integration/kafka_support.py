@@ -21,7 +21,7 @@ from tests.integration.collector_support import free_port, require_stack
 class ThrowawayKafka(Kafka):
     """The stack's broker definition, on other ports and in a folder of its own."""
 
-    def __init__(self, home: Path, shared_lib: Path) -> None:
+    def __init__(self, home: Path, shared_lib: Path, *, tls: bool = False) -> None:
         base = require_stack()
         super().__init__(
             base.model_copy(
@@ -31,6 +31,9 @@ class ThrowawayKafka(Kafka):
                     "kafka_controller_port": free_port(),
                     "kafka_heap": "256m",
                     "kafka_bootstrap": "",
+                    # With tls, a SASL_SSL listener too, as `strata stack up --tls` makes it.
+                    "stack_tls": tls,
+                    "kafka_tls_port": free_port(),
                 }
             )
         )
@@ -65,10 +68,10 @@ class ThrowawayKafka(Kafka):
         self.process.wait()
 
 
-def throwaway_kafka(home: Path) -> ThrowawayKafka:
+def throwaway_kafka(home: Path, *, tls: bool = False) -> ThrowawayKafka:
     """An unstarted broker in ``home`` using the stack's Kafka jars."""
     settings = require_stack()
     shared_lib = settings.cache_dir / f"kafka-{settings.kafka_version}"
     if not shared_lib.exists():
         pytest.fail(f"the stack's Kafka jars are missing in {shared_lib}; run `strata stack up`")
-    return ThrowawayKafka(home, shared_lib)
+    return ThrowawayKafka(home, shared_lib, tls=tls)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from infra.settings import Settings
 from infra.stack.maven import Artifact, fetch
 from infra.stack.process import StackError
 from infra.stack.services.base import Launch, Service, classpath, java
@@ -94,8 +95,7 @@ hints_directory: {d / "hints"}
 cdc_raw_directory: {d / "cdc_raw"}
 # A new cluster: use Cassandra 5's own storage format (and everything SAI offers).
 storage_compatibility_mode: NONE
-authenticator: AllowAllAuthenticator
-authorizer: AllowAllAuthorizer
+{self._security_yaml()}authorizer: AllowAllAuthorizer
 # One small node on a shared 2-core machine.
 concurrent_reads: 8
 concurrent_writes: 16
@@ -130,11 +130,55 @@ materialized_views_enabled: false
             f"-Dlogback.configurationFile={self.conf_dir / 'logback.xml'}",
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
             "-Dcassandra.initial_token_allocation_rf=1",
+            # The default superuser is made this long after start; a test stack wants it at once.
+            "-Dcassandra.superuser_setup_delay_ms=0",
             "-cp",
             classpath(self.lib_dir),
             "org.apache.cassandra.service.CassandraDaemon",
         ]
         return Launch(cmd=cmd, cwd=d)
+
+    def _security_yaml(self) -> str:
+        """With ``stack_tls``: password authentication, and client connections over TLS only, with
+        the local CA's server certificate (PEM, read by Cassandra's own PEM SSL context factory)."""
+        s = self.settings
+        if not s.stack_tls:
+            return "authenticator: AllowAllAuthenticator\n"
+        from infra.stack.tls import local_certs
+
+        certs = local_certs(s.home / "tls", (s.bind_host, "localhost"))
+        keystore = self.conf_dir / "server-keystore.pem"
+        keystore.touch(mode=0o600)
+        keystore.write_text(certs.server.key.read_text().rstrip("\n") + "\n" + certs.server.cert.read_text())
+        return (
+            "authenticator: PasswordAuthenticator\n"
+            "client_encryption_options:\n"
+            "  enabled: true\n"
+            "  optional: false\n"
+            "  ssl_context_factory:\n"
+            "    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory\n"
+            f"  keystore: {keystore}\n"
+            f"  truststore: {certs.ca}\n"
+            "  require_client_auth: false\n"
+        )
+
+    def _client_options(self) -> dict[str, Any]:
+        """The health check's and provisioning's credentials and TLS on a TLS stack."""
+        if not self.settings.stack_tls:
+            return {}
+        from connectors.cassandra.connection import cluster_options
+
+        name, password = stack_cassandra_user(self.settings)
+        return cluster_options(
+            self.settings.model_copy(
+                update={
+                    "cassandra_username": name,
+                    "cassandra_password": password,
+                    "cassandra_ssl": True,
+                    "cassandra_ca_file": str(self.settings.home / "tls" / "ca.crt"),
+                }
+            )
+        )
 
     def session(self, keyspace: str | None = None) -> Any:
         from cassandra.cluster import Cluster
@@ -144,6 +188,7 @@ materialized_views_enabled: false
             port=self.settings.cassandra_port,
             connect_timeout=5,
             control_connection_timeout=5,
+            **self._client_options(),
         )
         return cluster, cluster.connect(keyspace)
 
@@ -169,3 +214,9 @@ materialized_views_enabled: false
             )
         finally:
             cluster.shutdown()
+
+
+def stack_cassandra_user(settings: Settings) -> tuple[str, str]:
+    """The TLS stack's Cassandra user: Cassandra's default superuser, which exists from the first
+    start (a real cluster must replace it)."""
+    return "cassandra", "cassandra"

@@ -8,9 +8,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from infra.settings import Settings
 from infra.stack.maven import Artifact, fetch
 from infra.stack.process import StackError
-from infra.stack.services.base import Launch, Service, classpath, java
+from infra.stack.services.base import Launch, Port, Service, classpath, java
 
 LOG4J_VERSION = "2.24.3"
 
@@ -32,6 +33,13 @@ class Kafka(Service):
     name = "kafka"
     version_setting = "kafka_version"
     port_settings = ("kafka_port", "kafka_controller_port")
+
+    @property
+    def ports(self) -> list[Port]:
+        ports = super().ports
+        if self.settings.stack_tls:
+            ports.append(Port(self.settings.kafka_tls_port, "STRATA_KAFKA_TLS_PORT"))
+        return ports
 
     @property
     def endpoint(self) -> str:
@@ -70,17 +78,23 @@ class Kafka(Service):
         (self.conf_dir / "log4j2.properties").write_text(LOG4J2)
         props = self.conf_dir / "server.properties"
         host = s.bind_host
+        listeners = f"PLAINTEXT://{host}:{s.kafka_port},CONTROLLER://{host}:{s.kafka_controller_port}"
+        advertised = f"PLAINTEXT://{host}:{s.kafka_port}"
+        if s.stack_tls:
+            listeners += f",SASL_SSL://{host}:{s.kafka_tls_port}"
+            advertised += f",SASL_SSL://{host}:{s.kafka_tls_port}"
         props.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@{host}:{s.kafka_controller_port}",
-                    f"listeners=PLAINTEXT://{host}:{s.kafka_port},CONTROLLER://{host}:{s.kafka_controller_port}",
-                    f"advertised.listeners=PLAINTEXT://{host}:{s.kafka_port}",
+                    f"listeners={listeners}",
+                    f"advertised.listeners={advertised}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
                     "inter.broker.listener.name=PLAINTEXT",
+                    *self._tls_properties(),
                     f"log.dirs={self.data_dir / 'log'}",
                     f"num.partitions={s.topic_partitions}",
                     "offsets.topic.replication.factor=1",
@@ -108,6 +122,33 @@ class Kafka(Service):
                 raise StackError(f"kafka: formatting the storage failed:\n{proc.stdout}{proc.stderr}")
         return Launch(cmd=[*self._java(), "kafka.Kafka", str(props)])
 
+    def _tls_properties(self) -> list[str]:
+        """The SASL_SSL listener's settings: the stack's server certificate (PEM, read by Kafka's
+        own SSL engine), client certificates requested and checked against the local CA, and SASL
+        PLAIN with the one user of ``kafka_sasl_username``/``kafka_sasl_password``."""
+        s = self.settings
+        if not s.stack_tls:
+            return []
+        from connectors.kafka.security import jaas_quote
+        from infra.stack.tls import local_certs
+
+        certs = local_certs(s.home / "tls", (s.bind_host, "localhost"))
+        keystore = self.conf_dir / "server-keystore.pem"
+        keystore.touch(mode=0o600)
+        keystore.write_text(certs.server.key.read_text().rstrip("\n") + "\n" + certs.server.cert.read_text())
+        user, password = stack_sasl_user(s)
+        return [
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={certs.ca}",
+            "ssl.client.auth=requested",
+            "sasl.enabled.mechanisms=PLAIN",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config="
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f"user_{user}={jaas_quote(password)};",
+        ]
+
     def _admin(self) -> Any:
         from kafka.admin import KafkaAdminClient
 
@@ -132,3 +173,9 @@ class Kafka(Service):
         s = self.settings
         for topic in (s.raw_topic, s.dlq_topic, s.logs_topic):
             ensure_topic(s, topic)
+
+
+def stack_sasl_user(settings: Settings) -> tuple[str, str]:
+    """The SASL user and password of the stack's TLS listener: the clients' own settings, so one
+    set of STRATA_KAFKA_SASL_* serves both; a local default when they are unset."""
+    return settings.kafka_sasl_username or "strata", settings.kafka_sasl_password or "strata-kafka-secret"

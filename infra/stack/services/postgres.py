@@ -103,8 +103,34 @@ class Postgres(Service):
             "max_connections=200",
             "-c",
             "fsync=on",
+            *self._tls_options(user),
         ]
         return Launch(cmd=cmd, cwd=self.data_dir, user=user)
+
+    def _tls_options(self, user: str | None) -> list[str]:
+        """With ``stack_tls``: TLS with the local CA's server certificate (clients choose with
+        ``STRATA_POSTGRES_SSLMODE``; plain connections stay allowed, as on most servers)."""
+        if not self.settings.stack_tls:
+            return []
+        from infra.stack.tls import local_certs
+
+        certs = local_certs(self.settings.home / "tls", (self.settings.bind_host, "localhost"))
+        # PostgreSQL reads its key only when its own user owns it and no one else can read it.
+        folder = self.data_dir / "tls"
+        folder.mkdir(exist_ok=True)
+        for source, name in ((certs.server.cert, "server.crt"), (certs.server.key, "server.key")):
+            target = folder / name
+            target.write_bytes(source.read_bytes())
+            target.chmod(0o600)
+        chown_tree(folder, user)
+        return [
+            "-c",
+            "ssl=on",
+            "-c",
+            f"ssl_cert_file={folder / 'server.crt'}",
+            "-c",
+            f"ssl_key_file={folder / 'server.key'}",
+        ]
 
     def _connect(self, dbname: str) -> Any:
         import psycopg

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.stack.maven import Artifact, fetch
-from infra.stack.services.base import Launch, Service, classpath, java
+from infra.stack.services.base import Launch, Port, Service, classpath, java
 
 # s3proxy logs every request at DEBUG by default; keep warnings only.
 LOGBACK = """<configuration>
@@ -23,6 +23,13 @@ class S3Proxy(Service):
     name = "s3"
     version_setting = "s3proxy_version"
     port_settings = ("s3_port",)
+
+    @property
+    def ports(self) -> list[Port]:
+        ports = super().ports
+        if self.settings.stack_tls:
+            ports.append(Port(self.settings.s3_tls_port, "STRATA_S3_TLS_PORT"))
+        return ports
 
     @property
     def endpoint(self) -> str:
@@ -68,6 +75,7 @@ class S3Proxy(Service):
                     f"jclouds.credential={s.s3_secret_key}",
                     f"jclouds.filesystem.basedir={self.data_dir / 'objects'}",
                     f"jclouds.region={s.s3_region}",
+                    *self._tls_properties(),
                     "",
                 ]
             )
@@ -85,6 +93,24 @@ class S3Proxy(Service):
             str(props),
         ]
         return Launch(cmd=cmd)
+
+    def _tls_properties(self) -> list[str]:
+        """With ``stack_tls``: an HTTPS endpoint on ``s3_tls_port`` with the local CA's server
+        certificate, which s3proxy (Jetty) reads from a PKCS#12 keystore made here."""
+        s = self.settings
+        if not s.stack_tls:
+            return []
+        from infra.stack.tls import local_certs, pkcs12
+
+        certs = local_certs(s.home / "tls", (s.bind_host, "localhost"))
+        # The keystore's password guards nothing the key file beside it does not: it is only
+        # the format's requirement.
+        keystore = pkcs12(certs, self.conf_dir / "server.p12", "strata-local")
+        return [
+            f"s3proxy.secure-endpoint=https://{s.bind_host}:{s.s3_tls_port}",
+            f"s3proxy.keystore-path={keystore}",
+            "s3proxy.keystore-password=strata-local",
+        ]
 
     def client(self) -> Any:
         """One quick attempt: the health check's."""

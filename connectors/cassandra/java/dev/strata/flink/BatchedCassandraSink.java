@@ -4,10 +4,17 @@ import com.datastax.driver.core.BatchStatement;
 import com.datastax.driver.core.BoundStatement;
 import com.datastax.driver.core.Cluster;
 import com.datastax.driver.core.PreparedStatement;
+import com.datastax.driver.core.RemoteEndpointAwareJdkSSLOptions;
 import com.datastax.driver.core.ResultSetFuture;
 import com.datastax.driver.core.Session;
 import com.datastax.driver.core.Statement;
+import java.io.ByteArrayInputStream;
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.security.GeneralSecurityException;
+import java.security.KeyStore;
+import java.security.cert.Certificate;
+import java.security.cert.CertificateFactory;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -16,6 +23,8 @@ import java.util.Map;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.TrustManagerFactory;
 import org.apache.flink.configuration.Configuration;
 import org.apache.flink.runtime.state.FunctionInitializationContext;
 import org.apache.flink.runtime.state.FunctionSnapshotContext;
@@ -53,6 +62,10 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
   private final int maxBufferedRows;
   private final long maxDelayMillis;
   private final int maxConcurrentRequests;
+  private final String username;
+  private final String password;
+  private final boolean ssl;
+  private final String caPem;
 
   private transient Cluster cluster;
   private transient Session session;
@@ -76,7 +89,11 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
       long batchBytes,
       int maxBufferedRows,
       long maxDelayMillis,
-      int maxConcurrentRequests) {
+      int maxConcurrentRequests,
+      String username,
+      String password,
+      boolean ssl,
+      String caPem) {
     this.host = host;
     this.port = port;
     this.query = query;
@@ -86,11 +103,24 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
     this.maxBufferedRows = Math.max(this.batchRows, maxBufferedRows);
     this.maxDelayMillis = maxDelayMillis;
     this.maxConcurrentRequests = Math.max(1, maxConcurrentRequests);
+    this.username = username == null ? "" : username;
+    this.password = password == null ? "" : password;
+    this.ssl = ssl;
+    this.caPem = caPem == null ? "" : caPem;
   }
 
   @Override
-  public void open(Configuration parameters) {
-    cluster = Cluster.builder().addContactPoint(host).withPort(port).build();
+  public void open(Configuration parameters) throws GeneralSecurityException, IOException {
+    Cluster.Builder builder = Cluster.builder().addContactPoint(host).withPort(port);
+    if (!username.isEmpty()) {
+      builder = builder.withCredentials(username, password);
+    }
+    if (ssl) {
+      builder =
+          builder.withSSL(
+              RemoteEndpointAwareJdkSSLOptions.builder().withSSLContext(sslContext(caPem)).build());
+    }
+    cluster = builder.build();
     session = cluster.connect();
     prepared = session.prepare(query);
     permits = new Semaphore(maxConcurrentRequests);
@@ -251,5 +281,29 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
         cluster.close();
       }
     }
+  }
+
+  /**
+   * The JVM's default context, or one trusting only the CAs of {@code caPem}. The PEM travels
+   * inside the sink, so a Flink cluster's task managers need no file of their own.
+   */
+  static SSLContext sslContext(String caPem) throws GeneralSecurityException, IOException {
+    if (caPem.isEmpty()) {
+      return SSLContext.getDefault();
+    }
+    KeyStore trust = KeyStore.getInstance(KeyStore.getDefaultType());
+    trust.load(null, null);
+    int i = 0;
+    for (Certificate ca :
+        CertificateFactory.getInstance("X.509")
+            .generateCertificates(new ByteArrayInputStream(caPem.getBytes(StandardCharsets.UTF_8)))) {
+      trust.setCertificateEntry("ca-" + i++, ca);
+    }
+    TrustManagerFactory factory =
+        TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+    factory.init(trust);
+    SSLContext context = SSLContext.getInstance("TLS");
+    context.init(null, factory.getTrustManagers(), null);
+    return context;
   }
 }

@@ -1,9 +1,18 @@
 package dev.strata.flink;
 
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.security.GeneralSecurityException;
+import java.security.KeyStore;
+import java.security.cert.Certificate;
+import java.security.cert.CertificateFactory;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.HashSet;
 import java.util.Set;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.TrustManagerFactory;
 import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.connector.base.DeliveryGuarantee;
 import org.apache.flink.connector.opensearch.sink.BulkResponseInspector;
@@ -12,14 +21,21 @@ import org.apache.flink.connector.opensearch.sink.Opensearch2Sink;
 import org.apache.flink.connector.opensearch.sink.Opensearch2SinkBuilder;
 import org.apache.flink.connector.opensearch.sink.OpensearchEmitter;
 import org.apache.flink.connector.opensearch.sink.RequestIndexer;
+import org.apache.flink.connector.opensearch.sink.RestClientFactory;
 import org.apache.flink.metrics.Counter;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.FlinkRuntimeException;
+import org.apache.http.Header;
 import org.apache.http.HttpHost;
+import org.apache.http.auth.AuthScope;
+import org.apache.http.auth.UsernamePasswordCredentials;
+import org.apache.http.impl.client.BasicCredentialsProvider;
+import org.apache.http.message.BasicHeader;
 import org.opensearch.action.bulk.BulkItemResponse;
 import org.opensearch.action.bulk.BulkRequest;
 import org.opensearch.action.bulk.BulkResponse;
 import org.opensearch.action.index.IndexRequest;
+import org.opensearch.client.RestClientBuilder;
 import org.opensearch.common.xcontent.XContentType;
 import org.opensearch.core.rest.RestStatus;
 import org.slf4j.Logger;
@@ -58,8 +74,12 @@ public final class OpensearchIndexSink {
   private OpensearchIndexSink() {}
 
   /**
-   * @param hosts OpenSearch endpoints, e.g. {@code http://127.0.0.1:9200}
+   * @param hosts OpenSearch endpoints, e.g. {@code http://127.0.0.1:9200} or {@code https://…}
    * @param backoff {@code EXPONENTIAL}, {@code CONSTANT} or {@code NONE}, for items pushed back
+   * @param username basic auth user, or empty
+   * @param token a bearer token, or empty
+   * @param caPem the PEM text of the CAs an {@code https} endpoint's certificate is checked
+   *     against, or empty for the JVM's trusted CAs
    */
   public static Opensearch2Sink<Row> build(
       String[] hosts,
@@ -68,7 +88,11 @@ public final class OpensearchIndexSink {
       long intervalMillis,
       String backoff,
       int maxRetries,
-      long backoffDelayMillis) {
+      long backoffDelayMillis,
+      String username,
+      String password,
+      String token,
+      String caPem) {
     HttpHost[] httpHosts = new HttpHost[hosts.length];
     for (int i = 0; i < hosts.length; i++) {
       httpHosts[i] = HttpHost.create(hosts[i]);
@@ -84,7 +108,76 @@ public final class OpensearchIndexSink {
             FlushBackoffType.valueOf(backoff), maxRetries, backoffDelayMillis)
         .setBulkResponseInspectorFactory(
             context -> new Inspector(context.metricGroup().counter("documentsRejected")))
+        .setRestClientFactory(new SecureRestClientFactory(username, password, token, caPem))
         .build();
+  }
+
+  /**
+   * The REST client's credentials and TLS trust. Replaces the connector's default factory, which
+   * knows basic auth but neither a token nor a CA of its own (only "trust everything").
+   */
+  static final class SecureRestClientFactory implements RestClientFactory {
+    private static final long serialVersionUID = 1L;
+    private final String username;
+    private final String password;
+    private final String token;
+    private final String caPem;
+
+    SecureRestClientFactory(String username, String password, String token, String caPem) {
+      this.username = username == null ? "" : username;
+      this.password = password == null ? "" : password;
+      this.token = token == null ? "" : token;
+      this.caPem = caPem == null ? "" : caPem;
+    }
+
+    @Override
+    public void configureRestClientBuilder(
+        RestClientBuilder builder, RestClientFactory.RestClientConfig config) {
+      if (!token.isEmpty()) {
+        builder.setDefaultHeaders(
+            new Header[] {new BasicHeader("Authorization", "Bearer " + token)});
+      }
+      if (username.isEmpty() && caPem.isEmpty()) {
+        return;
+      }
+      final SSLContext context;
+      try {
+        context = caPem.isEmpty() ? null : sslContext(caPem);
+      } catch (GeneralSecurityException | IOException e) {
+        throw new FlinkRuntimeException("cannot read the OpenSearch CA certificates", e);
+      }
+      builder.setHttpClientConfigCallback(
+          http -> {
+            if (!username.isEmpty()) {
+              BasicCredentialsProvider credentials = new BasicCredentialsProvider();
+              credentials.setCredentials(
+                  AuthScope.ANY, new UsernamePasswordCredentials(username, password));
+              http.setDefaultCredentialsProvider(credentials);
+            }
+            if (context != null) {
+              http.setSSLContext(context);
+            }
+            return http;
+          });
+    }
+  }
+
+  /** A context trusting only the CAs of {@code caPem} (carried in the sink: no file on workers). */
+  static SSLContext sslContext(String caPem) throws GeneralSecurityException, IOException {
+    KeyStore trust = KeyStore.getInstance(KeyStore.getDefaultType());
+    trust.load(null, null);
+    int i = 0;
+    for (Certificate ca :
+        CertificateFactory.getInstance("X.509")
+            .generateCertificates(new ByteArrayInputStream(caPem.getBytes(StandardCharsets.UTF_8)))) {
+      trust.setCertificateEntry("ca-" + i++, ca);
+    }
+    TrustManagerFactory factory =
+        TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+    factory.init(trust);
+    SSLContext context = SSLContext.getInstance("TLS");
+    context.init(null, factory.getTrustManagers(), null);
+    return context;
   }
 
   /** Row {@code (id, index, source)} → {@code index} request; the source is JSON text. */
