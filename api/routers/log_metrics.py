@@ -25,6 +25,9 @@ ListQuery = Annotated[list[str] | None, Query()]
 # Per series: a 30-day range at 1m would be 43,200 points, more than any chart draws.
 MAX_POINTS = 2000
 MAX_SERIES = 100
+# Series x points of one answer: OpenSearch refuses an aggregation of more than 65,535 buckets
+# (search.max_buckets), so fine steps over long ranges return fewer series (``truncated``).
+MAX_BUCKETS = 60_000
 
 
 def _bad(message: str) -> HTTPException:
@@ -109,7 +112,7 @@ async def log_metrics(
         levels=_levels(level),
         hosts=_split(host),
         patterns=_split(pattern),
-        max_series=MAX_SERIES,
+        max_series=min(MAX_SERIES, MAX_BUCKETS // (points + 1) - 1) if group_by else MAX_SERIES,
     )
     try:
         answer = await asyncio.to_thread(reader.read, query)

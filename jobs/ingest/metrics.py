@@ -73,7 +73,10 @@ def _aggregate_function(options: MetricsOptions) -> Any:
             self.acc.add(
                 value[2], value[3], value[4], value[5] // 1_000_000, size, value[7], value[8], now_ms
             )
-            if self.timer.value() is None:
+            due = self.timer.value()
+            # None: no flush pending. Overdue: the pending timer did not fire (guards a timer lost
+            # across a restore, which would leave this key's counts unwritten for good).
+            if due is None or due < now_ms - 2 * flush_ms:
                 ctx.timer_service().register_processing_time_timer(now_ms + flush_ms)
                 ctx.timer_service().register_event_time_timer(_END_OF_INPUT_MS)
                 self.timer.update(now_ms + flush_ms)
@@ -82,8 +85,8 @@ def _aggregate_function(options: MetricsOptions) -> Any:
             tenant, service = ctx.get_current_key().split("\x1f", 1)
             for doc_id, suffix, doc in self.acc.flush(tenant, service):
                 yield Row(doc_id, metrics_index(prefix, suffix), orjson.dumps(doc).decode())
-            if timestamp >= _END_OF_INPUT_MS:
-                return
+            if timestamp >= _END_OF_INPUT_MS or timestamp != self.timer.value():
+                return  # the end of the input, or a timer another one has taken over from
             now_ms = ctx.timer_service().current_processing_time()
             if self.acc.close_idle(now_ms, options.idle_s):
                 ctx.timer_service().register_processing_time_timer(now_ms + flush_ms)

@@ -122,11 +122,16 @@ def _assert_metrics_exact(views: Views, expected: Expected) -> None:
     now = views.now
     # Days over every tier (the oldest records are 60 days old: archive only), then minutes of the
     # last two hours (hot).
-    wait_for(
-        lambda: sum(views.metrics("1d", timedelta(days=70)).values()) >= len(records),
-        120,
-        "the metrics of every record (written at the checkpoints after the flush)",
-    )
+    seen: list[int] = []
+
+    def all_counted() -> bool:
+        seen.append(sum(views.metrics("1d", timedelta(days=70)).values()))
+        return seen[-1] >= len(records)
+
+    try:
+        wait_for(all_counted, 120, f"the metrics of {len(records)} records (written at checkpoints)")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the totals seen, last first: {seen[::-1][:5]}") from None
     days = views.metrics("1d", timedelta(days=70))
     assert sum(days.values()) == len(records), "each record counted exactly once"
     assert days == _by_step(records, DAY, now - timedelta(days=70))
