@@ -51,7 +51,7 @@ from core.query import (
     words,
 )
 from schemas.projections import archive_arrow_schema, arrow_schema
-from schemas.record import FIELDS, FIELDS_BY_NAME, Kind, Level, Record, from_micros
+from schemas.record import FIELDS, FIELDS_BY_NAME, Kind, Level, Record, from_micros, micros
 
 _LIST_THREADS = 8
 # Beyond this many days a range is listed with one recursive listing of the tenant's prefix.
@@ -235,6 +235,20 @@ _SELECT = ", ".join(
     f'epoch_us("{f.name}") AS "{f.name}"' if f.kind is Kind.TIMESTAMP else f'"{f.name}"' for f in FIELDS
 )
 _NAMES = [f.name for f in FIELDS]
+_TS, _ID = _NAMES.index("timestamp"), _NAMES.index("log_id")
+
+
+def _row_order(row: tuple[Any, ...]) -> tuple[int, str]:
+    return int(row[_TS]), str(row[_ID])
+
+
+# Row counts of archive files by path, read from their footers (see ColdArchive._footer_rows).
+_FOOTER_ROWS: dict[str, int] = {}
+_FOOTER_LOCK = threading.Lock()
+_FOOTER_CACHE_MAX = 200_000
+_FOOTER_THREADS = 16
+# The bytes fetched from a file's end for its footer: a compacted hour's footer is a few KB.
+_FOOTER_TAIL = 64 * 1024
 
 
 def _row_to_record(row: tuple[Any, ...]) -> Record:
@@ -288,6 +302,20 @@ def _columns_for(ast: Node, extra: tuple[str, ...]) -> list[str]:
         else:
             needed.add("attributes" if attribute_key(leaf.field) is not None else leaf.field)
     return [f.name for f in FIELDS if f.name in needed]
+
+
+def _partition_span(dirs: Sequence[str]) -> tuple[int, int] | None:
+    """``[start_us, end_us)`` of the partition named by ``dt=…`` (and ``hour=…``) path parts: the
+    archive partitions by event time, so every record of the partition's files lies within it."""
+    values = dict(p.split("=", 1) for p in dirs if "=" in p)
+    try:
+        start = datetime.strptime(f"{values['dt']} {values.get('hour', '00')}", "%Y-%m-%d %H").replace(
+            tzinfo=UTC
+        )
+    except (KeyError, ValueError):
+        return None
+    span = timedelta(hours=1) if "hour" in values else timedelta(days=1)
+    return micros(start), micros(start + span)
 
 
 class _RangeReader(io.RawIOBase):
@@ -554,15 +582,8 @@ class ColdArchive:
             name = parts[-1]
             if name.startswith((".", "_")):
                 continue  # in-progress files, commit markers (part files: .parquet, or no suffix if older)
-            values = dict(p.split("=", 1) for p in parts[:-1] if "=" in p)
-            try:
-                hour_start = datetime.strptime(
-                    f"{values['dt']} {values.get('hour', '00')}", "%Y-%m-%d %H"
-                ).replace(tzinfo=UTC)
-            except (KeyError, ValueError):
-                continue
-            span = timedelta(hours=1) if "hour" in values else timedelta(days=1)
-            if hour_start + span > first and hour_start <= last:
+            span = _partition_span(parts[:-1])
+            if span is not None and span[1] > micros(first) and span[0] <= micros(last):
                 out.append(info.path)
         # an hour being compacted holds its records twice for a while: each is read once
         return visible_paths(self.fs, out)
@@ -658,9 +679,69 @@ class ColdArchive:
     # -- queries ---------------------------------------------------------------------------------
 
     def search(self, q: TierQuery) -> TierPage:
+        """A page of ``q``, reading the range's partitions newest first (oldest first for ``asc``)
+        and stopping once no partition left can hold a row that belongs on the page.
+
+        The total is exact when every partition was read, or, for a query matching every record,
+        from the row counts in the Parquet footers of the partitions wholly inside the range;
+        otherwise it is the number of matches in the partitions read, a lower bound
+        (``total_exact`` false), as OpenSearch's ``track_total_hits`` gives it.
+        """
         files = self.files(q.tenant, q.start_us, q.end_us)
         if not files:
             return TierPage([], 0, True, [])
+        desc = q.order == "desc"
+        parts = self._partitions(files)
+        if q.after is not None:
+            # a partition wholly on the far side of the cursor holds nothing for this page
+            a = q.after.ts_us
+            parts = [p for p in parts if (p[0] <= a if desc else p[1] > a)]
+        parts.sort(key=lambda p: -p[1] if desc else p[0])
+        rows: list[tuple[Any, ...]] = []
+        counted = 0  # matches (before the cursor) in the partitions read
+        counts_known = True
+        done = 0
+        batch = 1
+        while done < len(parts):
+            chunk = parts[done : done + batch]
+            done += len(chunk)
+            batch *= 2  # a few DuckDB runs for a rare match over a long range, one for a common one
+            found = self._page(q, [path for p in chunk for path in p[2]])
+            if found:
+                counted += int(found[0][-1])
+            elif q.after is not None:
+                counts_known = False  # the window count came with no row: unknown, not zero
+            rows = sorted(rows + [r[:-1] for r in found], key=_row_order, reverse=desc)[: q.limit]
+            if len(rows) >= q.limit and done < len(parts):
+                worst = rows[-1][_TS]
+                rest = parts[done:]
+                if desc and worst >= max(p[1] for p in rest):
+                    break
+                if not desc and worst < min(p[0] for p in rest):
+                    break
+        records = [_row_to_record(row) for row in rows]
+        complete = done == len(parts) and counts_known
+        pruned = len(parts) != len(self._partitions(files))
+        if isinstance(q.ast, MatchAll):
+            return TierPage(records, self._count_all(q, files), True, [])
+        if complete and not pruned:
+            return TierPage(records, counted, True, [])
+        if not records and q.after is not None:
+            return TierPage([], None, False, [])
+        return TierPage(records, counted, False, [])
+
+    def _partitions(self, files: list[str]) -> list[tuple[int, int, list[str]]]:
+        """``files`` grouped by partition: (start µs, end µs, paths)."""
+        groups: dict[tuple[int, int], list[str]] = {}
+        for path in files:
+            span = _partition_span(path[len(self.root) + 1 :].split("/")[:-1])
+            if span is not None:
+                groups.setdefault(span, []).append(path)
+        return [(s, e, paths) for (s, e), paths in groups.items()]
+
+    def _page(self, q: TierQuery, files: list[str]) -> list[Any]:
+        """Up to ``q.limit`` rows of ``files`` after the cursor, in order, each ending with the
+        number of matches in ``files`` before the cursor applies."""
         params: list[Any] = []
         where = self._where(q, params)
         direction = "DESC" if q.order == "desc" else "ASC"
@@ -670,18 +751,65 @@ class ColdArchive:
             cursor = f'("timestamp" {op} ? OR ("timestamp" = ? AND "log_id" {op} ?))'
             params.extend([q.after.ts_us, q.after.ts_us, q.after.log_id])
         params.append(q.limit)
-        # The total is counted before the cursor applies, in the same pass as the page.
         sql = (
             f"SELECT * FROM (SELECT {_SELECT}, count(*) OVER () AS __total FROM cold WHERE {where}) "
             f'WHERE {cursor} ORDER BY "timestamp" {direction}, "log_id" {direction} LIMIT ?'
         )
-        rows = self._query(q, files, [f.name for f in FIELDS], sql, params)
-        records = [_row_to_record(row[:-1]) for row in rows]
-        if rows:
-            return TierPage(records, int(rows[0][-1]), True, [])
-        if q.after is None:
-            return TierPage([], 0, True, [])
-        return TierPage([], None, False, [])
+        return self._query(q, files, [f.name for f in FIELDS], sql, params)
+
+    def _count_all(self, q: TierQuery, files: list[str]) -> int:
+        """How many records the tenant has in ``[q.start_us, q.end_us)``: footer row counts for the
+        partitions wholly inside the range, a count of the rows in range for the others."""
+        try:
+            return self._count_files(q, files)
+        except Exception as exc:
+            if not not_found(exc):
+                raise
+        # a compaction deleted what it replaced after the listing: count what is there now
+        return self._count_files(q, self.files(q.tenant, q.start_us, q.end_us))
+
+    def _count_files(self, q: TierQuery, files: list[str]) -> int:
+        inside: list[str] = []
+        edges: list[str] = []
+        for start, end, paths in self._partitions(files):
+            (inside if q.start_us <= start and end <= q.end_us else edges).extend(paths)
+        total = sum(self._footer_rows(inside))
+        if edges:
+            params: list[Any] = []
+            sql = f"SELECT count(*) FROM cold WHERE {self._where(q, params)}"
+            total += int(self._query(q, edges, ["tenant", "timestamp"], sql, params)[0][0])
+        return total
+
+    def _footer_rows(self, paths: list[str]) -> list[int]:
+        """Each file's row count from its Parquet footer, fetched with one ranged GET per file (a
+        file's footer is small; a larger one is read in full), in parallel, and remembered: archive
+        files never change (compaction writes new names and deletes the old)."""
+        handler = getattr(self.fs, "handler", None)
+
+        def rows(path: str) -> int:
+            cached = _FOOTER_ROWS.get(path)
+            if cached is not None:
+                return cached
+            meta = None
+            if isinstance(handler, Boto3Handler):
+                bucket, _, key = path.partition("/")
+                tail = handler.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{_FOOTER_TAIL}")
+                data = tail["Body"].read()
+                length = int.from_bytes(data[-8:-4], "little")
+                if length + 8 <= len(data):
+                    meta = pq.read_metadata(pa.BufferReader(data))
+            if meta is None:
+                meta = pq.read_metadata(self.fs.open_input_file(path))
+            with _FOOTER_LOCK:
+                if len(_FOOTER_ROWS) >= _FOOTER_CACHE_MAX:
+                    _FOOTER_ROWS.clear()
+                _FOOTER_ROWS[path] = int(meta.num_rows)
+            return int(meta.num_rows)
+
+        if not paths:
+            return []
+        with ThreadPoolExecutor(max_workers=_FOOTER_THREADS, thread_name_prefix="cold-footer") as pool:
+            return list(pool.map(rows, paths))
 
     def histogram(self, q: TierQuery, interval_us: int) -> TierCounts[tuple[int, str]]:
         files = self.files(q.tenant, q.start_us, q.end_us)
