@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from connectors.s3.compaction import not_found, visible_paths
+from core.compaction import parse_summary, single_group, summary_prefix
 from core.query import (
     And,
     Exists,
@@ -249,6 +250,12 @@ _FOOTER_CACHE_MAX = 200_000
 _FOOTER_THREADS = 16
 # The bytes fetched from a file's end for its footer: a compacted hour's footer is a few KB.
 _FOOTER_TAIL = 64 * 1024
+
+
+def forget_footers() -> None:
+    """Drop the remembered footer row counts (a benchmark measures a fresh process with it)."""
+    with _FOOTER_LOCK:
+        _FOOTER_ROWS.clear()
 
 
 def _row_to_record(row: tuple[Any, ...]) -> Record:
@@ -769,16 +776,50 @@ class ColdArchive:
         return self._count_files(q, self.files(q.tenant, q.start_us, q.end_us))
 
     def _count_files(self, q: TierQuery, files: list[str]) -> int:
-        inside: list[str] = []
+        inside: list[list[str]] = []
         edges: list[str] = []
         for start, end, paths in self._partitions(files):
-            (inside if q.start_us <= start and end <= q.end_us else edges).extend(paths)
-        total = sum(self._footer_rows(inside))
+            if q.start_us <= start and end <= q.end_us:
+                inside.append(paths)
+            else:
+                edges.extend(paths)
+        # an hour that is one complete compaction group: its count is in the summaries' listing
+        groups = {tuple(paths): single_group(p.rpartition("/")[2] for p in paths) for paths in inside}
+        summaries = self._summaries(q.tenant, [p[0] for p in inside if groups[tuple(p)] is not None])
+        total = 0
+        unknown: list[str] = []
+        for paths in inside:
+            group = groups[tuple(paths)]
+            if group is not None and group in summaries:
+                total += summaries[group]
+            else:
+                unknown.extend(paths)
+        total += sum(self._footer_rows(unknown))
         if edges:
             params: list[Any] = []
             sql = f"SELECT count(*) FROM cold WHERE {self._where(q, params)}"
             total += int(self._query(q, edges, ["tenant", "timestamp"], sql, params)[0][0])
         return total
+
+    def _summaries(self, tenant: str, paths: list[str]) -> dict[str, int]:
+        """Record counts by group id from the names of the summaries of the days of ``paths``
+        (one listing per day, in parallel, as :meth:`files` lists the data)."""
+        days = sorted({d for p in paths for d in p.split("/") if d.startswith("dt=")})
+        if not days:
+            return {}
+        bucket, _, prefix = self.root.partition("/")
+        base = f"{bucket}/{summary_prefix(prefix)}/tenant={tenant}"
+        if len(days) > _PER_DAY_LISTING_MAX:
+            infos = self._list(base)
+        else:
+            with ThreadPoolExecutor(max_workers=_LIST_THREADS) as pool:
+                infos = [i for part in pool.map(lambda d: self._list(f"{base}/{d}"), days) for i in part]
+        out = {}
+        for info in infos:
+            parsed = parse_summary(info.path.rpartition("/")[2])
+            if parsed is not None:
+                out[parsed[0]] = parsed[1]
+        return out
 
     def _footer_rows(self, paths: list[str]) -> list[int]:
         """Each file's row count from its Parquet footer, fetched with one ranged GET per file (a
