@@ -24,6 +24,7 @@ import pytest
 from connectors.s3.archive import ColdArchive, s3_filesystem
 from connectors.s3.client import s3_client
 from connectors.s3.compaction import ArchiveCompactor
+from connectors.s3.retention import ArchiveStore
 from core.compaction import (
     META_KEY,
     GroupMeta,
@@ -34,6 +35,8 @@ from core.compaction import (
     summary_prefix,
 )
 from core.query import MatchAll, TierQuery
+from core.retention import Deletion
+from core.tiers import COLD
 from infra.settings import Settings
 from schemas.record import Record
 from tests.integration.search_support import make_records, now_utc
@@ -187,6 +190,22 @@ def test_each_compacted_hour_has_a_summary_beside_the_archive_counting_its_recor
     keys = layout.client.list_objects_v2(Bucket=layout.settings.s3_bucket, Prefix=data)
     assert all(k["Key"].endswith(".parquet") for k in keys.get("Contents", []))
     assert layout.search_total() == len(layout.records)
+
+
+def test_retention_deleting_a_day_deletes_its_summaries_too(layout: Layout) -> None:
+    assert not layout.compactor().run().errors
+    s = layout.settings
+    dt, _ = min(layout.closed_hours)
+    store = ArchiveStore(layout.client, s.s3_bucket, s.archive_prefix)
+    store.delete(Deletion(COLD, f"{s.archive_prefix}/tenant=acme/dt={dt}/", "past retention", "acme"))
+
+    def days(prefix: str) -> set[str]:
+        listing = layout.client.list_objects_v2(Bucket=s.s3_bucket, Prefix=f"{prefix}/tenant=acme/")
+        return {o["Key"].split("/dt=")[1][:10] for o in listing.get("Contents", [])}
+
+    summarised = {d for d, _ in layout.closed_hours}
+    assert days(s.archive_prefix) == {d for d, _ in layout.closed_hours | layout.open_hours} - {dt}
+    assert days(summary_prefix(s.archive_prefix)) == summarised - {dt}
 
 
 def test_strata_archive_sql_counts_every_record_once_while_sources_await_deletion(layout: Layout) -> None:
