@@ -48,6 +48,7 @@ from core.query import (
     TierPage,
     TierQuery,
     attribute_key,
+    conjuncts,
     leaves,
     words,
 )
@@ -323,6 +324,50 @@ def _partition_span(dirs: Sequence[str]) -> tuple[int, int] | None:
         return None
     span = timedelta(hours=1) if "hour" in values else timedelta(days=1)
     return micros(start), micros(start + span)
+
+
+def _bounds(q: TierQuery) -> dict[str, tuple[Any, Any]]:
+    """Inclusive (low, high) bounds every match of ``q`` has on plain columns: its time range,
+    and the value of each ``field:value`` term on a keyword column that the whole query requires."""
+    out: dict[str, tuple[Any, Any]] = {"timestamp": (q.start_us, q.end_us - 1)}
+    for node in conjuncts(q.ast):
+        if (
+            isinstance(node, Term)
+            and attribute_key(node.field) is None
+            and FIELDS_BY_NAME[node.field].kind is Kind.KEYWORD
+            and isinstance(node.value, str)
+        ):
+            out[node.field] = (node.value, node.value)
+    return out
+
+
+def _row_groups(meta: pq.FileMetaData, q: TierQuery) -> list[int]:
+    """The row groups of a file that can hold a match of ``q``, by their column statistics: a
+    compacted hour is sorted by service then time, so a service's rows sit in few row groups."""
+    bounds = _bounds(q)
+    index = {meta.schema.column(i).name: i for i in range(meta.num_columns)}
+    keep = []
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for name, (low, high) in bounds.items():
+            i = index.get(name)
+            stats = group.column(i).statistics if i is not None else None
+            if stats is None or not stats.has_min_max:
+                continue
+            lo, hi = stats.min, stats.max
+            if name == "timestamp":
+                if not isinstance(lo, datetime) or not isinstance(hi, datetime):
+                    continue
+                # naive in the file: UTC, as the archive writes it
+                lo = micros(lo.replace(tzinfo=lo.tzinfo or UTC))
+                hi = micros(hi.replace(tzinfo=hi.tzinfo or UTC))
+            elif not isinstance(lo, str) or not isinstance(hi, str):
+                continue
+            if hi < low or lo > high:
+                break
+        else:
+            keep.append(g)
+    return keep
 
 
 class _RangeReader(io.RawIOBase):
@@ -627,7 +672,10 @@ class ColdArchive:
                 parquet = pq.ParquetFile(source)
                 present = set(parquet.schema_arrow.names)
                 in_file = [name for name in columns if name in present]
-                for batch in parquet.iter_batches(batch_size=64 * 1024, columns=in_file):
+                groups = _row_groups(parquet.metadata, q)
+                if not groups:
+                    continue
+                for batch in parquet.iter_batches(batch_size=64 * 1024, columns=in_file, row_groups=groups):
                     table = pa.Table.from_batches([batch])
                     if "timestamp" in present:
                         stamps = table.column("timestamp").cast(ts_type)

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from connectors.s3.archive import ColdArchive, s3_filesystem
+from connectors.s3.client import s3_client
+from connectors.s3.compaction import ArchiveCompactor
 from core.query import MatchAll, Node, Position, TierQuery, matches, order_key, parse
 from infra.settings import Settings
 from schemas.record import Record, micros
@@ -49,11 +51,14 @@ class Archive:
             after = Position(micros(last.timestamp), last.log_id)
 
 
-@pytest.fixture
-def archive(settings: Settings, require) -> Iterator[Archive]:  # type: ignore[no-untyped-def]
-    """Records of 7 days, in a few hours of each day, one file per hour (ties at page edges)."""
+@pytest.fixture(params=["as written", "compacted"])
+def archive(request, settings: Settings, require) -> Iterator[Archive]:  # type: ignore[no-untyped-def]
+    """Records of 7 days, in a few hours of each day (ties at page edges): one file per hour as
+    written, or compacted into files sorted by service with row groups of a few rows each, so
+    that statistics can skip most row groups of a service or time filter."""
     require("s3")
-    root = f"{settings.s3_bucket}/test-coldpage-{uuid.uuid4().hex[:10]}"
+    tag = f"test-coldpage-{uuid.uuid4().hex[:10]}"
+    root = f"{settings.s3_bucket}/{tag}"
     fs = s3_filesystem(
         settings.s3_endpoint_url, settings.s3_access_key, settings.s3_secret_key, settings.s3_region
     )
@@ -64,21 +69,26 @@ def archive(settings: Settings, require) -> Iterator[Archive]:  # type: ignore[n
         hours[f"dt={r.timestamp:%Y-%m-%d}/hour={r.timestamp:%H}"].append(r)
     for part, group in hours.items():
         write_archive_file(fs, f"{root}/logs/tenant=acme/{part}/part-{uuid.uuid4()}-0-0.parquet", group)
+    if request.param == "compacted":
+        client = s3_client(settings)
+        options: dict[str, Any] = {"grace_s": 0, "row_group_rows": 3, "delete_after_s": 0}
+        compactor = ArchiveCompactor(client, settings.s3_bucket, f"{tag}/logs", **options)
+        assert not compactor.run(now=now + timedelta(hours=2)).errors
     try:
-        yield Archive(ColdArchive(fs, settings.s3_bucket, root.split("/", 1)[1] + "/logs"), records, now)
+        yield Archive(ColdArchive(fs, settings.s3_bucket, f"{tag}/logs"), records, now)
     finally:
         fs.delete_dir(root)
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
-@pytest.mark.parametrize("query", ["", "level:ERROR", "service:checkout timeout"])
+@pytest.mark.parametrize("query", ["", "level:ERROR", "service:checkout timeout", "service:auth level:WARN"])
 def test_paging_over_many_hours_gives_every_match_once_in_order(
     archive: Archive, order: str, query: str
 ) -> None:
     ast = parse(query)
     start, end = archive.span()
     expected = archive.expected(ast, order, start, end)
-    assert len(expected) > 12, "the query should match several pages"
+    assert len(expected) >= 12, "the query should match several pages"
     pages = archive.pages(ast, order, 6, start, end)
     got = [r.log_id for page in pages for r in page.records]
     assert got == [r.log_id for r in expected]
