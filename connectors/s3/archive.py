@@ -697,15 +697,17 @@ class ColdArchive:
     def _query(
         self, q: TierQuery, files: list[str], columns: list[str], sql: str, params: list[Any]
     ) -> list[Any]:
-        """``sql`` over ``files``; once more over a fresh listing if one of them is gone: a
-        compaction deleted what it replaced after this search listed the files (it waits
-        ``archive_compact_delete_after_s`` first, so only a slow search gets here)."""
+        """``sql`` over ``files``; once more over a fresh listing of the same partitions if one of
+        them is gone: a compaction deleted what it replaced after this search listed the files (it
+        waits ``archive_compact_delete_after_s`` first, so only a slow search gets here)."""
         try:
             return self._run(self._reader(files, q, columns), sql, params)
         except Exception as exc:
             if not not_found(exc):
                 raise
-        return self._run(self._reader(self.files(q.tenant, q.start_us, q.end_us), q, columns), sql, params)
+        dirs = {path.rpartition("/")[0] for path in files}
+        fresh = [p for p in self.files(q.tenant, q.start_us, q.end_us) if p.rpartition("/")[0] in dirs]
+        return self._run(self._reader(fresh, q, columns), sql, params)
 
     def _run(self, reader: tuple[pa.RecordBatchReader, Any], sql: str, params: list[Any]) -> list[Any]:
         stream, prefetch = reader

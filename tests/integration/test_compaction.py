@@ -34,7 +34,7 @@ from core.compaction import (
     single_group,
     summary_prefix,
 )
-from core.query import MatchAll, TierQuery
+from core.query import MatchAll, TierQuery, order_key
 from core.retention import Deletion
 from core.tiers import COLD
 from infra.settings import Settings
@@ -399,4 +399,6 @@ def test_a_search_that_listed_before_the_swap_reads_the_merged_files_when_its_fi
     end = int((layout.now + timedelta(hours=1)).timestamp() * 1e6)
     page = cold.search(TierQuery("acme", MatchAll(), start, end, "desc", 5))
     assert page.total == len(layout.records)
+    newest = sorted(layout.records, key=order_key, reverse=True)[:5]
+    assert [r.log_id for r in page.records] == [r.log_id for r in newest]
     assert not any(parse_output(n) is None for h in layout.closed_hours for n in layout.hour_files(*h))
