@@ -244,3 +244,39 @@ def cleanup(
         if done + timedelta(seconds=delete_after_s) <= now:
             out.update(n for n in meta.replaces if n in by_name)
     return sorted(out)
+
+
+# -- hour summaries --------------------------------------------------------------------------------
+# Beside the archive, under ``<prefix>-summaries/tenant=…/dt=…/hour=…/``, compaction leaves one small
+# object per group it writes, named ``<group>-<records>.json`` and holding the group's counts by
+# service and level. A reader that sees an hour as exactly that complete group knows the hour's
+# record count from a listing of the summaries, without opening a data file. They live outside the
+# data prefix so that nothing reading the data (DuckDB, Trino, Athena globs) meets them.
+SUMMARY_SUFFIX = "-summaries"
+_SUMMARY_RE = re.compile(r"^([0-9a-f]{32})-(\d+)\.json$")
+
+
+def summary_prefix(prefix: str) -> str:
+    """The prefix holding the summaries of the archive under ``prefix``."""
+    return prefix.strip("/") + SUMMARY_SUFFIX
+
+
+def summary_name(group: str, records: int) -> str:
+    return f"{group}-{records}.json"
+
+
+def parse_summary(name: str) -> tuple[str, int] | None:
+    """(group, records) when ``name`` is a summary's name, else None."""
+    m = _SUMMARY_RE.match(name)
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+def single_group(names: Iterable[str]) -> str | None:
+    """The group id when the data files ``names`` are exactly one complete group, else None."""
+    data = [n for n in names if is_data_file(n)]
+    groups = groups_present(data)
+    if len(groups) != 1 or len(data) != len(next(iter(groups.values()))):
+        return None
+    group, members = next(iter(groups.items()))
+    parsed = parse_output(members[0])
+    return group if parsed is not None and parsed[2] == len(members) else None

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from connectors.s3.compaction import not_found, visible_paths
+from core.compaction import parse_summary, single_group, summary_prefix
 from core.query import (
     And,
     Exists,
@@ -47,11 +48,12 @@ from core.query import (
     TierPage,
     TierQuery,
     attribute_key,
+    conjuncts,
     leaves,
     words,
 )
 from schemas.projections import archive_arrow_schema, arrow_schema
-from schemas.record import FIELDS, FIELDS_BY_NAME, Kind, Level, Record, from_micros
+from schemas.record import FIELDS, FIELDS_BY_NAME, Kind, Level, Record, from_micros, micros
 
 _LIST_THREADS = 8
 # Beyond this many days a range is listed with one recursive listing of the tenant's prefix.
@@ -235,6 +237,26 @@ _SELECT = ", ".join(
     f'epoch_us("{f.name}") AS "{f.name}"' if f.kind is Kind.TIMESTAMP else f'"{f.name}"' for f in FIELDS
 )
 _NAMES = [f.name for f in FIELDS]
+_TS, _ID = _NAMES.index("timestamp"), _NAMES.index("log_id")
+
+
+def _row_order(row: tuple[Any, ...]) -> tuple[int, str]:
+    return int(row[_TS]), str(row[_ID])
+
+
+# Row counts of archive files by path, read from their footers (see ColdArchive._footer_rows).
+_FOOTER_ROWS: dict[str, int] = {}
+_FOOTER_LOCK = threading.Lock()
+_FOOTER_CACHE_MAX = 200_000
+_FOOTER_THREADS = 16
+# The bytes fetched from a file's end for its footer: a compacted hour's footer is a few KB.
+_FOOTER_TAIL = 64 * 1024
+
+
+def forget_footers() -> None:
+    """Drop the remembered footer row counts (a benchmark measures a fresh process with it)."""
+    with _FOOTER_LOCK:
+        _FOOTER_ROWS.clear()
 
 
 def _row_to_record(row: tuple[Any, ...]) -> Record:
@@ -288,6 +310,64 @@ def _columns_for(ast: Node, extra: tuple[str, ...]) -> list[str]:
         else:
             needed.add("attributes" if attribute_key(leaf.field) is not None else leaf.field)
     return [f.name for f in FIELDS if f.name in needed]
+
+
+def _partition_span(dirs: Sequence[str]) -> tuple[int, int] | None:
+    """``[start_us, end_us)`` of the partition named by ``dt=…`` (and ``hour=…``) path parts: the
+    archive partitions by event time, so every record of the partition's files lies within it."""
+    values = dict(p.split("=", 1) for p in dirs if "=" in p)
+    try:
+        start = datetime.strptime(f"{values['dt']} {values.get('hour', '00')}", "%Y-%m-%d %H").replace(
+            tzinfo=UTC
+        )
+    except (KeyError, ValueError):
+        return None
+    span = timedelta(hours=1) if "hour" in values else timedelta(days=1)
+    return micros(start), micros(start + span)
+
+
+def _bounds(q: TierQuery) -> dict[str, tuple[Any, Any]]:
+    """Inclusive (low, high) bounds every match of ``q`` has on plain columns: its time range,
+    and the value of each ``field:value`` term on a keyword column that the whole query requires."""
+    out: dict[str, tuple[Any, Any]] = {"timestamp": (q.start_us, q.end_us - 1)}
+    for node in conjuncts(q.ast):
+        if (
+            isinstance(node, Term)
+            and attribute_key(node.field) is None
+            and FIELDS_BY_NAME[node.field].kind is Kind.KEYWORD
+            and isinstance(node.value, str)
+        ):
+            out[node.field] = (node.value, node.value)
+    return out
+
+
+def _row_groups(meta: pq.FileMetaData, q: TierQuery) -> list[int]:
+    """The row groups of a file that can hold a match of ``q``, by their column statistics: a
+    compacted hour is sorted by service then time, so a service's rows sit in few row groups."""
+    bounds = _bounds(q)
+    index = {meta.schema.column(i).name: i for i in range(meta.num_columns)}
+    keep = []
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for name, (low, high) in bounds.items():
+            i = index.get(name)
+            stats = group.column(i).statistics if i is not None else None
+            if stats is None or not stats.has_min_max:
+                continue
+            lo, hi = stats.min, stats.max
+            if name == "timestamp":
+                if not isinstance(lo, datetime) or not isinstance(hi, datetime):
+                    continue
+                # naive in the file: UTC, as the archive writes it
+                lo = micros(lo.replace(tzinfo=lo.tzinfo or UTC))
+                hi = micros(hi.replace(tzinfo=hi.tzinfo or UTC))
+            elif not isinstance(lo, str) or not isinstance(hi, str):
+                continue
+            if hi < low or lo > high:
+                break
+        else:
+            keep.append(g)
+    return keep
 
 
 class _RangeReader(io.RawIOBase):
@@ -558,15 +638,8 @@ class ColdArchive:
             name = parts[-1]
             if name.startswith((".", "_")):
                 continue  # in-progress files, commit markers (part files: .parquet, or no suffix if older)
-            values = dict(p.split("=", 1) for p in parts[:-1] if "=" in p)
-            try:
-                hour_start = datetime.strptime(
-                    f"{values['dt']} {values.get('hour', '00')}", "%Y-%m-%d %H"
-                ).replace(tzinfo=UTC)
-            except (KeyError, ValueError):
-                continue
-            span = timedelta(hours=1) if "hour" in values else timedelta(days=1)
-            if hour_start + span > first and hour_start <= last:
+            span = _partition_span(parts[:-1])
+            if span is not None and span[1] > micros(first) and span[0] <= micros(last):
                 out.append(info.path)
         # an hour being compacted holds its records twice for a while: each is read once
         return visible_paths(self.fs, out)
@@ -603,7 +676,10 @@ class ColdArchive:
                 parquet = pq.ParquetFile(source)
                 present = set(parquet.schema_arrow.names)
                 in_file = [name for name in columns if name in present]
-                for batch in parquet.iter_batches(batch_size=64 * 1024, columns=in_file):
+                groups = _row_groups(parquet.metadata, q)
+                if not groups:
+                    continue
+                for batch in parquet.iter_batches(batch_size=64 * 1024, columns=in_file, row_groups=groups):
                     table = pa.Table.from_batches([batch])
                     if "timestamp" in present:
                         stamps = table.column("timestamp").cast(ts_type)
@@ -625,15 +701,17 @@ class ColdArchive:
     def _query(
         self, q: TierQuery, files: list[str], columns: list[str], sql: str, params: list[Any]
     ) -> list[Any]:
-        """``sql`` over ``files``; once more over a fresh listing if one of them is gone: a
-        compaction deleted what it replaced after this search listed the files (it waits
-        ``archive_compact_delete_after_s`` first, so only a slow search gets here)."""
+        """``sql`` over ``files``; once more over a fresh listing of the same partitions if one of
+        them is gone: a compaction deleted what it replaced after this search listed the files (it
+        waits ``archive_compact_delete_after_s`` first, so only a slow search gets here)."""
         try:
             return self._run(self._reader(files, q, columns), sql, params)
         except Exception as exc:
             if not not_found(exc):
                 raise
-        return self._run(self._reader(self.files(q.tenant, q.start_us, q.end_us), q, columns), sql, params)
+        dirs = {path.rpartition("/")[0] for path in files}
+        fresh = [p for p in self.files(q.tenant, q.start_us, q.end_us) if p.rpartition("/")[0] in dirs]
+        return self._run(self._reader(fresh, q, columns), sql, params)
 
     def _run(self, reader: tuple[pa.RecordBatchReader, Any], sql: str, params: list[Any]) -> list[Any]:
         stream, prefetch = reader
@@ -662,9 +740,69 @@ class ColdArchive:
     # -- queries ---------------------------------------------------------------------------------
 
     def search(self, q: TierQuery) -> TierPage:
+        """A page of ``q``, reading the range's partitions newest first (oldest first for ``asc``)
+        and stopping once no partition left can hold a row that belongs on the page.
+
+        The total is exact when every partition was read, or, for a query matching every record,
+        from the row counts in the Parquet footers of the partitions wholly inside the range;
+        otherwise it is the number of matches in the partitions read, a lower bound
+        (``total_exact`` false), as OpenSearch's ``track_total_hits`` gives it.
+        """
         files = self.files(q.tenant, q.start_us, q.end_us)
         if not files:
             return TierPage([], 0, True, [])
+        desc = q.order == "desc"
+        parts = self._partitions(files)
+        if q.after is not None:
+            # a partition wholly on the far side of the cursor holds nothing for this page
+            a = q.after.ts_us
+            parts = [p for p in parts if (p[0] <= a if desc else p[1] > a)]
+        parts.sort(key=lambda p: -p[1] if desc else p[0])
+        rows: list[tuple[Any, ...]] = []
+        counted = 0  # matches (before the cursor) in the partitions read
+        counts_known = True
+        done = 0
+        batch = 1
+        while done < len(parts):
+            chunk = parts[done : done + batch]
+            done += len(chunk)
+            batch *= 2  # a few DuckDB runs for a rare match over a long range, one for a common one
+            found = self._page(q, [path for p in chunk for path in p[2]])
+            if found:
+                counted += int(found[0][-1])
+            elif q.after is not None:
+                counts_known = False  # the window count came with no row: unknown, not zero
+            rows = sorted(rows + [r[:-1] for r in found], key=_row_order, reverse=desc)[: q.limit]
+            if len(rows) >= q.limit and done < len(parts):
+                worst = rows[-1][_TS]
+                rest = parts[done:]
+                if desc and worst >= max(p[1] for p in rest):
+                    break
+                if not desc and worst < min(p[0] for p in rest):
+                    break
+        records = [_row_to_record(row) for row in rows]
+        complete = done == len(parts) and counts_known
+        pruned = len(parts) != len(self._partitions(files))
+        if isinstance(q.ast, MatchAll):
+            return TierPage(records, self._count_all(q, files), True, [])
+        if complete and not pruned:
+            return TierPage(records, counted, True, [])
+        if not records and q.after is not None:
+            return TierPage([], None, False, [])
+        return TierPage(records, counted, False, [])
+
+    def _partitions(self, files: list[str]) -> list[tuple[int, int, list[str]]]:
+        """``files`` grouped by partition: (start µs, end µs, paths)."""
+        groups: dict[tuple[int, int], list[str]] = {}
+        for path in files:
+            span = _partition_span(path[len(self.root) + 1 :].split("/")[:-1])
+            if span is not None:
+                groups.setdefault(span, []).append(path)
+        return [(s, e, paths) for (s, e), paths in groups.items()]
+
+    def _page(self, q: TierQuery, files: list[str]) -> list[Any]:
+        """Up to ``q.limit`` rows of ``files`` after the cursor, in order, each ending with the
+        number of matches in ``files`` before the cursor applies."""
         params: list[Any] = []
         where = self._where(q, params)
         direction = "DESC" if q.order == "desc" else "ASC"
@@ -674,18 +812,99 @@ class ColdArchive:
             cursor = f'("timestamp" {op} ? OR ("timestamp" = ? AND "log_id" {op} ?))'
             params.extend([q.after.ts_us, q.after.ts_us, q.after.log_id])
         params.append(q.limit)
-        # The total is counted before the cursor applies, in the same pass as the page.
         sql = (
             f"SELECT * FROM (SELECT {_SELECT}, count(*) OVER () AS __total FROM cold WHERE {where}) "
             f'WHERE {cursor} ORDER BY "timestamp" {direction}, "log_id" {direction} LIMIT ?'
         )
-        rows = self._query(q, files, [f.name for f in FIELDS], sql, params)
-        records = [_row_to_record(row[:-1]) for row in rows]
-        if rows:
-            return TierPage(records, int(rows[0][-1]), True, [])
-        if q.after is None:
-            return TierPage([], 0, True, [])
-        return TierPage([], None, False, [])
+        return self._query(q, files, [f.name for f in FIELDS], sql, params)
+
+    def _count_all(self, q: TierQuery, files: list[str]) -> int:
+        """How many records the tenant has in ``[q.start_us, q.end_us)``: footer row counts for the
+        partitions wholly inside the range, a count of the rows in range for the others."""
+        try:
+            return self._count_files(q, files)
+        except Exception as exc:
+            if not not_found(exc):
+                raise
+        # a compaction deleted what it replaced after the listing: count what is there now
+        return self._count_files(q, self.files(q.tenant, q.start_us, q.end_us))
+
+    def _count_files(self, q: TierQuery, files: list[str]) -> int:
+        inside: list[list[str]] = []
+        edges: list[str] = []
+        for start, end, paths in self._partitions(files):
+            if q.start_us <= start and end <= q.end_us:
+                inside.append(paths)
+            else:
+                edges.extend(paths)
+        # an hour that is one complete compaction group: its count is in the summaries' listing
+        groups = {tuple(paths): single_group(p.rpartition("/")[2] for p in paths) for paths in inside}
+        summaries = self._summaries(q.tenant, [p[0] for p in inside if groups[tuple(p)] is not None])
+        total = 0
+        unknown: list[str] = []
+        for paths in inside:
+            group = groups[tuple(paths)]
+            if group is not None and group in summaries:
+                total += summaries[group]
+            else:
+                unknown.extend(paths)
+        total += sum(self._footer_rows(unknown))
+        if edges:
+            params: list[Any] = []
+            sql = f"SELECT count(*) FROM cold WHERE {self._where(q, params)}"
+            total += int(self._query(q, edges, ["tenant", "timestamp"], sql, params)[0][0])
+        return total
+
+    def _summaries(self, tenant: str, paths: list[str]) -> dict[str, int]:
+        """Record counts by group id from the names of the summaries of the days of ``paths``
+        (one listing per day, in parallel, as :meth:`files` lists the data)."""
+        days = sorted({d for p in paths for d in p.split("/") if d.startswith("dt=")})
+        if not days:
+            return {}
+        bucket, _, prefix = self.root.partition("/")
+        base = f"{bucket}/{summary_prefix(prefix)}/tenant={tenant}"
+        if len(days) > _PER_DAY_LISTING_MAX:
+            infos = self._list(base)
+        else:
+            with ThreadPoolExecutor(max_workers=_LIST_THREADS) as pool:
+                infos = [i for part in pool.map(lambda d: self._list(f"{base}/{d}"), days) for i in part]
+        out = {}
+        for info in infos:
+            parsed = parse_summary(info.path.rpartition("/")[2])
+            if parsed is not None:
+                out[parsed[0]] = parsed[1]
+        return out
+
+    def _footer_rows(self, paths: list[str]) -> list[int]:
+        """Each file's row count from its Parquet footer, fetched with one ranged GET per file (a
+        file's footer is small; a larger one is read in full), in parallel, and remembered: archive
+        files never change (compaction writes new names and deletes the old)."""
+        handler = getattr(self.fs, "handler", None)
+
+        def rows(path: str) -> int:
+            cached = _FOOTER_ROWS.get(path)
+            if cached is not None:
+                return cached
+            meta = None
+            if isinstance(handler, Boto3Handler):
+                bucket, _, key = path.partition("/")
+                tail = handler.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{_FOOTER_TAIL}")
+                data = tail["Body"].read()
+                length = int.from_bytes(data[-8:-4], "little")
+                if length + 8 <= len(data):
+                    meta = pq.read_metadata(pa.BufferReader(data))
+            if meta is None:
+                meta = pq.read_metadata(self.fs.open_input_file(path))
+            with _FOOTER_LOCK:
+                if len(_FOOTER_ROWS) >= _FOOTER_CACHE_MAX:
+                    _FOOTER_ROWS.clear()
+                _FOOTER_ROWS[path] = int(meta.num_rows)
+            return int(meta.num_rows)
+
+        if not paths:
+            return []
+        with ThreadPoolExecutor(max_workers=_FOOTER_THREADS, thread_name_prefix="cold-footer") as pool:
+            return list(pool.map(rows, paths))
 
     def histogram(self, q: TierQuery, interval_us: int) -> TierCounts[tuple[int, str]]:
         files = self.files(q.tenant, q.start_us, q.end_us)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
@@ -38,6 +39,8 @@ from core.compaction import (
     needs_metadata,
     output_name,
     plan_hour,
+    summary_name,
+    summary_prefix,
     visible,
 )
 from schemas.projections import ARCHIVE_PARTITIONS, archive_arrow_schema
@@ -163,6 +166,16 @@ def encode_group(frame: pl.DataFrame, meta: GroupMeta, row_group_rows: int) -> l
         )
         out.append(buf.getvalue())
     return out
+
+
+def hour_summary(frame: pl.DataFrame, meta: GroupMeta) -> tuple[str, bytes]:
+    """The summary object of group ``meta`` (see :data:`core.compaction.SUMMARY_SUFFIX`): its name,
+    which carries the record count a reader needs, and its counts by service and level."""
+    import polars as pl
+
+    counts = frame.group_by(["service", "level"]).agg(pl.len().alias("records")).sort(["service", "level"])
+    body = {"group": meta.group, "records": frame.height, "by_service_level": counts.rows()}
+    return summary_name(meta.group, frame.height), orjson.dumps(body)
 
 
 @dataclass
@@ -377,6 +390,11 @@ class ArchiveCompactor:
             self.client.put_object(Bucket=self.bucket, Key=f"{directory}/{name}", Body=data)
             bytes_out += len(data)
             self._step("wrote-output")
+        # after the group is complete: a summary never names a group a reader might not see
+        name, body = hour_summary(frame, meta)
+        tenant, dt, hour = key
+        summary_key = f"{summary_prefix(self.prefix)}/tenant={tenant}/dt={dt}/hour={hour}/{name}"
+        self.client.put_object(Bucket=self.bucket, Key=summary_key, Body=body)
         self._step("written")
         return HourResult(
             *key,

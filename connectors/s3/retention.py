@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from datetime import date
 from typing import Any
 
+from core.compaction import summary_prefix
 from core.retention import Deletion, Retention, partitions_past
 from core.tiers import COLD
 
@@ -61,6 +62,9 @@ class ArchiveStore:
         for obj in self._objects(deletion.target):
             keys.append(obj["Key"])
             size += obj["Size"]
+        # the day's compaction summaries (beside the archive) go with it
+        summaries = summary_prefix(self.prefix) + deletion.target[len(self.prefix) :]
+        keys += [obj["Key"] for obj in self._objects(summaries)]
         for i in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[i : i + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})

@@ -4,13 +4,14 @@ leaving a correct archive that the next run finishes."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
 import sys
 import threading
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -23,8 +24,19 @@ import pytest
 from connectors.s3.archive import ColdArchive, s3_filesystem
 from connectors.s3.client import s3_client
 from connectors.s3.compaction import ArchiveCompactor
-from core.compaction import META_KEY, GroupMeta, hour_closed, parse_output
-from core.query import MatchAll, TierQuery
+from connectors.s3.retention import ArchiveStore
+from core.compaction import (
+    META_KEY,
+    GroupMeta,
+    hour_closed,
+    parse_output,
+    parse_summary,
+    single_group,
+    summary_prefix,
+)
+from core.query import MatchAll, TierQuery, order_key
+from core.retention import Deletion
+from core.tiers import COLD
 from infra.settings import Settings
 from schemas.record import Record
 from tests.integration.search_support import make_records, now_utc
@@ -154,6 +166,46 @@ def test_closed_hours_become_a_few_sorted_files_holding_every_record_once(repeat
     # a second run finds nothing to do
     again = layout.compactor().run()
     assert again.hours == [] and again.deleted == []
+
+
+def test_each_compacted_hour_has_a_summary_beside_the_archive_counting_its_records(layout: Layout) -> None:
+    report = layout.compactor().run()
+    assert not report.errors
+    root = summary_prefix(layout.settings.archive_prefix)
+    for dt, hour in layout.closed_hours:
+        listing = layout.client.list_objects_v2(
+            Bucket=layout.settings.s3_bucket, Prefix=f"{root}/tenant=acme/dt={dt}/hour={hour}/"
+        )
+        (key,) = [o["Key"] for o in listing.get("Contents", [])]
+        group = single_group(layout.hour_files(dt, hour))
+        records = [
+            r for r in layout.records if (f"{r.timestamp:%Y-%m-%d}", f"{r.timestamp:%H}") == (dt, hour)
+        ]
+        assert parse_summary(key.rsplit("/", 1)[1]) == (group, len(records))
+        body = json.loads(layout.client.get_object(Bucket=layout.settings.s3_bucket, Key=key)["Body"].read())
+        expected = Counter((r.service, r.level.value) for r in records)
+        assert {(s, lv): n for s, lv, n in body["by_service_level"]} == expected
+    # nothing under the archive's own prefix is a summary: readers of the data never meet one
+    data = f"{layout.settings.archive_prefix}/"
+    keys = layout.client.list_objects_v2(Bucket=layout.settings.s3_bucket, Prefix=data)
+    assert all(k["Key"].endswith(".parquet") for k in keys.get("Contents", []))
+    assert layout.search_total() == len(layout.records)
+
+
+def test_retention_deleting_a_day_deletes_its_summaries_too(layout: Layout) -> None:
+    assert not layout.compactor().run().errors
+    s = layout.settings
+    dt, _ = min(layout.closed_hours)
+    store = ArchiveStore(layout.client, s.s3_bucket, s.archive_prefix)
+    store.delete(Deletion(COLD, f"{s.archive_prefix}/tenant=acme/dt={dt}/", "past retention", "acme"))
+
+    def days(prefix: str) -> set[str]:
+        listing = layout.client.list_objects_v2(Bucket=s.s3_bucket, Prefix=f"{prefix}/tenant=acme/")
+        return {o["Key"].split("/dt=")[1][:10] for o in listing.get("Contents", [])}
+
+    summarised = {d for d, _ in layout.closed_hours}
+    assert days(s.archive_prefix) == {d for d, _ in layout.closed_hours | layout.open_hours} - {dt}
+    assert days(summary_prefix(s.archive_prefix)) == summarised - {dt}
 
 
 def test_strata_archive_sql_counts_every_record_once_while_sources_await_deletion(layout: Layout) -> None:
@@ -347,4 +399,6 @@ def test_a_search_that_listed_before_the_swap_reads_the_merged_files_when_its_fi
     end = int((layout.now + timedelta(hours=1)).timestamp() * 1e6)
     page = cold.search(TierQuery("acme", MatchAll(), start, end, "desc", 5))
     assert page.total == len(layout.records)
+    newest = sorted(layout.records, key=order_key, reverse=True)[:5]
+    assert [r.log_id for r in page.records] == [r.log_id for r in newest]
     assert not any(parse_output(n) is None for h in layout.closed_hours for n in layout.hour_files(*h))

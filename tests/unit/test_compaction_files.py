@@ -13,7 +13,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.s3.compaction import conform, encode_group, file_schema, merge_rows, not_found
-from core.compaction import META_KEY, GroupMeta, output_name
+from core.compaction import (
+    META_KEY,
+    GroupMeta,
+    output_name,
+    parse_summary,
+    single_group,
+    summary_name,
+    summary_prefix,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -150,3 +158,20 @@ def test_a_missing_object_is_told_apart_from_other_errors() -> None:
     denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
     assert not not_found(denied)
     assert not not_found(ValueError("bad parquet"))
+
+
+def test_an_hour_is_one_group_only_when_it_holds_that_complete_group_and_nothing_else() -> None:
+    g, h = "a" * 32, "b" * 32
+    assert single_group([output_name(g, 1, 2), output_name(g, 2, 2)]) == g
+    assert single_group([output_name(g, 1, 1), "_SUCCESS", ".part-x.inprogress"]) == g
+    assert single_group([output_name(g, 1, 2)]) is None  # incomplete
+    assert single_group([output_name(g, 1, 1), "part-1-0-0.parquet"]) is None  # late part file
+    assert single_group([output_name(g, 1, 1), output_name(h, 1, 1)]) is None  # mid-swap
+    assert single_group(["part-1-0-0.parquet"]) is None
+
+
+def test_a_summary_name_carries_its_group_and_record_count() -> None:
+    g = "c" * 32
+    assert parse_summary(summary_name(g, 1234)) == (g, 1234)
+    assert parse_summary("notes.json") is None
+    assert summary_prefix("archive/logs/") == "archive/logs-summaries"
