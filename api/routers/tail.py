@@ -77,12 +77,15 @@ async def tail_poll(
     return JSONBytes(body)
 
 
-class _Headers:
-    """Lets the HTTP key check read a key sent as a WebSocket query parameter (browsers cannot set
-    headers on a WebSocket)."""
+class _Handshake:
+    """The WebSocket handshake as the HTTP key check reads a request: its headers, with a key sent
+    as a query parameter among them (browsers cannot set headers on a WebSocket), its scope (where
+    a TLS client certificate is) and its peer."""
 
-    def __init__(self, headers: dict[str, str]) -> None:
+    def __init__(self, websocket: WebSocket, headers: dict[str, str]) -> None:
         self.headers = headers
+        self.scope = websocket.scope
+        self.client = websocket.client
 
 
 @router.websocket("/tail")
@@ -96,7 +99,7 @@ async def tail_ws(websocket: WebSocket) -> None:
     if "authorization" not in headers and "x-api-key" not in headers and params.get("api_key"):
         headers["x-api-key"] = params["api_key"]
     try:
-        principal: Principal = await require("search")(_Headers(headers), state)
+        principal: Principal = await require("search")(_Handshake(websocket, headers), state)
         ast = _ast(
             params.get("q", ""), params.getlist("service"), params.getlist("level"), params.getlist("host")
         )
@@ -169,13 +172,13 @@ async def _recheck_key(websocket: WebSocket, state: AppState, headers: dict[str,
     key must not keep reading. A key that cannot be checked closes too (fail closed)."""
     interval = max(state.settings.tail_key_check_s, 0.1)
     check = require("search")
-    key = credential(_Headers(headers))  # type: ignore[arg-type]
+    key = credential(_Handshake(websocket, headers))  # type: ignore[arg-type]
     while True:
         await asyncio.sleep(interval)
         if key:
             state.auth_cache.pop(key, None)  # this check must ask the key store, not the cache
         try:
-            await check(_Headers(headers), state)
+            await check(_Handshake(websocket, headers), state)
         except HTTPException as exc:
             code = _CLOSE_CODES.get(exc.status_code, 1013)
             reason = str(exc.detail) if code != 1013 else "the API key cannot be re-checked now; reconnect"

@@ -28,7 +28,9 @@ from tests.integration.test_tls import _client_context, _HttpsApi, _register, _t
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+# Jobs outside the local stack refuse to start without both secrets (core.records.config, core.deadletter).
 IDENTITY_KEY = "tls-test-identity-key-0123"
+DLQ_KEY = "tls-test-dead-letter-key-0123"
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,7 @@ def _secure_env(broker: ThrowawayKafka) -> dict[str, str]:
         "STRATA_KAFKA_SASL_PASSWORD": password,
         "STRATA_TLS_CA_FILE": str(s.home / "tls" / "ca.crt"),
         "STRATA_IDENTITY_KEY": IDENTITY_KEY,
+        "STRATA_DLQ_KEY": DLQ_KEY,
     }
 
 
