@@ -487,7 +487,8 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
     statements.add_insert_sql(
         f"INSERT INTO logs_sink SELECT `kafka_key`, `json` FROM {view} WHERE first_read"
     )
-    attach_metrics(t_env, view, settings, MetricsOptions(options.index_prefix))
+    if settings.log_metrics:
+        attach_metrics(t_env, view, settings, MetricsOptions(options.index_prefix))
     return statements
 
 
