@@ -3,7 +3,8 @@ limiter) and authentication as ``Annotated`` dependencies.
 
 Keys are accepted as ``Authorization: Bearer <key>``, ``X-API-Key: <key>``, and, for Elasticsearch
 clients that only know those, ``Authorization: Basic`` (the password is the key) and
-``Authorization: ApiKey base64(id:key)``.
+``Authorization: ApiKey base64(id:key)``; on a WebSocket handshake also as the query parameter
+``api_key`` (a browser cannot set headers on a WebSocket).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import Depends, HTTPException, Query, Request, status
 from psycopg_pool import AsyncConnectionPool
+from starlette.requests import HTTPConnection
 
 from api.collector.ratelimit import RateLimiter
 from api.search.engine import SearchEngine
@@ -72,13 +74,17 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def credential(request: Request) -> str | None:
-    """The key the client sent, in whichever header its kind of client uses."""
-    key = request.headers.get("x-api-key")
+def credential(conn: HTTPConnection) -> str | None:
+    """The key the client sent, in whichever header its kind of client uses, or as ``api_key`` in
+    the query string of a WebSocket handshake. Plain HTTP requests never take a key from the URL:
+    URLs end up in access logs and browser history."""
+    key = conn.headers.get("x-api-key")
     if key:
         return key.strip()
-    header = request.headers.get("authorization")
+    header = conn.headers.get("authorization")
     if not header:
+        if conn.scope.get("type") == "websocket":
+            return conn.query_params.get("api_key", "").strip() or None
         return None
     scheme, _, value = header.strip().partition(" ")
     scheme, value = scheme.lower(), value.strip()
@@ -166,9 +172,9 @@ async def _verify(state: AppState, key: str, cert: str | None = None) -> tenants
 
 def require(scope: str, *, admin_token_too: bool = False) -> Any:
     """A dependency admitting a tenant key with ``scope``; the admin token too where ``scope`` is
-    ``admin`` or ``admin_token_too`` is set."""
+    ``admin`` or ``admin_token_too`` is set. A WebSocket route awaits it with its WebSocket."""
 
-    async def dependency(request: Request, state: StateDep) -> Principal:
+    async def dependency(request: HTTPConnection, state: StateDep) -> Principal:
         key = credential(request)
         # A key sent with the request wins; without one, a TLS client certificate registered to a
         # tenant stands for a key (api.tls).

@@ -106,7 +106,8 @@ def client_cert_fingerprint(scope: Mapping[str, Any]) -> str | None:
 
 
 class TLSHttpProtocol(H11Protocol):
-    """uvicorn's h11 protocol, adding the connection's TLS details to every request's scope."""
+    """uvicorn's h11 protocol, adding the connection's TLS details to the scope of every request
+    and of a WebSocket upgraded from it."""
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -120,3 +121,14 @@ class TLSHttpProtocol(H11Protocol):
             await inner(scope, receive, send)
 
         self.app = app
+        # uvicorn hands an upgraded connection to a WebSocket protocol built from the config's
+        # app, not this protocol's: without this a client certificate never reaches the tail.
+        ws_protocol = self.ws_protocol_class
+        if ws_protocol is not None:
+
+            def upgraded(**kwargs: Any) -> Any:
+                protocol: Any = ws_protocol(**kwargs)
+                protocol.app = app
+                return protocol
+
+            self.ws_protocol_class = upgraded  # type: ignore[assignment]

@@ -77,17 +77,6 @@ async def tail_poll(
     return JSONBytes(body)
 
 
-class _Handshake:
-    """The WebSocket handshake as the HTTP key check reads a request: its headers, with a key sent
-    as a query parameter among them (browsers cannot set headers on a WebSocket), its scope (where
-    a TLS client certificate is) and its peer."""
-
-    def __init__(self, websocket: WebSocket, headers: dict[str, str]) -> None:
-        self.headers = headers
-        self.scope = websocket.scope
-        self.client = websocket.client
-
-
 @router.websocket("/tail")
 async def tail_ws(websocket: WebSocket) -> None:
     """Subscribe with query parameters ``q``, ``service``, ``level``, ``host`` (and ``api_key`` if no
@@ -95,11 +84,8 @@ async def tail_ws(websocket: WebSocket) -> None:
     ``{"type": "logs", "logs": [...]}`` as records arrive, within a fraction of a second."""
     state: AppState = websocket.app.state.strata
     params = websocket.query_params
-    headers = {k.lower(): v for k, v in websocket.headers.items()}
-    if "authorization" not in headers and "x-api-key" not in headers and params.get("api_key"):
-        headers["x-api-key"] = params["api_key"]
     try:
-        principal: Principal = await require("search")(_Handshake(websocket, headers), state)
+        principal: Principal = await require("search")(websocket, state)
         ast = _ast(
             params.get("q", ""), params.getlist("service"), params.getlist("level"), params.getlist("host")
         )
@@ -134,7 +120,7 @@ async def tail_ws(websocket: WebSocket) -> None:
                 await websocket.send_text(_dumps({"type": "error", "message": str(exc)}))
 
     reader = asyncio.create_task(receive())
-    watcher = asyncio.create_task(_recheck_key(websocket, state, headers))
+    watcher = asyncio.create_task(_recheck_key(websocket, state))
     try:
         while not reader.done() and not watcher.done():
             try:
@@ -166,19 +152,19 @@ async def tail_ws(websocket: WebSocket) -> None:
 _CLOSE_CODES = {401: 4401, 403: 4403}
 
 
-async def _recheck_key(websocket: WebSocket, state: AppState, headers: dict[str, str]) -> None:
+async def _recheck_key(websocket: WebSocket, state: AppState) -> None:
     """Asks PostgreSQL again every ``tail_key_check_s`` whether the key still holds, and closes the
     socket with the reason when it does not: a stream outlives its handshake by hours, and a revoked
     key must not keep reading. A key that cannot be checked closes too (fail closed)."""
     interval = max(state.settings.tail_key_check_s, 0.1)
     check = require("search")
-    key = credential(_Handshake(websocket, headers))  # type: ignore[arg-type]
+    key = credential(websocket)
     while True:
         await asyncio.sleep(interval)
         if key:
             state.auth_cache.pop(key, None)  # this check must ask the key store, not the cache
         try:
-            await check(_Handshake(websocket, headers), state)
+            await check(websocket, state)
         except HTTPException as exc:
             code = _CLOSE_CODES.get(exc.status_code, 1013)
             reason = str(exc.detail) if code != 1013 else "the API key cannot be re-checked now; reconnect"

@@ -101,6 +101,21 @@ def test_websocket_needs_a_key(tail_world) -> None:  # type: ignore[no-untyped-d
     assert info.value.rcvd is not None and info.value.rcvd.code == 4401
 
 
+def test_a_browser_sends_its_key_in_the_query_string(tail_world) -> None:  # type: ignore[no-untyped-def]
+    # A browser cannot set headers on a WebSocket: the web app's live tail passes ?api_key=.
+    tenant_a, key_a = tail_world["a"]
+    base = tail_world["url"].replace("http://", "ws://") + "/v1/logs/tail?service=checkout"
+    with connect(f"{base}&api_key={key_a}", open_timeout=10) as ws:
+        assert orjson.loads(ws.recv(timeout=10)) == {"type": "subscribed", "tenant": tenant_a}
+    with pytest.raises(ConnectionClosed) as info, connect(f"{base}&api_key=nope", open_timeout=10) as ws:
+        ws.recv(timeout=10)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 4401
+    assert info.value.rcvd.reason == "the API key is not valid"
+    # the query string is not a way in for plain HTTP: URLs land in access logs
+    http = tail_world["url"] + f"/v1/logs/tail?api_key={key_a}"
+    assert httpx.get(http, timeout=10).status_code == 401
+
+
 def _closed_after(ws: Any, change: Any) -> tuple[int, str, float]:
     """Make ``change`` to the key, then read until the server closes: (code, reason, seconds)."""
     assert orjson.loads(ws.recv(timeout=10))["type"] == "subscribed"

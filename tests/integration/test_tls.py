@@ -163,6 +163,29 @@ def test_https_ingest_with_a_client_certificate_for_a_tenant(setup, pki: LocalCe
     assert fp in {row["fingerprint"] for row in _certs_of(settings, tenant_a)}
 
 
+def test_live_tail_over_wss_with_a_client_certificate_and_no_key(setup, pki: LocalCerts) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    settings, tenant_a, _, key_b = setup
+    _register(settings, tenant_a, pki.client("agent").cert, scopes=("search",))
+    with _HttpsApi(settings) as api:
+        url = api.url.replace("https://", "wss://") + "/v1/logs/tail"
+        with connect(url, ssl=_client_context(pki, pki.client("agent")), open_timeout=10) as ws:
+            assert orjson.loads(ws.recv(timeout=10)) == {"type": "subscribed", "tenant": tenant_a}
+        # a key sent beside the certificate wins, as on plain requests: this one may not search
+        agent = _client_context(pki, pki.client("agent"))
+        with pytest.raises(ConnectionClosed) as info, connect(f"{url}?api_key={key_b}", ssl=agent) as ws:
+            ws.recv(timeout=10)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 4403
+        assert "lacks the 'search' scope" in info.value.rcvd.reason
+        stranger = _client_context(pki, pki.client("stranger"))
+        with pytest.raises(ConnectionClosed) as info, connect(url, ssl=stranger, open_timeout=10) as ws:
+            ws.recv(timeout=10)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 4401
+        assert certs.fingerprint_of_pem(pki.client("stranger").cert.read_text()) in info.value.rcvd.reason
+
+
 def test_required_client_certificates_refuse_a_client_without_one(setup, pki: LocalCerts) -> None:
     settings, _, _, key_b = setup
     settings = settings.model_copy(update={"server_tls_client_cert": "required"})

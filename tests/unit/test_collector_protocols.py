@@ -6,6 +6,8 @@ import base64
 
 import orjson
 import pytest
+from starlette.requests import Request
+from starlette.websockets import WebSocket
 
 from api.collector.bulk import BulkFormatError, decode_bulk, service_of
 from api.collector.encoder import EnvelopeEncoder
@@ -156,9 +158,21 @@ def test_severity_numbers(number, level):
     assert severity_level(number, None) == level
 
 
-class Req:
-    def __init__(self, headers):
-        self.headers = {k.lower(): v for k, v in headers.items()}
+def _connection(headers, kind="http", query=""):
+    """A request (or WebSocket handshake) as the server hands it to the key check."""
+    scope = {
+        "type": kind,
+        "path": "/v1/logs/tail",
+        "query_string": query.encode(),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }
+    if kind == "http":
+        return Request(scope)
+
+    async def nothing():  # never called: the key check only reads the handshake
+        raise AssertionError
+
+    return WebSocket(scope, nothing, nothing)
 
 
 def test_keys_arrive_in_every_header_clients_use():
@@ -172,9 +186,20 @@ def test_keys_arrive_in_every_header_clients_use():
         {"Authorization": f"ApiKey {apikey}"},
         {"Authorization": f"ApiKey {key}"},
     ):
-        assert credential(Req(headers)) == key, headers
-    assert credential(Req({})) is None
-    assert credential(Req({"Authorization": "Digest abc"})) is None
+        assert credential(_connection(headers)) == key, headers
+    assert credential(_connection({})) is None
+    assert credential(_connection({"Authorization": "Digest abc"})) is None
+
+
+def test_a_websocket_handshake_may_carry_its_key_in_the_query_string():
+    _, _, key = new_key()
+    _, _, other = new_key()
+    assert credential(_connection({}, "websocket", f"q=x&api_key={key}")) == key
+    # a header wins over the query string, as it does on any request
+    assert credential(_connection({"X-API-Key": other}, "websocket", f"api_key={key}")) == other
+    assert credential(_connection({}, "websocket", "api_key=")) is None
+    # a plain HTTP request never reads a key from its URL (access logs keep URLs)
+    assert credential(_connection({}, "http", f"api_key={key}")) is None
 
 
 def test_key_format_and_hash():
