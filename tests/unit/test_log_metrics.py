@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
-from connectors.opensearch.metrics import MetricsQuery, parse_answer, query_body
+from connectors.opensearch.metrics import (
+    CHUNK_S,
+    MetricsQuery,
+    chunk_spans,
+    data_body,
+    parse_answer,
+    plan_body,
+    query_body,
+)
 from core.metrics import (
     MAX_HOSTS_PER_SERVICE,
     OTHER_HOST,
+    STEPS,
     DictStore,
     MetricsError,
     ServiceAccumulator,
@@ -160,3 +170,39 @@ def test_retention_drops_whole_indices_past_the_default_and_a_tenants_older_buck
     )
     assert [s for s, _ in drops] == ["1h-2024", "1m-2025.11"]
     assert shorter == [("acme", "1m", date(2026, 3, 8))]
+
+
+D0 = T0 - T0 % 86400
+
+
+def test_a_range_is_read_in_chunks_that_every_step_of_its_resolution_divides() -> None:
+    # chunks are cut at multiples of their length, epoch-aligned
+    assert chunk_spans(D0 - 3600, D0 + 86400 + 60, 86400) == [
+        (D0 - 3600, D0),
+        (D0, D0 + 86400),
+        (D0 + 86400, D0 + 86400 + 60),
+    ]
+    assert chunk_spans(D0, D0, 3600) == []
+    for resolution, chunk in CHUNK_S.items():
+        for step in STEPS.values():
+            if resolution_for_step(step) == resolution:
+                assert chunk % step == 0, (resolution, step)
+    # a chunk never straddles two indices of its resolution
+    for resolution, chunk in CHUNK_S.items():
+        for start, end in chunk_spans(D0 - 400 * 86400, D0, chunk):
+            assert index_suffix(resolution, start) == index_suffix(resolution, end - 1)
+
+
+def test_the_plan_says_what_each_chunk_holds_and_which_groups_answer() -> None:
+    q = MetricsQuery("acme", "1h", D0, D0 + 2 * 86400, 3600, "count", "service", levels=("ERROR",))
+    q = replace(q, max_series=5)
+    body = plan_body(q, chunk_spans(q.start_s, q.end_s, 86400))
+    assert body["size"] == 0
+    assert {"terms": {"level": ["ERROR"]}} in body["query"]["bool"]["filter"]
+    days = body["aggs"]["d"]
+    assert days["range"]["ranges"] == [{"from": D0 + i * 86400, "to": D0 + (i + 1) * 86400} for i in (0, 1)]
+    assert days["aggs"] == {"hi": {"max": {"field": "_seq_no"}}, "sum": {"sum": {"field": "_seq_no"}}}
+    assert body["aggs"]["g"]["terms"]["size"] == 6
+    data = data_body(q, D0, D0 + 86400, ["api", "db"])
+    assert {"terms": {"service": ["api", "db"]}} in data["query"]["bool"]["filter"]
+    assert {"range": {"bucket": {"gte": D0, "lt": D0 + 86400}}} in data["query"]["bool"]["filter"]
