@@ -15,6 +15,7 @@ from api.responses import JSONBytes
 from api.search.engine import SearchEngine, SearchResult, TierReport
 from api.search.params import Cursor, Filters, duration_s, resolve_range
 from core.query import Node, Position, QueryError, Term, and_all
+from core.records.mining import pattern_id_of
 from schemas.record import Record, format_ts, from_micros, micros, parse_ts
 
 router = APIRouter(prefix="/v1/logs", tags=["search"])
@@ -283,7 +284,8 @@ async def top(
     by: Annotated[str, Query(description="service, host, level, pattern, message, ...")] = "service",
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
 ) -> JSONBytes:
-    """The most frequent services, hosts, levels, patterns or messages among matching logs."""
+    """The most frequent services, hosts, levels, patterns (each with its ``pattern_id``) or messages
+    among matching logs."""
     field_name = _TOP_FIELDS.get(by)
     if field_name is None:
         raise HTTPException(
@@ -292,10 +294,16 @@ async def top(
         )
     ast, start_us, end_us = filters.resolve()
     ranked, exact, reports = await engine.top(principal.tenant_id, ast, start_us, end_us, field_name, limit)
+    items: list[dict[str, Any]] = [{"value": v, "count": n} for v, n in ranked]
+    if field_name == "pattern":
+        # A pattern's id is the hash of its text (core.records.mining): the id metrics and alerts
+        # name it by, given beside the text people read.
+        for item in items:
+            item["pattern_id"] = pattern_id_of(item["value"])
     return JSONBytes(
         {
             "by": field_name,
-            "items": [{"value": v, "count": n} for v, n in ranked],
+            "items": items,
             "counts_are_exact": exact,
             "tiers": _tiers_json(reports),
         }

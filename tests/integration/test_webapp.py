@@ -13,7 +13,7 @@ import pytest
 
 from schemas.record import Level, Record
 from tests.integration.search_support import now_utc
-from tests.integration.webapp_support import NEEDLE, SERVICES, World, browser, sign_in, webapp_world
+from tests.integration.webapp_support import LINES, NEEDLE, SERVICES, World, browser, sign_in, webapp_world
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +70,30 @@ def test_the_dashboard_shows_the_services_ingested(world: World, page: Any) -> N
     rate = page.get_by_role("region", name="Error rate")
     # a quarter of the lines are ERROR, plus the needle
     expect(rate).to_contain_text(re.compile(r"2[56]\.\d% of 240 logs are ERROR or FATAL"))
+
+
+def test_pattern_panels_show_the_template_text_with_the_id_on_hover(world: World, page: Any) -> None:
+    from core.records.mining import pattern_id_of
+
+    text = "payment failed: timeout after <*> ms"
+    page.goto(f"{world.url}/ui/dashboards")
+    sign_in(page, world.key)
+    top = page.get_by_role("region", name="Top patterns").get_by_text(text, exact=True)
+    expect(top).to_have_attribute("title", f"{text}\npattern id {pattern_id_of(text)}")
+
+    # Metrics name a pattern by its id: the panel shows the text people read, the id on hover.
+    page.get_by_label("Panel title").fill("Volume by pattern")
+    page.get_by_label("Shows").select_option("volume")
+    page.get_by_label("Group by").select_option("pattern")
+    page.get_by_role("button", name="Add panel").click()
+    legend = page.get_by_role("region", name="Volume by pattern").locator(".legend")
+    for _, _, pattern in LINES:
+        entry = legend.get_by_text(pattern, exact=True)
+        expect(entry).to_be_visible()
+        expect(entry).to_have_attribute("title", f"pattern id {pattern_id_of(pattern)}")
+    # the needle's line had no pattern
+    expect(legend.get_by_text("(no pattern)", exact=True)).to_be_visible()
+    expect(legend).not_to_contain_text(pattern_id_of(text))
 
 
 def test_the_time_picker_narrows_every_panel_and_auto_refresh_redraws(world: World, page: Any) -> None:

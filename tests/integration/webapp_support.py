@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from core.records.mining import pattern_id_of
 from infra.settings import Settings
 from schemas.record import Level, Record
 from tests.integration.collector_support import ApiServer, kafka_topic, require_stack, tenant_with_key
@@ -65,7 +66,7 @@ def make_world_records(tenant: str, now: datetime, count: int = 240) -> list[Rec
                 span_id=None,
                 attributes={"req_id": f"r-{i}"},
                 source_format="json",
-                pattern_id=None if pattern is None else f"p{LINES.index((level, template, pattern))}",
+                pattern_id=None if pattern is None else pattern_id_of(pattern),
                 pattern=pattern,
             )
         )

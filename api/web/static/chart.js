@@ -47,8 +47,8 @@ function timeLabel(sec, span) {
   return span > 2 * 86400 ? d.toISOString().slice(5, 10) : d.toISOString().slice(11, 16);
 }
 
-// Series [{label, points: [[unix_s, value], ...]}] as lines over [from_s, to_s], with axes and a
-// legend; `unit` is appended to the y labels ("%" for rates).
+// Series [{label, points: [[unix_s, value], ...], title?}] as lines over [from_s, to_s], with axes
+// and a legend (a series' title shows on hovering its name); `unit` is appended to the y labels.
 export function lines(series, from_s, to_s, { unit = "" } = {}) {
   const W = 600, H = 150, L = 42, B = 18, T = 6;
   const root = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img" });
@@ -71,7 +71,7 @@ export function lines(series, from_s, to_s, { unit = "" } = {}) {
     if (!pts.length) return;
     const d = pts.map((p, j) => `${j ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join("");
     const path = svg("path", { d, fill: "none", stroke: colorOf(s.label, i), "stroke-width": 1.8 });
-    path.append(Object.assign(document.createElementNS(NS, "title"), { textContent: s.label }));
+    path.append(Object.assign(document.createElementNS(NS, "title"), { textContent: s.title || s.label }));
     root.append(path);
     if (pts.length === 1) root.append(svg("circle", { cx: x(pts[0][0]), cy: y(pts[0][1]), r: 3, fill: colorOf(s.label, i) }));
   });
@@ -79,16 +79,16 @@ export function lines(series, from_s, to_s, { unit = "" } = {}) {
   const said = (s) => unit ? `latest ${fmt(s.points.at(-1)?.[1] ?? 0)}${unit}` : `${fmt(s.points.reduce((a, p) => a + p[1], 0))} in all`;
   root.setAttribute("aria-label", series.map((s) => `${s.label}: ${said(s)}`).join(", ") || "no data");
   const legend = el("div", { class: "legend" },
-    series.map((s, i) => el("span", {}, el("i", { style: `background:${colorOf(s.label, i)}` }), s.label)));
+    series.map((s, i) => el("span", { title: s.title || s.label }, el("i", { style: `background:${colorOf(s.label, i)}` }), s.label)));
   return el("div", {}, root, legend);
 }
 
-// A ranked list [{value, count}] as horizontal bars.
+// A ranked list [{value, count, title?}] as horizontal bars; the title shows on hovering a name.
 export function bars(items) {
   const max = Math.max(1, ...items.map((i) => i.count));
   return el("ul", { class: "bars" }, items.map((i) =>
     el("li", {},
-      el("span", { class: "name", title: i.value, text: i.value || "(none)" }),
+      el("span", { class: "name", title: i.title || i.value, text: i.value || "(none)" }),
       el("span", { class: "bar", style: `width:${((i.count / max) * 100).toFixed(1)}%` }),
       el("span", { class: "n", text: fmt(i.count) }))));
 }

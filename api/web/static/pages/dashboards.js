@@ -18,6 +18,7 @@ export const OVERVIEW = [
 ];
 
 const LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+const NO_PATTERN = "_none"; // the metrics' pattern of records the miner gave none (core/metrics.py)
 
 // The metrics endpoint takes a list of levels, the search endpoints also a minimum (>=WARN) or a
 // maximum (<=INFO): a panel's level is turned into the list for the former.
@@ -92,10 +93,35 @@ export function mount(main) {
     return api("/v1/logs/top", { params: { q: panel.q, service: panel.service, level: panel.level, from: iso(from), to: iso(to), by, limit } });
   }
 
+  // Metrics name a pattern by its id; people read its template. The records of the range carry
+  // both, so the texts come from ranking those records by pattern, limited to these ids.
+  async function patternTexts(ids, r) {
+    const named = ids.filter((id) => id && id !== NO_PATTERN);
+    if (!named.length) return new Map();
+    const q = named.map((id) => `pattern_id:${id}`).join(" OR ");
+    const t = await api("/v1/logs/top", { params: { q, from: iso(r.from), to: iso(r.to), by: "pattern", limit: named.length } });
+    return new Map(t.items.map((i) => [i.pattern_id, i.value]));
+  }
+
+  // What a series of a metrics panel is called: a pattern's text (its id on hover), else the value.
+  async function labelled(m, panel, r) {
+    const by = panel.group_by;
+    const texts = by === "pattern" ? await patternTexts(m.series.map((s) => s.labels.pattern), r) : new Map();
+    return m.series.map((s) => {
+      const value = s.labels[by] ?? (Object.values(s.labels).join(" ") || "all");
+      if (by !== "pattern") return { label: value, points: filled(s.points, m) };
+      const label = value === NO_PATTERN ? "(no pattern)" : texts.get(value) ?? value;
+      return { label, title: `pattern id ${value}`, points: filled(s.points, m) };
+    });
+  }
+
+  // Ranked patterns: the template text, with its id on hover.
+  const withIds = (items) => items.map((i) => (i.pattern_id ? { ...i, title: `${i.value}\npattern id ${i.pattern_id}` } : i));
+
   async function render(panel, body, r) {
     if (panel.kind === "volume") {
       const m = await metrics(panel, r, panel.group_by);
-      const series = m.series.map((s) => ({ label: s.labels[panel.group_by] ?? (Object.values(s.labels).join(" ") || "all"), points: filled(s.points, m) }));
+      const series = await labelled(m, panel, r);
       body.replaceChildren(series.length ? lines(series, r.from, r.to) : el("p", { class: "note" }, "no logs in this range"));
     } else if (panel.kind === "error_rate") {
       const m = await metrics(panel, r, "level");
@@ -111,13 +137,13 @@ export function mount(main) {
         points.length ? lines([{ label: "error %", points }], r.from, r.to, { unit: "%" }) : el("p", { class: "note" }, "no logs in this range"));
     } else if (panel.kind === "top") {
       const t = await top(panel, r.from, r.to, panel.group_by, 10);
-      body.replaceChildren(t.items.length ? bars(t.items) : el("p", { class: "note" }, "no logs in this range"));
+      body.replaceChildren(t.items.length ? bars(withIds(t.items)) : el("p", { class: "note" }, "no logs in this range"));
     } else if (panel.kind === "new_patterns") {
       const [now, before] = await Promise.all([top(panel, r.from, r.to, "pattern", 100), top(panel, r.from - r.span, r.from, "pattern", 1000)]);
       const seen = new Set(before.items.map((i) => i.value));
       const fresh = now.items.filter((i) => !seen.has(i.value)).slice(0, 10);
       body.replaceChildren(el("p", { class: "note" }, "patterns not seen in the span before this one"),
-        fresh.length ? bars(fresh) : el("p", { class: "note" }, "no new patterns"));
+        fresh.length ? bars(withIds(fresh)) : el("p", { class: "note" }, "no new patterns"));
     }
   }
 
