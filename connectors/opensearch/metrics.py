@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-from array import array
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -127,8 +126,8 @@ class MetricsAnswer:
     truncated: bool
 
 
-def _points(agg: dict[str, Any]) -> list[list[int]]:
-    return [[int(b["key"]), int(b["v"]["value"])] for b in agg["buckets"]]
+def _points(agg: dict[str, Any]) -> list[tuple[int, int]]:
+    return [(int(b["key"]), int(b["v"]["value"])) for b in agg["buckets"]]
 
 
 def parse_answer(q: MetricsQuery, result: dict[str, Any]) -> MetricsAnswer:
@@ -199,8 +198,9 @@ def data_body(q: MetricsQuery, start_s: int, end_s: int, groups: list[str] | Non
     return body
 
 
-# One chunk's answer: per group (None without grouping), its step starts and values.
-_Chunk = dict[str | None, tuple[array, array]]
+# One chunk's answer: per group (None without grouping), its points (step start, value). Points are
+# tuples, so answers share them with the cache and no caller can change what is cached.
+_Chunk = dict[str | None, list[tuple[int, int]]]
 
 
 @dataclass
@@ -221,7 +221,7 @@ class MetricsReader:
     miss, such as an index dropped and rebuilt with the same documents)."""
 
     def __init__(
-        self, client: Any, index_prefix: str, *, max_points: int = 2_000_000, ttl_s: float = 600.0
+        self, client: Any, index_prefix: str, *, max_points: int = 500_000, ttl_s: float = 600.0
     ) -> None:
         self.client = client
         self.prefix = index_prefix
@@ -349,21 +349,18 @@ def _assemble(
 ) -> MetricsAnswer:
     series = []
     for g in groups:
-        times: list[int] = []
-        values: list[int] = []
+        points: list[tuple[int, int]] = []
         for chunk in chunks:
             got = chunk.get(g) if chunk else None
             if got is not None:
-                times.extend(got[0])
-                values.extend(got[1])
-        if times:
-            points = [[t, v] for t, v in zip(times, values, strict=True)]
+                points.extend(got)
+        if points:
             series.append({"labels": {} if g is None else {q.group_by: g}, "points": points})
     return MetricsAnswer(series, truncated)
 
 
 def _size(chunk: _Chunk) -> int:
-    return sum(len(times) for times, _ in chunk.values())
+    return sum(len(points) for points in chunk.values())
 
 
 def _by_chunk(q: MetricsQuery, aggs: dict[str, Any] | None, spans: list[tuple[int, int]]) -> list[_Chunk]:
@@ -381,9 +378,7 @@ def _by_chunk(q: MetricsQuery, aggs: dict[str, Any] | None, spans: list[tuple[in
             t = int(b["key"])
             while t >= spans[i][1]:
                 i += 1
-            times, values = out[i].setdefault(group, (array("q"), array("q")))
-            times.append(t)
-            values.append(int(b["v"]["value"]))
+            out[i].setdefault(group, []).append((t, int(b["v"]["value"])))
     return out
 
 

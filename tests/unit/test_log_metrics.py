@@ -137,8 +137,8 @@ def test_query_filters_by_tenant_and_range_and_groups_by_a_label() -> None:
     answer = parse_answer(q, result)
     assert answer.truncated
     assert answer.series == [
-        {"labels": {"level": "ERROR"}, "points": [[T0, 4]]},
-        {"labels": {"level": "INFO"}, "points": [[T0, 4]]},
+        {"labels": {"level": "ERROR"}, "points": [(T0, 4)]},
+        {"labels": {"level": "INFO"}, "points": [(T0, 4)]},
     ]
 
 
