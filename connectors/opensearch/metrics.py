@@ -141,23 +141,32 @@ def parse_answer(q: MetricsQuery, result: dict[str, Any]) -> MetricsAnswer:
 
 
 # A range is read in chunks, each cached on its own: hours of minutes (a 24-hour panel recomputes
-# the hour being written, not the day), days of hours and of days. Every step a resolution serves
-# divides its chunk (minutes serve 1m, 5m and 15m steps; hours 1h and 6h), and no index layout splits
-# a chunk (minutes are monthly, hours and days yearly), so a chunk's documents sit in one
-# single-shard index.
-CHUNK_S = {"1m": 3600, "1h": 86400, "1d": 86400}
+# the hour being written, not the day), days of hours, calendar months of days (a 2,000-day panel is
+# 66 chunks, not 2,000). Every step a resolution serves divides its chunks (minutes serve 1m, 5m and
+# 15m steps; hours 1h and 6h; days 1d), and no index layout splits a chunk (minutes are monthly,
+# hours and days yearly), so a chunk's documents sit in one single-shard index.
+CHUNK_S = {"1m": 3600, "1h": 86400}
 
 
-def chunk_spans(start_s: int, end_s: int, chunk_s: int) -> list[tuple[int, int]]:
-    """``[start_s, end_s)`` cut at multiples of ``chunk_s``.
+def _chunk_end(resolution: str, at: int) -> int:
+    """The start of the chunk after the one holding ``at``."""
+    if resolution in CHUNK_S:
+        return at - at % CHUNK_S[resolution] + CHUNK_S[resolution]
+    day = datetime.fromtimestamp(at, UTC)
+    nxt = datetime(day.year + day.month // 12, day.month % 12 + 1, 1, tzinfo=UTC)
+    return int(nxt.timestamp())
 
-    >>> chunk_spans(86400 - 3600, 2 * 86400 + 60, 86400)
+
+def chunk_spans(start_s: int, end_s: int, resolution: str) -> list[tuple[int, int]]:
+    """``[start_s, end_s)`` cut at the chunk boundaries of ``resolution``.
+
+    >>> chunk_spans(86400 - 3600, 2 * 86400 + 60, "1h")
     [(82800, 86400), (86400, 172800), (172800, 172860)]
     """
     spans = []
     at = start_s
     while at < end_s:
-        nxt = min(end_s, at - at % chunk_s + chunk_s)
+        nxt = min(end_s, _chunk_end(resolution, at))
         spans.append((at, nxt))
         at = nxt
     return spans
@@ -239,7 +248,7 @@ class MetricsReader:
     def read(self, q: MetricsQuery) -> MetricsAnswer:
         if q.resolution not in RESOLUTIONS:
             raise ValueError(f"unknown resolution {q.resolution!r}")
-        spans = chunk_spans(q.start_s, q.end_s, CHUNK_S[q.resolution])
+        spans = chunk_spans(q.start_s, q.end_s, q.resolution)
         if not spans:
             return MetricsAnswer([], False)
         index = self._indices(q.resolution, spans)

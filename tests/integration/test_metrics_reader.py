@@ -55,8 +55,8 @@ def world(settings: Settings, require, unique_name: Callable[[str], str]) -> Ite
 
     actions = []
     for n, service in enumerate(SERVICES):
-        for res, size in (("1h", 3600), ("1m", 60)):
-            end = END if res == "1h" else START + DAY  # a day of minutes is 24 hour-chunks
+        for res, size in (("1d", DAY), ("1h", 3600), ("1m", 60)):
+            end = START + DAY if res == "1m" else END  # a day of minutes is 24 hour-chunks
             for bucket in range(START, end, size):
                 series = Series("acme", service, "INFO", "_none", "_other")
                 actions.append(
@@ -155,5 +155,10 @@ def test_a_shifting_range_filters_and_a_top_n_that_changes(world: dict[str, Any]
     assert reader.read(minutes) == full(world, minutes)
     world["write"]("web", "1m", START + 13 * 3600 + 120, 3)
     assert reader.read(minutes) == full(world, minutes) and reader.last_recomputed == 1
+    # Days, in calendar-month chunks.
+    days = MetricsQuery("acme", "1d", START - 40 * DAY, END, DAY, group_by="service")
+    assert reader.read(days) == full(world, days)
+    world["write"]("db", "1d", START + 2 * DAY, 11, offset=3)
+    assert reader.read(days) == full(world, days) and reader.last_recomputed == 1
     nothing = MetricsQuery("nobody", "1h", START, END, 3600, group_by="service")
     assert reader.read(nothing) == full(world, nothing) == MetricsAnswer([], False)

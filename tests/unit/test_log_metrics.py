@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
 from connectors.opensearch.metrics import (
-    CHUNK_S,
     MetricsQuery,
     chunk_spans,
     data_body,
@@ -19,6 +19,7 @@ from connectors.opensearch.metrics import (
 from core.metrics import (
     MAX_HOSTS_PER_SERVICE,
     OTHER_HOST,
+    RESOLUTIONS,
     STEPS,
     DictStore,
     MetricsError,
@@ -176,27 +177,31 @@ D0 = T0 - T0 % 86400
 
 
 def test_a_range_is_read_in_chunks_that_every_step_of_its_resolution_divides() -> None:
-    # chunks are cut at multiples of their length, epoch-aligned
-    assert chunk_spans(D0 - 3600, D0 + 86400 + 60, 86400) == [
+    # chunks end at hours, days or calendar months, epoch-aligned
+    assert chunk_spans(D0 - 3600, D0 + 86400 + 60, "1h") == [
         (D0 - 3600, D0),
         (D0, D0 + 86400),
         (D0 + 86400, D0 + 86400 + 60),
     ]
-    assert chunk_spans(D0, D0, 3600) == []
-    for resolution, chunk in CHUNK_S.items():
-        for step in STEPS.values():
-            if resolution_for_step(step) == resolution:
-                assert chunk % step == 0, (resolution, step)
-    # a chunk never straddles two indices of its resolution
-    for resolution, chunk in CHUNK_S.items():
-        for start, end in chunk_spans(D0 - 400 * 86400, D0, chunk):
+    assert chunk_spans(D0, D0, "1m") == []
+    dec = int(datetime(2025, 12, 30, tzinfo=UTC).timestamp())
+    jan = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+    feb = int(datetime(2026, 2, 1, tzinfo=UTC).timestamp())
+    assert chunk_spans(dec, feb + 86400, "1d") == [(dec, jan), (jan, feb), (feb, feb + 86400)]
+    for resolution in RESOLUTIONS:
+        steps = [s for s in STEPS.values() if resolution_for_step(s) == resolution]
+        spans = chunk_spans(D0 - 400 * 86400, D0, resolution)
+        for start, end in spans:
+            # a chunk never straddles two indices, and each step bucket lies in one chunk
             assert index_suffix(resolution, start) == index_suffix(resolution, end - 1)
+            assert all(end % step == 0 for step in steps) or end == D0
+        assert len(spans) == {"1m": 400 * 24, "1h": 400, "1d": 14}[resolution]
 
 
 def test_the_plan_says_what_each_chunk_holds_and_which_groups_answer() -> None:
     q = MetricsQuery("acme", "1h", D0, D0 + 2 * 86400, 3600, "count", "service", levels=("ERROR",))
     q = replace(q, max_series=5)
-    body = plan_body(q, chunk_spans(q.start_s, q.end_s, 86400))
+    body = plan_body(q, chunk_spans(q.start_s, q.end_s, "1h"))
     assert body["size"] == 0
     assert {"terms": {"level": ["ERROR"]}} in body["query"]["bool"]["filter"]
     days = body["aggs"]["d"]
