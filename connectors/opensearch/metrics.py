@@ -382,12 +382,16 @@ def _by_chunk(q: MetricsQuery, aggs: dict[str, Any] | None, spans: list[tuple[in
     else:
         groups = [(str(g["key"]), g["h"]["buckets"]) for g in aggs["g"]["buckets"]]
     for group, buckets in groups:
-        i = 0
+        i, end, points = -1, spans[0][0], []
         for b in buckets:  # in key order
             t = int(b["key"])
-            while t >= spans[i][1]:
+            if t >= end:
+                while t >= spans[i + 1][1]:
+                    i += 1
                 i += 1
-            out[i].setdefault(group, []).append((t, int(b["v"]["value"])))
+                end = spans[i][1]
+                points = out[i].setdefault(group, [])
+            points.append((t, int(b["v"]["value"])))
     return out
 
 
