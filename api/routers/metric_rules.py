@@ -8,16 +8,18 @@ change is audited in the same transaction.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import ValidationError
 
 from api.deps import AdminKey, Principal, StateDep, TenantQuery, acting_tenant, require
+from api.responses import JSONBytes
 from connectors.postgres import audit
 from connectors.postgres import metric_rules as store
-from core.fieldmetrics import MetricRule, MetricRuleSpec
+from core.fieldmetrics import FIELD_GROUP_BY, STATS, MetricRule, MetricRuleSpec
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 
@@ -150,3 +152,96 @@ async def delete_rule(rule_id: str, principal: AdminKey, state: StateDep, tenant
         if not await store.delete_rule(conn, tenant_id, rule_id):
             raise _not_found(rule_id)
         await audit.record(conn, principal.actor, tenant_id, "metric_rule.delete", target=rule_id)
+
+
+# -- reading a rule's metrics (``/v1/metrics/logs?rule=…``, api/routers/log_metrics.py) ------------
+
+
+def _field_reader(request: Request) -> Any:
+    from connectors.opensearch.field_metrics import FieldMetricsReader
+
+    reader = getattr(request.app.state, "field_metrics", None)
+    if reader is None:
+        from connectors.opensearch.connection import connection_options
+        from connectors.opensearch.search import client
+
+        settings = request.app.state.strata.settings
+        reader = FieldMetricsReader(
+            client(settings.opensearch_endpoint, **connection_options(settings)),
+            settings.opensearch_index_prefix,
+        )
+        request.app.state.field_metrics = reader
+    return reader
+
+
+async def field_metrics(
+    request: Request,
+    tenant_id: str,
+    rule: str,
+    stat: str | None,
+    group_by: str | None,
+    services: tuple[str, ...],
+    levels: tuple[str, ...],
+    start_s: int,
+    end_s: int,
+    step_s: int,
+) -> JSONBytes:
+    """A stat of a rule's field per step, read from its sketch contributions."""
+    from connectors.opensearch.field_metrics import FieldQuery, TooManyContributions
+    from core.metrics import resolution_for_step
+
+    stat = stat or "count"
+    if stat not in STATS:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail={"message": f"stat {stat!r} is not one of {', '.join(STATS)}"},
+        )
+    if group_by is not None and group_by not in FIELD_GROUP_BY:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail={"message": f"a rule's metrics group by {' or '.join(FIELD_GROUP_BY)}, not {group_by!r}"},
+        )
+    state = request.app.state.strata
+    async with state.pool.connection() as conn:
+        stored = await store.get_rule(conn, tenant_id, rule)
+    if stored is None:
+        raise _not_found(rule)
+    query = FieldQuery(
+        tenant=tenant_id,
+        rule=stored.rule.id,
+        resolution=resolution_for_step(step_s),
+        start_s=start_s,
+        end_s=end_s,
+        step_s=step_s,
+        stat=stat,
+        group_by=group_by,
+        services=services,
+        levels=levels,
+    )
+    reader = _field_reader(request)
+    try:
+        series = await asyncio.to_thread(reader.read, query)
+    except TooManyContributions as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail={"message": str(exc)}) from exc
+    except Exception as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"the metrics store did not answer: {exc}"
+        ) from exc
+    return JSONBytes(
+        {
+            "series": series,
+            "step_s": step_s,
+            "resolution": query.resolution,
+            "rule": {"id": stored.rule.id, "name": stored.rule.name, "field": stored.rule.field},
+            "stat": stat,
+            "unit": _unit(stored.rule.unit),
+            "from": start_s,
+            "to": end_s,
+            "truncated": False,
+        }
+    )
+
+
+def _unit(hint: str) -> str:
+    """The unit values are answered in: durations in ms, sizes in bytes, else as logged."""
+    return {"ms": "ms", "s": "ms", "us": "ms", "ns": "ms", "bytes": "bytes"}.get(hint, "")
