@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.alerts.query import Predicate, compile_query
@@ -209,6 +210,13 @@ class FieldRules:
     def __len__(self) -> int:
         return len(self.rules)
 
+    def wants(self, tenant: str, service: str) -> bool:
+        """Whether any rule could match a record of this tenant and service."""
+        if tenant in self._any_service:
+            return True
+        per_service = self._by_service.get(tenant)
+        return per_service is not None and service in per_service
+
     def measurements(self, record: Record) -> list[Measurement]:
         """What ``record`` contributes to each rule it matches; usually nothing."""
         candidates: list[_Compiled] | tuple[()] = self._any_service.get(record.tenant, ())
@@ -226,6 +234,23 @@ class FieldRules:
             if m is not None:
                 out.append(m)
         return out
+
+
+def measure_json(rules: FieldRules, data: bytes) -> list[tuple[str, str, Measurement]]:
+    """(tenant, log_id, measurement) for each rule a record of the ``logs`` topic (its JSON)
+    matches. A record no rule's tenant and service could match costs its JSON parse and two
+    lookups; raises ValueError for what is not a record.
+    """
+    doc = orjson.loads(data)
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    if not rules.wants(doc.get("tenant"), doc.get("service")):  # type: ignore[arg-type]
+        return []
+    try:
+        record = Record.from_dict(doc)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a record: {exc!r}") from exc
+    return [(record.tenant, record.log_id, m) for m in rules.measurements(record)]
 
 
 # -- contributions ----------------------------------------------------------------------------

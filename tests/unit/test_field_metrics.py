@@ -247,3 +247,19 @@ def test_steps_group_by_a_label_and_leave_out_steps_without_values() -> None:
         ("checkout",): [[T0, 10.0]],
         ("search",): [[T0 + 300, 20.0]],
     }
+
+
+def test_a_logs_topic_record_is_read_only_when_a_rule_could_match_it() -> None:
+    from core.fieldmetrics import measure_json
+
+    rules = FieldRules([rule("cart", filter={"services": ["checkout"]}), rule("all", tenant="globex")])
+    matched = record("INFO GET /cart latency=10ms")
+    found = measure_json(rules, matched.to_json())
+    assert [(t, i, m.rule_id, m.value) for t, i, m in found] == [("acme", matched.log_id, "cart", 10.0)]
+    assert measure_json(rules, record("INFO x latency=1ms", service="search").to_json()) == []
+    assert [m.rule_id for _, _, m in measure_json(rules, record("INFO x", tenant="globex").to_json())] == [
+        "all"
+    ]
+    for bad in (b"not json", b"[1, 2]", b'{"tenant": "acme", "service": "checkout"}'):
+        with pytest.raises(ValueError):
+            measure_json(rules, bad)
