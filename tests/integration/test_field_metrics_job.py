@@ -1,6 +1,6 @@
 """Metrics from fields end to end: a rule saved through the API, records with ``latency=…`` made by
 the record pipeline on the ``logs`` topic (some written twice, as the ingest job's at-least-once
-writes can), the real field metrics job killed after a checkpoint and restarted from it, then
+writes can), the real field metrics job killed mid-batch after a checkpoint and restarted from it, then
 ``/v1/metrics/logs?rule=…`` equal to what the records hold: count, sum, min and max exactly,
 p50/p99 within the sketch's relative accuracy."""
 
@@ -163,8 +163,8 @@ def test_rule_metrics_equal_the_records_after_a_restart_from_the_checkpoint(run:
             "/v1/metrics/rules",
             json={"name": "checkout latency", "filter": {"services": ["checkout"]}, "field": "latency"},
         ).json()
-        first = _records(tenant_id, 6000, now, seed=1)
-        second = _records(tenant_id, 2000, now, seed=2)
+        first = _records(tenant_id, 2000, now, seed=1)
+        second = _records(tenant_id, 15000, now, seed=2)
         _produce(s, first)
 
         def stat(name: str, step: str = "1h", **params: Any) -> list[dict[str, Any]]:
@@ -179,18 +179,33 @@ def test_rule_metrics_equal_the_records_after_a_restart_from_the_checkpoint(run:
         def total() -> int:
             return int(sum(p[1] for series in stat("count") for p in series["points"]))
 
-        with running(FieldJob(run, label="first")) as job:
-            wait_for(lambda: _completed(run), START_S, "a first checkpoint", alive=job.check_running)
-            wait_for(total, CATCH_UP_S, "values written at a checkpoint", alive=job.check_running)
-            job.kill()
-        counted = total()
-        print(f"killed with {counted} of {len(_latencies(first))} values stored")
+        lag_settings = s.model_copy(update={"ingest_group": s.fieldmetrics_group})
 
-        # What the ingest job could write again after its own restart, and new records.
-        _produce(s, first[:500] + second)
+        def lag() -> int:
+            return committed_lag(lag_settings, s.logs_topic) or 0
+
+        with running(FieldJob(run, label="first")) as job:
+            wait_for(
+                lambda: total() == len(_latencies(first)),
+                START_S,
+                "the first records' values, written at a checkpoint",
+                alive=job.check_running,
+            )
+            # Kill once a checkpoint has committed part of the second batch and the job is reading
+            # the rest: what it read past that checkpoint is lost with it and must be read again.
+            _produce(s, second)
+            wait_for(
+                lambda: 0 < lag() < len(second), CATCH_UP_S, "a checkpoint within the batch", interval=0.5
+            )
+            job.kill()
+        left = lag()
+        print(f"killed with {total()} values stored, {left} of {len(second)} records not committed")
+        assert 0 < left < len(second), "the kill must land mid-batch, or the restart proves nothing"
+
+        # What the ingest job could write again after its own restart.
+        _produce(s, first[:500])
         records = first + second
         values = sorted(_latencies(records))
-        lag_settings = s.model_copy(update={"ingest_group": s.fieldmetrics_group})
         with running(FieldJob(run, label="second")) as job:
             wait_for(
                 lambda: committed_lag(lag_settings, s.logs_topic) == 0,
