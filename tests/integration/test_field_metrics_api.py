@@ -116,3 +116,55 @@ def test_a_rule_s_stats_per_step_from_its_contributions(api: ApiServer, stack: S
         finally:
             # the indices are the stack's own: only this test's documents go
             client.bulk(body=[{"delete": {"_index": i, "_id": d}} for i, d in written], refresh="true")
+
+
+def test_rule_metrics_are_dropped_and_trimmed_by_the_metrics_retention(stack: Settings, unique_name) -> None:
+    from opensearchpy import OpenSearch
+
+    from connectors.opensearch.field_metrics import (
+        FieldMetricsStore,
+        ensure_field_template,
+        field_metrics_index,
+        field_metrics_pattern,
+        fields_prefix,
+    )
+    from core.metrics import index_suffix
+    from core.retention import Retention
+
+    client = OpenSearch(stack.opensearch_endpoint, timeout=60)
+    prefix = unique_name("fmret").lower().replace("_", "-")
+    ensure_field_template(client, prefix)
+    today = now_utc().date()
+    old = int(now_utc().timestamp()) - 40 * 86400  # in the index of another month than today's
+    recent = int(now_utc().timestamp()) - 3600
+    ancient = field_metrics_index(prefix, "1m-2020.01")
+    try:
+        for tenant, bucket, index in (
+            ("short", old, field_metrics_index(prefix, index_suffix("1m", old - old % 60))),
+            ("short", recent, field_metrics_index(prefix, index_suffix("1m", recent - recent % 60))),
+            ("long", old, field_metrics_index(prefix, index_suffix("1m", old - old % 60))),
+            ("long", 1_578_000_000, ancient),
+        ):
+            acc = RuleAccumulator(DictStore(), DictStore())
+            acc.add(Measurement("m1", "api", "INFO", bucket, 5.0), 0, bucket, 0)
+            for doc_id, suffix, doc in acc.flush(tenant, "m1"):
+                if suffix.startswith("1m"):
+                    client.index(index=index, id=doc_id, body=doc, refresh="true")
+        store = FieldMetricsStore(client, prefix)
+        defaults = Retention(7, 45, 365)  # minutes kept 90 days
+        plan = store.plan(today, defaults, {"short": Retention(7, 45, 365, metrics_1m_days=30)})
+        drops = [d.target for d in plan if d.tenant is None]
+        trims = [d for d in plan if d.tenant == "short"]
+        assert drops == [ancient]
+        assert len(trims) == 1 and trims[0].records == 1 and fields_prefix(prefix) in trims[0].target
+        for deletion in plan:
+            store.delete(deletion)
+        client.indices.refresh(index=field_metrics_pattern(prefix))
+        left = client.search(index=field_metrics_pattern(prefix), body={"size": 10})["hits"]["hits"]
+        assert sorted((h["_source"]["tenant"], h["_source"]["bucket"] < recent - 3600) for h in left) == [
+            ("long", True),
+            ("short", False),
+        ]
+    finally:
+        client.indices.delete(index=field_metrics_pattern(prefix), ignore=[404])
+        client.indices.delete_index_template(name=fields_prefix(prefix), ignore=[404])
