@@ -1,5 +1,6 @@
-"""``strata job``: run Strata's Flink jobs (ingest, alerts, fieldmetrics) locally, or submit and
-manage them on a cluster.
+"""``strata job``: run Strata's Flink jobs locally, or submit and manage them on a cluster.
+
+The jobs: ingest, alerts and fieldmetrics.
 
 ``strata job run | submit | list | cancel | savepoint``.
 """

@@ -119,3 +119,34 @@ def test_another_tenant_s_rules_are_not_seen(stack: Settings, capped_api: ApiSer
         assert other.get(f"/v1/metrics/rules/{saved['id']}").status_code == 404
         assert other.delete(f"/v1/metrics/rules/{saved['id']}").status_code == 404
     assert admin.get(f"/v1/metrics/rules/{saved['id']}").status_code == 200
+
+
+def test_the_cli_adds_lists_and_deletes_the_same_rules(tenant) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    tenant_id, admin, _ = tenant
+
+    def strata(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "infra.cli", "metrics", *args], capture_output=True, text=True, timeout=60
+        )
+
+    made = strata("add", "--tenant", tenant_id, "--name", "db", "--field", "latency", "--service", "DB")
+    assert made.returncode == 0, made.stderr
+    rule_id = made.stdout.strip()
+    (listed,) = admin.get("/v1/metrics/rules").json()
+    assert (listed["id"], listed["filter"]["services"]) == (rule_id, ["db"])
+    assert "'db'  field latency  db" in strata("rules", "--tenant", tenant_id).stdout
+
+    bad = strata("add", "--tenant", tenant_id, "--name", "x", "--field", "la tency")
+    assert bad.returncode == 2 and "field: Value error, field 'la tency' is not a field name" in bad.stderr
+    assert strata("delete", "--tenant", tenant_id, "db").returncode == 0
+    assert admin.get("/v1/metrics/rules").json() == []
+    gone = strata("delete", "--tenant", tenant_id, "db")
+    assert gone.returncode == 1 and "no metric rule 'db'" in gone.stderr
+    entries = admin.get("/v1/audit", params={"action": "metric_rule."}).json()["entries"]
+    assert [(e["action"], e["actor"].startswith("cli:")) for e in entries] == [
+        ("metric_rule.delete", True),
+        ("metric_rule.create", True),
+    ]
