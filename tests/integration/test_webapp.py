@@ -334,7 +334,11 @@ def test_an_unknown_page_is_not_found(world: World) -> None:
 def test_a_metric_rule_made_on_the_page_is_charted_by_a_metric_panel(world: World, page: Any) -> None:
     from opensearchpy import OpenSearch
 
-    from connectors.opensearch.field_metrics import ensure_field_template, field_metrics_pattern
+    from connectors.opensearch.field_metrics import (
+        ensure_field_template,
+        field_metrics_pattern,
+        fields_prefix,
+    )
     from core.fieldmetrics import Measurement, RuleAccumulator
     from core.metrics import DictStore
 
@@ -375,5 +379,6 @@ def test_a_metric_rule_made_on_the_page_is_charted_by_a_metric_panel(world: Worl
         expect(panel.locator("svg path")).not_to_have_count(0)
     finally:
         client.indices.delete(index=field_metrics_pattern(prefix), ignore=[404])
+        client.indices.delete_index_template(name=fields_prefix(prefix), ignore=[404])
         with _api(world) as c:
             assert c.delete(f"/v1/metrics/rules/{rule['id']}").status_code == 204
