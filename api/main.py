@@ -121,9 +121,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(elastic.router)
     app.include_router(alerts.router)
     app.include_router(retention.router)
-    from api.routers import log_metrics
+    from api.routers import log_metrics, metric_rules
 
     app.include_router(log_metrics.router)
+    app.include_router(metric_rules.router)
     app.include_router(audit.router)
     app.include_router(tail.router)  # before search: /v1/logs/tail is not a log id
     app.include_router(search.router)

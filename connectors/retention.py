@@ -82,7 +82,18 @@ def _metrics(settings: Settings) -> TierStore:
     )
 
 
-STORES: tuple[Callable[[Settings], TierStore], ...] = (_hot, _warm, _cold, _metrics)
+def _field_metrics(settings: Settings) -> TierStore:
+    from connectors.opensearch.connection import connection_options
+    from connectors.opensearch.field_metrics import FieldMetricsStore
+    from connectors.opensearch.search import client
+
+    return FieldMetricsStore(
+        client(settings.opensearch_endpoint, timeout_s=60.0, **connection_options(settings)),
+        settings.opensearch_index_prefix,
+    )
+
+
+STORES: tuple[Callable[[Settings], TierStore], ...] = (_hot, _warm, _cold, _metrics, _field_metrics)
 
 
 async def apply(

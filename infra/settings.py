@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     metrics_1m_days: int = 90
     metrics_1h_days: int = 365
     metrics_1d_days: int = 1095
+    # Metric rules (metrics from fields) a tenant may have: each costs the stream a match per record.
+    metric_rules_max_per_tenant: int = 50
+    # The field metrics job (jobs/fieldmetrics): its consumer group of the logs topic, and how soon
+    # a rule saved through the API takes effect in it.
+    fieldmetrics_group: str = "strata-fieldmetrics"
+    fieldmetrics_rules_refresh_s: float = 5.0
     retention_interval_s: float = 86_400.0  # how often the API sweeps expired data; 0: never
     # Archive compaction (docs/archive.md): an hour is merged once it ended this long ago, into
     # files of about the target size (at most 4 per hour); what it replaces is deleted after

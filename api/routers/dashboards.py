@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import AdminKey, Principal, StateDep, TenantQuery, acting_tenant, require
 from connectors.postgres import dashboards as store
@@ -26,14 +26,28 @@ class Panel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1, max_length=200)
-    kind: Literal["volume", "error_rate", "top", "new_patterns"] = Field(
+    kind: Literal["volume", "error_rate", "top", "new_patterns", "metric"] = Field(
         description="volume: a count series per group; error_rate: ERROR and FATAL share; "
-        "top: the most frequent values; new_patterns: patterns first seen in the range"
+        "top: the most frequent values; new_patterns: patterns first seen in the range; "
+        "metric: a stat of a metric rule's field (rule, stat; grouped by service or level)"
     )
     group_by: Literal["level", "service", "pattern", "host"] = "level"
     service: str = Field("", max_length=200, description="only this service; empty for all")
     level: str = Field("", max_length=20, description="ERROR, or a minimum such as >=WARN; empty for all")
     q: str = Field("", max_length=2000, description="a query in Strata's query language")
+    # Metric panels only (absent from the others, so their stored form is unchanged).
+    rule: str | None = Field(None, max_length=200, description="metric panels: the metric rule's id")
+    stat: Literal["count", "sum", "min", "max", "avg", "p50", "p95", "p99"] | None = Field(
+        None, description="metric panels: the statistic charted (default p95)"
+    )
+
+    @model_validator(mode="after")
+    def _metric_names_a_rule(self) -> Panel:
+        if self.kind == "metric":
+            if not self.rule:
+                raise ValueError("a metric panel names the metric rule it charts (rule)")
+            self.stat = self.stat or "p95"
+        return self
 
 
 class DashboardIn(BaseModel):
@@ -66,10 +80,12 @@ def _taken(name: str) -> HTTPException:
 
 
 def _panels(body: DashboardIn) -> list[dict[str, Any]]:
-    return [p.model_dump(mode="json") for p in body.panels]
+    return [p.model_dump(mode="json", exclude_none=True) for p in body.panels]
 
 
-@router.post("", response_model=DashboardOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "", response_model=DashboardOut, status_code=status.HTTP_201_CREATED, response_model_exclude_none=True
+)
 async def create_dashboard(
     body: DashboardIn, principal: AdminKey, state: StateDep, tenant: TenantQuery = None
 ) -> Any:
@@ -82,7 +98,7 @@ async def create_dashboard(
         raise _taken(body.name) from exc
 
 
-@router.get("", response_model=list[DashboardOut])
+@router.get("", response_model=list[DashboardOut], response_model_exclude_none=True)
 async def list_dashboards(principal: ReadKey, state: StateDep, tenant: TenantQuery = None) -> Any:
     """The tenant's dashboards, by name."""
     tenant_id = acting_tenant(principal, tenant, "its own tenant's dashboards")
@@ -90,7 +106,7 @@ async def list_dashboards(principal: ReadKey, state: StateDep, tenant: TenantQue
         return [_out(row) for row in await store.list_all(conn, tenant_id)]
 
 
-@router.get("/{dashboard_id}", response_model=DashboardOut)
+@router.get("/{dashboard_id}", response_model=DashboardOut, response_model_exclude_none=True)
 async def get_dashboard(
     dashboard_id: str, principal: ReadKey, state: StateDep, tenant: TenantQuery = None
 ) -> Any:
@@ -103,7 +119,7 @@ async def get_dashboard(
     return _out(row)
 
 
-@router.put("/{dashboard_id}", response_model=DashboardOut)
+@router.put("/{dashboard_id}", response_model=DashboardOut, response_model_exclude_none=True)
 async def replace_dashboard(
     dashboard_id: str, body: DashboardIn, principal: AdminKey, state: StateDep, tenant: TenantQuery = None
 ) -> Any:

@@ -11,8 +11,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from api.deps import Principal, StateDep, TenantQuery, acting_tenant, require
 from api.responses import JSONBytes
+from api.routers.metric_rules import field_metrics
 from api.search.params import resolve_range
 from connectors.opensearch.metrics import MetricsQuery, MetricsReader
+from core.fieldmetrics import STATS
 from core.metrics import GROUP_BY, METRICS, STEPS, MetricsError, parse_step, resolution_for_step
 from core.query import QueryError
 from schemas.record import Level
@@ -67,6 +69,7 @@ ReaderDep = Annotated[MetricsReader, Depends(_reader)]
 
 @router.get("/logs")
 async def log_metrics(
+    request: Request,
     principal: MetricsKey,
     reader: ReaderDep,
     service: ListQuery = None,
@@ -79,10 +82,15 @@ async def log_metrics(
     step: Annotated[str, Query(description=" | ".join(STEPS))] = "1m",
     metric: Annotated[str, Query(description="count (records) or bytes (of their messages)")] = "count",
     tenant: TenantQuery = None,
+    rule: Annotated[str | None, Query(description="a metric rule's id or name: its field's stat")] = None,
+    stat: Annotated[str | None, Query(description="with rule: " + " | ".join(STATS))] = None,
 ) -> JSONBytes:
-    """Records (or bytes) per step, one series per value of ``group_by``."""
+    """Records (or bytes) per step, one series per value of ``group_by``; with ``rule``, a stat of
+    the rule's field."""
     tenant_id = acting_tenant(principal, tenant, "its own tenant's metrics")
-    if group_by is not None and group_by not in GROUP_BY:
+    if rule is None and stat is not None:
+        raise _bad("stat is a statistic of a metric rule's field: name the rule with rule=")
+    if rule is None and group_by is not None and group_by not in GROUP_BY:
         raise _bad(f"cannot group by {group_by!r}; use one of {', '.join(GROUP_BY)}")
     if metric not in METRICS:
         raise _bad(f"metric {metric!r} is not one of {', '.join(METRICS)}")
@@ -99,6 +107,11 @@ async def log_metrics(
         raise _bad(
             f"{points} points of {step} per series is more than {MAX_POINTS}; "
             "use a longer step or a shorter range"
+        )
+    if rule is not None:
+        services, levels = tuple(s.lower() for s in _split(service)), _levels(level)
+        return await field_metrics(
+            request, tenant_id, rule, stat, group_by, services, levels, start_s, end_s, step_s
         )
     query = MetricsQuery(
         tenant=tenant_id,

@@ -353,3 +353,56 @@ def test_sign_out_forgets_the_key(world: World, page: Any) -> None:
 def test_an_unknown_page_is_not_found(world: World) -> None:
     r = httpx.get(f"{world.url}/ui/nothing-here")
     assert r.status_code == 404
+
+
+def test_a_metric_rule_made_on_the_page_is_charted_by_a_metric_panel(world: World, page: Any) -> None:
+    from opensearchpy import OpenSearch
+
+    from connectors.opensearch.field_metrics import (
+        ensure_field_template,
+        field_metrics_pattern,
+        fields_prefix,
+    )
+    from core.fieldmetrics import Measurement, RuleAccumulator
+    from core.metrics import DictStore
+
+    page.goto(f"{world.url}/ui/dashboards")
+    sign_in(page, world.key)
+    page.get_by_label("Rule name").fill("checkout latency")
+    page.get_by_label("Service", exact=True).fill("checkout")
+    page.get_by_label("Field", exact=True).fill("latency")
+    page.get_by_label("Bare numbers in").select_option("ms")
+    page.get_by_role("button", name="Create rule").click()
+    expect(page.locator("#updated")).to_contain_text('rule "checkout latency" created')
+    with _api(world) as c:
+        (rule,) = [r for r in c.get("/v1/metrics/rules").json() if r["name"] == "checkout latency"]
+    assert rule["filter"]["services"] == ["checkout"] and rule["unit"] == "ms"
+
+    # What the field metrics job would store for it: values of the last half hour.
+    client = OpenSearch(world.settings.opensearch_endpoint, timeout=60)
+    prefix = world.settings.opensearch_index_prefix
+    ensure_field_template(client, prefix)
+    acc = RuleAccumulator(DictStore(), DictStore())
+    now = int(now_utc().timestamp())
+    for i in range(60):
+        acc.add(Measurement(rule["id"], "checkout", "INFO", now - 1800 + i * 30, 100.0 + i), 0, i, 0)
+    body: list[dict[str, Any]] = []
+    for doc_id, suffix, doc in acc.flush(world.tenant, rule["id"]):
+        body += [{"index": {"_index": f"{prefix}.fields.metrics-{suffix}", "_id": doc_id}}, doc]
+    client.bulk(body=body, refresh="true")
+    try:
+        page.get_by_label("Panel title").fill("Checkout p99")
+        page.get_by_label("Shows").select_option("metric")
+        page.get_by_label("Group by").select_option("service")
+        page.get_by_label("Metric rule", exact=True).select_option(label="checkout latency (latency)")
+        page.get_by_label("Stat", exact=True).select_option("max")
+        page.get_by_role("button", name="Add panel").click()
+        panel = page.get_by_role("region", name="Checkout p99")
+        expect(panel).to_contain_text("max of latency (ms)")
+        expect(panel.locator(".legend")).to_contain_text("checkout")
+        expect(panel.locator("svg path")).not_to_have_count(0)
+    finally:
+        client.indices.delete(index=field_metrics_pattern(prefix), ignore=[404])
+        client.indices.delete_index_template(name=fields_prefix(prefix), ignore=[404])
+        with _api(world) as c:
+            assert c.delete(f"/v1/metrics/rules/{rule['id']}").status_code == 204

@@ -1,12 +1,15 @@
-// Dashboards: volume by level and service, error rate, top and new patterns, and the panels a
-// user adds and saves for the tenant (/v1/dashboards). Volume panels read /v1/metrics/logs.
+// Dashboards: volume by level and service, error rate, top and new patterns, a metric rule's
+// stat, and the panels a user adds and saves for the tenant (/v1/dashboards). Volume and metric
+// panels read /v1/metrics/logs; metric rules are made here too (/v1/metrics/rules).
 import { api, el, field, getKey, showError } from "../api.js";
 import { bars, lines } from "../chart.js";
 
 const RANGES = [[900, "last 15 minutes", "1m"], [3600, "last hour", "1m"], [6 * 3600, "last 6 hours", "5m"],
   [86400, "last 24 hours", "5m"], [7 * 86400, "last 7 days", "1h"]];
 const REFRESH = [[0, "off"], [10, "every 10 s"], [30, "every 30 s"], [60, "every minute"]];
-const KINDS = [["volume", "volume over time"], ["error_rate", "error rate"], ["top", "top values"], ["new_patterns", "new patterns"]];
+const KINDS = [["volume", "volume over time"], ["error_rate", "error rate"], ["top", "top values"], ["new_patterns", "new patterns"], ["metric", "a metric rule's stat"]];
+const STATS = ["p50", "p95", "p99", "avg", "min", "max", "sum", "count"];
+const UNITS = [["", "as logged"], ["ms", "ms"], ["s", "s"], ["bytes", "bytes"]];
 const GROUPS = ["level", "service", "pattern", "host"];
 export const OVERVIEW = [
   { title: "Volume by level", kind: "volume", group_by: "level" },
@@ -59,9 +62,18 @@ export function mount(main) {
   const groupBy = el("select", {}, opts(GROUPS.map((g) => [g, g]), "service"));
   const pService = el("input", { size: 12 });
   const pLevel = el("input", { size: 8, placeholder: ">=WARN" });
+  const pRule = el("select", { id: "panel-rule" }, el("option", { value: "" }, "(metric panels)"));
+  const pStat = el("select", {}, opts(STATS.map((v) => [v, v]), "p95"));
   const addForm = el("form", { class: "toolbar card", "aria-label": "Add a panel" },
     field("Panel title", title), field("Shows", kind), field("Group by", groupBy), field("Only service", pService),
-    field("Only level", pLevel), el("button", {}, "Add panel"));
+    field("Only level", pLevel), field("Metric rule", pRule), field("Stat", pStat), el("button", {}, "Add panel"));
+  const rName = el("input", { required: true, maxlength: 200 });
+  const rService = el("input", { size: 12 });
+  const rField = el("input", { required: true, size: 10, placeholder: "latency" });
+  const rUnit = el("select", {}, opts(UNITS, ""));
+  const ruleForm = el("form", { class: "toolbar card", "aria-label": "New metric rule" },
+    field("Rule name", rName), field("Service", rService), field("Field", rField), field("Bare numbers in", rUnit),
+    el("button", {}, "Create rule"));
   const nameInput = el("input", { required: true, maxlength: 200 });
   const saveForm = el("form", { class: "toolbar", "aria-label": "Save the dashboard" },
     field("Dashboard name", nameInput), el("button", {}, "Save dashboard"));
@@ -70,7 +82,9 @@ export function mount(main) {
 
   main.append(el("h1", {}, "Dashboards"),
     el("div", { class: "toolbar" }, field("Dashboard", picker), field("Time range", range), field("Auto-refresh", refreshSel), refreshBtn, updated),
-    grid, el("h2", {}, "Add a panel"), addForm, saveForm);
+    grid, el("h2", {}, "Add a panel"), addForm, saveForm,
+    el("h2", {}, "Metric rules"), el("p", { class: "note" }, "A rule turns a field of the records it selects (latency=722ms) into count, sum, min, max and quantiles per minute; a metric panel charts one."),
+    ruleForm);
 
   let current = { id: null, name: "", panels: OVERVIEW };
   let saved = [];
@@ -119,7 +133,13 @@ export function mount(main) {
   const withIds = (items) => items.map((i) => (i.pattern_id ? { ...i, title: `${i.value}\npattern id ${i.pattern_id}` } : i));
 
   async function render(panel, body, r) {
-    if (panel.kind === "volume") {
+    if (panel.kind === "metric") {
+      const by = ["service", "level"].includes(panel.group_by) ? panel.group_by : undefined;
+      const m = await api("/v1/metrics/logs", { params: { rule: panel.rule, stat: panel.stat, service: panel.service, level: levelList(panel.level), group_by: by, from: iso(r.from), to: iso(r.to), step: r.step } });
+      const series = m.series.map((s) => ({ label: (by && s.labels[by]) || m.rule.field, points: s.points }));
+      body.replaceChildren(el("p", { class: "note" }, `${m.stat} of ${m.rule.field}${m.unit ? ` (${m.unit})` : ""}`),
+        series.length ? lines(series, r.from, r.to, { unit: m.unit }) : el("p", { class: "note" }, "no values in this range"));
+    } else if (panel.kind === "volume") {
       const m = await metrics(panel, r, panel.group_by);
       const series = await labelled(m, panel, r);
       body.replaceChildren(series.length ? lines(series, r.from, r.to) : el("p", { class: "note" }, "no logs in this range"));
@@ -201,6 +221,10 @@ export function mount(main) {
   addForm.addEventListener("submit", (e) => {
     e.preventDefault();
     const panel = { title: title.value.trim(), kind: kind.value, group_by: groupBy.value, service: pService.value.trim(), level: pLevel.value.trim() };
+    if (panel.kind === "metric") {
+      if (!pRule.value) { showError("a metric panel charts a metric rule: choose one, or create one below"); return; }
+      Object.assign(panel, { rule: pRule.value, stat: pStat.value });
+    }
     current = { ...current, panels: [...current.panels, panel] };
     edits += 1;
     title.value = "";
@@ -208,7 +232,7 @@ export function mount(main) {
   });
   saveForm.addEventListener("submit", async (e) => {
     e.preventDefault();
-    const body = { name: nameInput.value.trim(), panels: current.panels.map(({ title, kind, group_by, service = "", level = "", q = "" }) => ({ title, kind, group_by, service, level, q })) };
+    const body = { name: nameInput.value.trim(), panels: current.panels.map(({ title, kind, group_by, service = "", level = "", q = "", rule, stat }) => ({ title, kind, group_by, service, level, q, ...(kind === "metric" ? { rule, stat } : {}) })) };
     try {
       const d = current.id ? await api(`/v1/dashboards/${current.id}`, { method: "PUT", body }) : await api("/v1/dashboards", { method: "POST", body });
       showError(null);
@@ -220,11 +244,33 @@ export function mount(main) {
     if (!current.id || !confirm(`Delete the dashboard "${current.name}"?`)) return;
     try { await api(`/v1/dashboards/${current.id}`, { method: "DELETE" }); await load(""); } catch (err) { showError(err); }
   });
+  async function loadRules(selectId) {
+    if (!getKey()) return;
+    try {
+      const rules = await api("/v1/metrics/rules");
+      pRule.replaceChildren(el("option", { value: "" }, "(metric panels)"), ...rules.map((x) => el("option", { value: x.id }, `${x.name} (${x.field})`)));
+      if (selectId) pRule.value = selectId;
+    } catch (e) { showError(e); }
+  }
+  ruleForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const service = rService.value.trim();
+    const body = { name: rName.value.trim(), field: rField.value.trim(), unit: rUnit.value, filter: service ? { services: [service] } : {} };
+    try {
+      const made = await api("/v1/metrics/rules", { method: "POST", body });
+      showError(null);
+      await loadRules(made.id);
+      kind.value = "metric";
+      updated.textContent = `rule "${made.name}" created: the job evaluates it within seconds`;
+      rName.value = "";
+    } catch (err) { showError(err); }
+  });
   picker.addEventListener("change", () => choose(picker.value));
   range.addEventListener("change", draw);
   refreshSel.addEventListener("change", schedule);
   refreshBtn.addEventListener("click", draw);
   load(url.get("d") || "");
+  loadRules();
   schedule();
-  return { refresh: () => load(picker.value) };
+  return { refresh: () => { loadRules(pRule.value); return load(picker.value); } };
 }
