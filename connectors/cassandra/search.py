@@ -9,10 +9,11 @@ bounded scan that the result reports when it runs out. Nothing the user typed be
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -52,6 +53,7 @@ _INDEXABLE = (
     "log_id",
 )
 _SERVICES_CACHE_S = 30.0
+_log = logging.getLogger(__name__)
 
 
 def connect(contact_points: list[str], port: int, *, timeout_s: float = 5.0, **connection: Any) -> Session:
@@ -148,34 +150,7 @@ class WarmSearch:
     # -- planning ------------------------------------------------------------------------------
 
     def plan(self, ast: Node) -> _Plan:
-        plan = _Plan(services=None)
-        used_columns: set[str] = set()
-        for part in conjuncts(ast):
-            services = _service_values(part)
-            if services is not None:
-                plan.services = (
-                    services if plan.services is None else tuple(s for s in plan.services if s in services)
-                )
-                if not plan.services:
-                    plan.impossible = True
-                continue
-            if isinstance(part, Term):
-                key = attribute_key(part.field)
-                if key is not None and "entries(attributes)" in self._indexed:
-                    plan.where.append('"attributes"[?] = ?')
-                    plan.params.extend([key, part.value])
-                    continue
-                if (
-                    part.field in _INDEXABLE
-                    and part.field in self._indexed
-                    and part.field not in used_columns
-                ):
-                    used_columns.add(part.field)
-                    plan.where.append(f'"{part.field}" = ?')
-                    plan.params.append(part.value)
-                    continue
-            plan.residual = True
-        return plan
+        return plan_query(ast, self._indexed)
 
     def services_by_day(self, tenant: str, days: list[str]) -> tuple[dict[str, list[str]], list[str]]:
         """The services that logged on each day, from the fan-out table, or (when it has no rows for
@@ -272,12 +247,7 @@ class WarmSearch:
             yield from batch
 
     def _days(self, q: TierQuery) -> list[str]:
-        day = from_micros(q.start_us).replace(hour=0, minute=0, second=0, microsecond=0)
-        last = from_micros(max(q.end_us - 1, q.start_us))
-        out = []
-        while day <= last:
-            out.append(cql_day(day))
-            day += timedelta(days=1)
+        out = _days_between(q.start_us, q.end_us)
         return out if q.order == "asc" else out[::-1]
 
     def _partitions(self, q: TierQuery, plan: _Plan) -> tuple[list[tuple[str, list[str]]], list[str]]:
@@ -407,18 +377,122 @@ class WarmSearch:
         return TierCounts(counts, complete, notes)
 
     def get(self, tenant: str, log_ids: Sequence[str], start_us: int, end_us: int) -> list[Record]:
-        """Through the log_id index (none found without it), the tenant's only, within the range."""
-        if "log_id" not in self._indexed:
+        """The tenant's records among ``log_ids`` within ``[start_us, end_us)``: through the log_id
+        index when the table has one, otherwise by scanning that range's partitions (see
+        :meth:`_get_scanning`)."""
+        wanted = list(dict.fromkeys(log_ids))
+        if not wanted or start_us >= end_us:
             return []
+        if "log_id" in self._indexed:
+            return self._get_indexed(tenant, wanted, start_us, end_us)
+        return self._get_scanning(tenant, wanted, start_us, end_us)
+
+    def _get_indexed(self, tenant: str, log_ids: list[str], start_us: int, end_us: int) -> list[Record]:
         stmt = self._prepare(f'SELECT {_SELECT} FROM {self.keyspace}.{self.table} WHERE "log_id" = ?')
         found = []
-        for log_id in dict.fromkeys(log_ids):
+        for log_id in log_ids:
             for row in self.session.execute(stmt, [log_id]):
                 record = from_cql_row(row)
                 if record.tenant == tenant and start_us <= micros(record.timestamp) < end_us:
                     found.append(record)
                     break
         return found
+
+    def _get_scanning(self, tenant: str, log_ids: list[str], start_us: int, end_us: int) -> list[Record]:
+        """Reads only the key columns of the partitions of the range, newest day first (the services
+        of a day in parallel), and stops once every id is found or the scan budget is spent; then
+        fetches the found rows by their full primary key. A log_id is a hash, so nothing narrows
+        the scan below the range the caller gives: the narrower, the cheaper."""
+        days = _days_between(start_us, end_us)[::-1]
+        by_day, _ = self.services_by_day(tenant, days)
+        missing = set(log_ids)
+        keys: dict[str, tuple[str, str, int]] = {}
+        budget = _Budget(self.scan_rows)
+        lock = threading.Lock()
+        stmt = self._prepare(
+            f'SELECT "timestamp", "log_id" FROM {self.keyspace}.{self.table} '
+            'WHERE "tenant" = ? AND "service" = ? AND "day" = ? AND "timestamp" >= ? AND "timestamp" < ?'
+        )
+
+        def read(day: str, service: str) -> None:
+            bound = stmt.bind([tenant, service, day, start_us, end_us])
+            bound.fetch_size = 5000
+            for row in self.session.execute(bound):
+                if not missing or not budget.take(1):
+                    return
+                log_id = row["log_id"]
+                if log_id in missing:
+                    with lock:
+                        missing.discard(log_id)
+                        keys[log_id] = (service, day, int(row["timestamp"]))
+
+        for day in days:
+            for job in [self.pool.submit(read, day, s) for s in by_day.get(day, [])]:
+                job.result()
+            if not missing or budget.exhausted:
+                break
+        if missing and budget.exhausted:
+            _log.warning(
+                "warm: a lookup of %d log id(s) stopped after reading %d rows; %d not found",
+                len(log_ids),
+                budget.rows,
+                len(missing),
+            )
+        fetch = self._prepare(
+            f"SELECT {_SELECT} FROM {self.keyspace}.{self.table} "
+            'WHERE "tenant" = ? AND "service" = ? AND "day" = ? AND "timestamp" = ? AND "log_id" = ?'
+        )
+        futures = [
+            self.session.execute_async(fetch, [tenant, service, day, ts, log_id])
+            for log_id, (service, day, ts) in keys.items()
+        ]
+        found = {}
+        for future in futures:
+            for row in future.result():
+                record = from_cql_row(row)
+                found[record.log_id] = record
+        return [found[i] for i in log_ids if i in found]
+
+
+def _days_between(start_us: int, end_us: int) -> list[str]:
+    """The ``day`` values of ``[start_us, end_us)``, oldest first."""
+    day = from_micros(start_us).replace(hour=0, minute=0, second=0, microsecond=0)
+    last = from_micros(max(end_us - 1, start_us))
+    out = []
+    while day <= last:
+        out.append(cql_day(day))
+        day += timedelta(days=1)
+    return out
+
+
+def plan_query(ast: Node, indexed: Collection[str]) -> _Plan:
+    """How a query maps onto partitions and CQL restrictions, given the table's index targets
+    (``indexed``): a service condition picks partitions, a ``field:value`` term on an indexed
+    column is pushed down, anything else is left to the residual check while scanning."""
+    plan = _Plan(services=None)
+    used_columns: set[str] = set()
+    for part in conjuncts(ast):
+        services = _service_values(part)
+        if services is not None:
+            plan.services = (
+                services if plan.services is None else tuple(s for s in plan.services if s in services)
+            )
+            if not plan.services:
+                plan.impossible = True
+            continue
+        if isinstance(part, Term):
+            key = attribute_key(part.field)
+            if key is not None and "entries(attributes)" in indexed:
+                plan.where.append('"attributes"[?] = ?')
+                plan.params.extend([key, part.value])
+                continue
+            if part.field in _INDEXABLE and part.field in indexed and part.field not in used_columns:
+                used_columns.add(part.field)
+                plan.where.append(f'"{part.field}" = ?')
+                plan.params.append(part.value)
+                continue
+        plan.residual = True
+    return plan
 
 
 def _service_values(node: Node) -> tuple[str, ...] | None:
