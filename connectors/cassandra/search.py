@@ -102,6 +102,17 @@ class _Budget:
             return not self.exhausted
 
 
+@dataclass
+class ScanStats:
+    """What a reader has read since it was made, for operators and benchmarks: whole rows (turned
+    into records, or the aggregated columns), key rows (log_id lookups without an index: timestamp
+    and log_id only), and rows Cassandra counted without sending them (exact totals)."""
+
+    rows: int = 0
+    key_rows: int = 0
+    counted: int = 0
+
+
 class WarmSearch:
     """Searches, aggregations and lookups over one keyspace's logs table."""
 
@@ -123,6 +134,13 @@ class WarmSearch:
         self._indexed = self._load_indexes()
         self._partition_keys: tuple[float, dict[tuple[str, str], list[str]]] | None = None
         self._lock = threading.Lock()
+        self.stats = ScanStats()
+
+    def _spent(self, rows: int = 0, key_rows: int = 0, counted: int = 0) -> None:
+        with self._lock:
+            self.stats.rows += rows
+            self.stats.key_rows += key_rows
+            self.stats.counted += counted
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -276,6 +294,7 @@ class WarmSearch:
             if len(found) >= q.limit:
                 stopped_early = i < len(partitions) - 1
                 break
+        self._spent(rows=min(budget.used, budget.rows))
         found.sort(key=order_key, reverse=q.order == "desc")
         page = found[: q.limit]
         if budget.exhausted:
@@ -309,6 +328,7 @@ class WarmSearch:
         for future in futures:
             row = future.result().one()
             total += int(next(iter(row.values())))
+        self._spent(counted=total)
         return total
 
     def scan(
@@ -348,6 +368,7 @@ class WarmSearch:
         jobs = [self.pool.submit(read, d, s) for d, services in partitions for s in services]
         for job in jobs:
             job.result()
+        self._spent(rows=min(budget.used, budget.rows))
         if budget.exhausted:
             notes.append(f"warm: counted the first {budget.rows} rows read only; narrow the time range")
         elif not light:
@@ -431,6 +452,7 @@ class WarmSearch:
                 job.result()
             if not missing or budget.exhausted:
                 break
+        self._spent(key_rows=min(budget.used, budget.rows))
         if missing and budget.exhausted:
             _log.warning(
                 "warm: a lookup of %d log id(s) stopped after reading %d rows; %d not found",
