@@ -506,7 +506,9 @@ def build(env: Any, t_env: Any, settings: Settings, options: IngestOptions) -> A
 
 
 def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
-    """Create what the sinks expect before the job starts: the index template and the table.
+    """Create what the sinks expect before the job starts: the index template, the tables, and
+    the warm table's indexes as STRATA_WARM_INDEXES lists them (none by default; the other
+    Strata-made ones are dropped, so a deployment stops paying for them).
 
     OpenSearch and Cassandra may have started moments ago: each step waits, up to
     ``service_wait_s``, for a service that is not ready yet.
