@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from cassandra.cluster import Cluster, PreparedStatement, Session
 from cassandra.policies import RoundRobinPolicy
@@ -27,16 +27,19 @@ from core.query import (
     Node,
     Or,
     Term,
+    Text,
+    TextPrefix,
     TierCounts,
     TierPage,
     TierQuery,
     attribute_key,
     conjuncts,
+    leaves,
     matches,
     order_key,
 )
 from schemas.projections import CQL_SERVICES_SUFFIX, cql_columns, cql_day, from_cql_row
-from schemas.record import Record, from_micros, micros
+from schemas.record import FIELDS, Kind, Record, from_micros, micros
 
 _COLUMNS = [n for n, _ in cql_columns() if n != "day"]
 _SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
@@ -342,10 +345,16 @@ class WarmSearch:
         partitions, notes = self._partitions(q, plan)
         budget = _Budget(self.scan_rows)
         lock = threading.Lock()
-        # When the CQL holds every condition, only the aggregated columns travel and no row is
-        # turned into a record: an aggregation over a month of rows stays a matter of seconds.
-        light = not plan.residual
-        select = ", ".join(f'"{c}"' for c in dict.fromkeys(("timestamp", *columns))) if light else _SELECT
+        # Only the aggregated columns and those the residual check reads travel, and no row is
+        # turned into a record: with no index a filtered histogram reads a few small columns of
+        # each row, not the whole row.
+        checked = _checked_columns(q.ast) if plan.residual else ()
+        light = checked is not None
+        select = (
+            ", ".join(f'"{c}"' for c in dict.fromkeys(("timestamp", *columns, *(checked or ()))))
+            if light
+            else _SELECT
+        )
         cql = (
             f"SELECT {select} FROM {self.keyspace}.{self.table} "
             'WHERE "tenant" = ? AND "service" = ? AND "day" = ? AND "timestamp" >= ? AND "timestamp" < ?'
@@ -360,7 +369,9 @@ class WarmSearch:
             for row in self.session.execute(bound):
                 if not budget.take(1):
                     return
-                if not light and not matches(q.ast, from_cql_row(row)):
+                if plan.residual and not matches(
+                    q.ast, cast(Record, _RowView(row)) if light else from_cql_row(row)
+                ):
                     continue
                 with lock:
                     visit(row)
@@ -371,7 +382,7 @@ class WarmSearch:
         self._spent(rows=min(budget.used, budget.rows))
         if budget.exhausted:
             notes.append(f"warm: counted the first {budget.rows} rows read only; narrow the time range")
-        elif not light:
+        elif plan.residual:
             notes.append("warm: conditions on words, prefixes and OR/NOT were checked while scanning")
         return not budget.exhausted, notes
 
@@ -515,6 +526,46 @@ def plan_query(ast: Node, indexed: Collection[str]) -> _Plan:
                 continue
         plan.residual = True
     return plan
+
+
+_KINDS = {f.name: f.kind for f in FIELDS}
+_MAPS = {n for n, k in _KINDS.items() if k is Kind.STRING_MAP}
+_LISTS = {n for n, k in _KINDS.items() if k is Kind.STRING_LIST}
+
+
+def _checked_columns(ast: Node) -> tuple[str, ...] | None:
+    """The columns :func:`core.query.matches` reads to check ``ast``, when a :class:`_RowView` of
+    them answers exactly as the whole record would; None for a field of another kind (the query
+    language refuses those today: this keeps a field it may accept later on whole rows)."""
+    out: dict[str, None] = {}
+    for leaf in leaves(ast):
+        if isinstance(leaf, Text | TextPrefix):
+            out["message"] = None
+        elif attribute_key(leaf.field) is not None:
+            out["attributes"] = None
+        elif _KINDS.get(leaf.field) in (Kind.ID, Kind.KEYWORD, Kind.TEXT, Kind.STRING_LIST):
+            out[leaf.field] = None
+        else:
+            return None
+    return tuple(out)
+
+
+class _RowView:
+    """Some columns of a CQL row, read by :func:`core.query.matches` as the record's fields (maps
+    and lists as :func:`schemas.projections.from_cql_row` gives them)."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self._row = row
+
+    def __getattr__(self, name: str) -> Any:
+        value = self._row.get(name)
+        if name in _MAPS:
+            return dict(value or {})
+        if name in _LISTS:
+            return list(value or [])
+        return value
 
 
 def _service_values(node: Node) -> tuple[str, ...] | None:

@@ -3,13 +3,24 @@ that chooses them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import cast
+
 import pytest
 from pydantic import ValidationError
 
-from connectors.cassandra.search import plan_query
-from core.query import parse
+from connectors.cassandra.search import _checked_columns, _RowView, plan_query
+from core.query import matches, parse
 from infra.settings import Settings
-from schemas.projections import CQL_SAI_TARGETS, cql_create_sai_indexes, cql_drop_sai_indexes
+from schemas.projections import (
+    CQL_SAI_TARGETS,
+    cql_columns,
+    cql_create_sai_indexes,
+    cql_drop_sai_indexes,
+    to_cql_row,
+)
+from schemas.record import Level, Record
 
 
 @pytest.mark.parametrize(
@@ -85,3 +96,59 @@ def test_the_drop_statements_spare_the_wanted_indexes() -> None:
     assert cql_create_sai_indexes("ks", "logs", ("entries(attributes)",)) == [
         "CREATE INDEX IF NOT EXISTS logs_attributes_sai ON ks.logs (entries(\"attributes\")) USING 'sai'"
     ]
+
+
+def _record(**changes: object) -> Record:
+    base = Record(
+        log_id="a" * 32,
+        tenant="t",
+        timestamp=datetime(2026, 11, 1, 12, tzinfo=UTC),
+        ingested_at=datetime(2026, 11, 1, 12, tzinfo=UTC),
+        level=Level.ERROR,
+        service="checkout",
+        host="web-1",
+        environment=None,
+        region="eu-west-1",
+        message="Payment failed: timeout after 30 ms",
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+        span_id=None,
+        attributes={"http.status": "503", "req_id": "r-7"},
+        tags=[],
+        source_format="json",
+        pattern_id=None,
+        pattern=None,
+        masked={},
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+LIGHT_QUERIES = [
+    "trace_id:4bf92f3577b34da6a3ce929d0e0e4736",
+    "level:ERROR AND host:web-1",
+    "level>=WARN",
+    "attributes.http.status:503",
+    "http.status:*",
+    "NOT environment:*",
+    "tags:truncated",
+    "NOT tags:*",
+    "payment AND NOT lock",
+    "pay*",
+    '"failed timeout"',
+    "region:eu*",
+]
+
+
+@pytest.mark.parametrize("query", LIGHT_QUERIES)
+def test_a_row_of_only_the_checked_columns_matches_as_the_record_does(query: str) -> None:
+    ast = parse(query)
+    checked = _checked_columns(ast)
+    assert checked is not None
+    for record in (
+        _record(),
+        _record(level=Level.INFO, host="db-1", trace_id=None, attributes={}, tags=["truncated"]),
+        _record(environment="prod", message="lock held", region=None),
+    ):
+        full = dict(zip([n for n, _ in cql_columns()], to_cql_row(record), strict=True))
+        # Cassandra returns an empty map or list as None
+        row = {c: (full[c] or None) if c in ("attributes", "tags") else full[c] for c in checked}
+        assert matches(ast, cast(Record, _RowView(row))) == matches(ast, record), (query, record)
