@@ -228,8 +228,18 @@ class WarmSearch:
                 start = max(start, q.after.ts_us)
         if start >= end:
             return
+        # A condition on fields only (no words) is checked on those columns alone, and the rows
+        # that match are then read whole by their keys: with no index, a trace id or a level
+        # over a month reads a few small columns of every row instead of every row.
+        checked = _checked_columns(q.ast) if plan.residual else None
+        light = checked is not None and "message" not in checked
+        select = (
+            ", ".join(f'"{c}"' for c in dict.fromkeys(("timestamp", "log_id", *(checked or ()))))
+            if light
+            else _SELECT
+        )
         cql = (
-            f"SELECT {_SELECT} FROM {self.keyspace}.{self.table} "
+            f"SELECT {select} FROM {self.keyspace}.{self.table} "
             f'WHERE "tenant" = ? AND "service" = ? AND "day" = ? AND "timestamp" >= ? AND "timestamp" < ?'
         )
         for cond in plan.where:
@@ -248,24 +258,49 @@ class WarmSearch:
         matched = 0
         last_ts: int | None = None
         batch: list[Record] = []
+        keys: list[tuple[int, str]] = []
         for row in result:
             if not budget.take(1):
                 break
-            record = from_cql_row(row)
-            ts = micros(record.timestamp)
+            if light:
+                ts, log_id = int(row["timestamp"]), row["log_id"]
+            else:
+                record = from_cql_row(row)
+                ts, log_id = micros(record.timestamp), record.log_id
             if ordered and stop_after is not None and matched >= stop_after and ts != last_ts:
                 break
-            if not q.admits(ts, record.log_id) or not matches(q.ast, record):
+            if not q.admits(ts, log_id):
+                continue
+            if light:
+                if not matches(q.ast, cast(Record, _RowView(row))):
+                    continue
+                keys.append((ts, log_id))
+            elif not matches(q.ast, record):
                 continue
             matched += 1
             last_ts = ts
-            if ordered:
+            if not light and ordered:
                 yield record
-            else:
+            elif not light:
                 batch.append(record)
+        if light:
+            batch = self._rows_by_key(q.tenant, service, day, keys)
+            ordered = False
         if not ordered:
             batch.sort(key=order_key, reverse=q.order == "desc")
             yield from batch
+
+    def _rows_by_key(self, tenant: str, service: str, day: str, keys: list[tuple[int, str]]) -> list[Record]:
+        """The whole rows of one partition with these (timestamp, log_id) keys, 100 a request."""
+        stmt = self._prepare(
+            f"SELECT {_SELECT} FROM {self.keyspace}.{self.table} "
+            'WHERE "tenant" = ? AND "service" = ? AND "day" = ? AND ("timestamp", "log_id") IN ?'
+        )
+        futures = [
+            self.session.execute_async(stmt, [tenant, service, day, keys[i : i + 100]])
+            for i in range(0, len(keys), 100)
+        ]
+        return [from_cql_row(row) for future in futures for row in future.result()]
 
     def _days(self, q: TierQuery) -> list[str]:
         out = _days_between(q.start_us, q.end_us)
