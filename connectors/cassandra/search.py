@@ -107,11 +107,13 @@ class _Budget:
 
 @dataclass
 class ScanStats:
-    """What a reader has read since it was made, for operators and benchmarks: whole rows (turned
-    into records, or the aggregated columns), key rows (log_id lookups without an index: timestamp
-    and log_id only), and rows Cassandra counted without sending them (exact totals)."""
+    """What a reader has read since it was made, for operators and benchmarks: whole rows, column
+    rows (a few columns of a row: those a condition on fields checks, or an aggregation counts,
+    beside the timestamp and log_id), key rows (log_id lookups without an index: timestamp and
+    log_id only), and rows Cassandra counted without sending them (exact totals)."""
 
     rows: int = 0
+    column_rows: int = 0
     key_rows: int = 0
     counted: int = 0
 
@@ -139,9 +141,10 @@ class WarmSearch:
         self._lock = threading.Lock()
         self.stats = ScanStats()
 
-    def _spent(self, rows: int = 0, key_rows: int = 0, counted: int = 0) -> None:
+    def _spent(self, rows: int = 0, key_rows: int = 0, counted: int = 0, column_rows: int = 0) -> None:
         with self._lock:
             self.stats.rows += rows
+            self.stats.column_rows += column_rows
             self.stats.key_rows += key_rows
             self.stats.counted += counted
 
@@ -231,8 +234,7 @@ class WarmSearch:
         # A condition on fields only (no words) is checked on those columns alone, and the rows
         # that match are then read whole by their keys: with no index, a trace id or a level
         # over a month reads a few small columns of every row instead of every row.
-        checked = _checked_columns(q.ast) if plan.residual else None
-        light = checked is not None and "message" not in checked
+        checked, light = _light_check(q.ast, plan)
         select = (
             ", ".join(f'"{c}"' for c in dict.fromkeys(("timestamp", "log_id", *(checked or ()))))
             if light
@@ -300,7 +302,9 @@ class WarmSearch:
             self.session.execute_async(stmt, [tenant, service, day, keys[i : i + 100]])
             for i in range(0, len(keys), 100)
         ]
-        return [from_cql_row(row) for future in futures for row in future.result()]
+        records = [from_cql_row(row) for future in futures for row in future.result()]
+        self._spent(rows=len(records))
+        return records
 
     def _days(self, q: TierQuery) -> list[str]:
         out = _days_between(q.start_us, q.end_us)
@@ -332,7 +336,8 @@ class WarmSearch:
             if len(found) >= q.limit:
                 stopped_early = i < len(partitions) - 1
                 break
-        self._spent(rows=min(budget.used, budget.rows))
+        read = min(budget.used, budget.rows)
+        self._spent(**{"column_rows" if _light_check(q.ast, plan)[1] else "rows": read})
         found.sort(key=order_key, reverse=q.order == "desc")
         page = found[: q.limit]
         if budget.exhausted:
@@ -414,7 +419,7 @@ class WarmSearch:
         jobs = [self.pool.submit(read, d, s) for d, services in partitions for s in services]
         for job in jobs:
             job.result()
-        self._spent(rows=min(budget.used, budget.rows))
+        self._spent(**{"column_rows" if light else "rows": min(budget.used, budget.rows)})
         if budget.exhausted:
             notes.append(f"warm: counted the first {budget.rows} rows read only; narrow the time range")
         elif plan.residual:
@@ -566,6 +571,13 @@ def plan_query(ast: Node, indexed: Collection[str]) -> _Plan:
 _KINDS = {f.name: f.kind for f in FIELDS}
 _MAPS = {n for n, k in _KINDS.items() if k is Kind.STRING_MAP}
 _LISTS = {n for n, k in _KINDS.items() if k is Kind.STRING_LIST}
+
+
+def _light_check(ast: Node, plan: _Plan) -> tuple[tuple[str, ...] | None, bool]:
+    """The columns a search's residual condition reads, and whether the search checks it on those
+    columns alone: when it is on fields only (words need the message, most of a row anyway)."""
+    checked = _checked_columns(ast) if plan.residual else None
+    return checked, checked is not None and "message" not in checked
 
 
 def _checked_columns(ast: Node) -> tuple[str, ...] | None:

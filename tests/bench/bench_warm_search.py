@@ -13,8 +13,9 @@ tier alone, no API or merge) over those 30 days, newest first, 100 records a pag
 word, a level, a trace id, and a lookup by id over the whole slice and over the two hours around
 its time (as ``GET /v1/logs/{id}?timestamp=`` asks). Each query is run ``--runs`` times after two
 warm-up runs; it reports p50/p95, the rows the reader consumed (whole rows, key-only rows of a
-lookup, rows Cassandra counted for an exact total), the bytes those rows hold (their values'
-sizes, measured on a sample of the table; a key row is its 8-byte timestamp and 32-character id),
+lookup, column rows: the timestamp, id and checked columns of a condition on fields only, rows
+Cassandra counted for an exact total), the bytes those rows hold (their values' sizes, measured
+on a sample of the table; a key row is its 8-byte timestamp and 32-character id),
 and Cassandra's CPU per query read from /proc (shared with the machine's other work: rough).
 It measures; it asserts nothing.
 """
@@ -29,7 +30,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.cassandra.search import WarmSearch, connect
+from connectors.cassandra.search import WarmSearch, _checked_columns, connect
 from core.query import TierQuery, parse
 from infra.settings import get_settings
 from schemas.record import micros
@@ -72,9 +73,14 @@ def _value_bytes(value: Any) -> int:
     return len(str(value))
 
 
-def _row_bytes(session: Any) -> float:
+def _column_bytes(session: Any) -> dict[str, float]:
+    """Average bytes of each column's values, from a sample of the table."""
     rows = list(session.execute(f"SELECT * FROM {KEYSPACE}.logs LIMIT 3000", timeout=60))
-    return sum(sum(_value_bytes(v) for v in row.values()) for row in rows) / max(len(rows), 1)
+    totals: dict[str, float] = {}
+    for row in rows:
+        for name, value in row.items():
+            totals[name] = totals.get(name, 0.0) + _value_bytes(value)
+    return {name: total / max(len(rows), 1) for name, total in totals.items()}
 
 
 def _sample_ids(session: Any, start_us: int, end_us: int, n: int) -> list[tuple[str, int]]:
@@ -103,7 +109,8 @@ def run(runs: int, scan_rows: int) -> None:
     assert not reader._indexed, "the benchmark's table must have no index"
     now_us = micros(datetime.now(UTC))
     start, end = now_us - 45 * 86_400 * 10**6, now_us - 15 * 86_400 * 10**6
-    row_bytes = _row_bytes(session)
+    column_bytes = _column_bytes(session)
+    row_bytes = sum(column_bytes.values())
     ids = _sample_ids(session, start, end, runs + 2)
     # The ids' days, oldest = 0, so a lookup's cost can be read against how far back it had to go.
     print("sampled ids, days before the slice's end:", sorted((end - ts) // 86_400_000_000 for _, ts in ids))
@@ -118,6 +125,11 @@ def run(runs: int, scan_rows: int) -> None:
     def page(q: str) -> Any:
         return lambda i: reader.search(TierQuery(TENANT, parse(q), start, end, limit=100))
 
+    def column_row_bytes(q: str | None) -> float:
+        """A column row's bytes for the query: timestamp, log_id and the columns it checks."""
+        checked = () if q is None else (_checked_columns(parse(q)) or ())
+        return 8 + 32 + sum(column_bytes.get(c, 0.0) for c in checked if c not in ("timestamp", "log_id"))
+
     def lookup(window_us: int | None) -> Any:
         def go(i: int) -> Any:
             log_id, ts = ids[i % len(ids)]
@@ -128,24 +140,30 @@ def run(runs: int, scan_rows: int) -> None:
 
     # (name, call, runs): a query that reads the whole slice is run fewer times.
     few = max(3, runs // 4)
+    trace = f"trace_id:{TRACE}"
     cases = [
-        ("match all, first page", page(""), runs),
-        ("a word: timeout", page("timeout"), runs),
-        ("level:ERROR", page("level:ERROR"), runs),
-        ("trace id", page(f"trace_id:{TRACE}"), few),
-        ("get by id, the 30 days", lookup(None), few * 2),
-        ("get by id, ±1 h of its time", lookup(HOUR_US), runs),
+        ("match all, first page", page(""), runs, None),
+        ("a word: timeout", page("timeout"), runs, None),
+        ("level:ERROR", page("level:ERROR"), runs, "level:ERROR"),
+        ("trace id", page(trace), few, trace),
+        ("get by id, the 30 days", lookup(None), few * 2, None),
+        ("get by id, ±1 h of its time", lookup(HOUR_US), runs, None),
     ]
     print(
-        "| query (30 days, no index) | p50 ms | p95 ms | rows read / query | key rows / query | "
-        "rows counted / query | MB read / query | Cassandra CPU ms / query | result |"
+        "| query (30 days, no index) | p50 ms | p95 ms | whole rows / query | column rows / query | "
+        "key rows / query | rows counted / query | MB read / query | Cassandra CPU ms / query | result |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     sampler = CpuSampler(-1)
-    for name, call, runs in cases:
+    for name, call, runs, query in cases:
         for i in range(2):
             call(i)
-        before_stats = (reader.stats.rows, reader.stats.key_rows, reader.stats.counted)
+        before_stats = (
+            reader.stats.rows,
+            reader.stats.key_rows,
+            reader.stats.counted,
+            reader.stats.column_rows,
+        )
         cpu_before = sampler.sample().get("service: cassandra (shared)", 0.0)
         took = []
         result = None
@@ -159,7 +177,8 @@ def run(runs: int, scan_rows: int) -> None:
         rows = (reader.stats.rows - before_stats[0]) / runs
         key_rows = (reader.stats.key_rows - before_stats[1]) / runs
         counted = (reader.stats.counted - before_stats[2]) / runs
-        mb = (rows * row_bytes + key_rows * KEY_ROW_BYTES) / 1e6
+        column_rows = (reader.stats.column_rows - before_stats[3]) / runs
+        mb = (rows * row_bytes + key_rows * KEY_ROW_BYTES + column_rows * column_row_bytes(query)) / 1e6
         took.sort()
         p95 = took[max(int(len(took) * 0.95) - 1, 0)]
         if isinstance(result, list):
@@ -171,7 +190,8 @@ def run(runs: int, scan_rows: int) -> None:
             if any("stopped" in n for n in result.notes):
                 shown += ", scan budget spent"
         print(
-            f"| {name} | {statistics.median(took):.0f} | {p95:.0f} | {rows:,.0f} | {key_rows:,.0f} | "
+            f"| {name} | {statistics.median(took):.0f} | {p95:.0f} | {rows:,.0f} | {column_rows:,.0f} | "
+            f"{key_rows:,.0f} | "
             f"{counted:,.0f} | {mb:.1f} | {cpu:.0f} | {shown} |",
             flush=True,
         )
