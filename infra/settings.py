@@ -188,6 +188,10 @@ class Settings(BaseSettings):
     dedupe_ttl_s: int = 3600
     watermark_out_of_orderness_s: int = 30
     cassandra_table: str = "logs"
+    # Storage-attached indexes the warm table carries (comma-separated: log_id, level, host,
+    # trace_id, attributes). Empty: none, so a row costs Cassandra no index work; the ingest job's
+    # set-up creates those listed and drops the others Strata made (docs/search.md, "Warm tier").
+    warm_indexes: str = ""
     archive_prefix: str = "logs"  # s3://<bucket>/<prefix>/tenant=…/dt=…/hour=…/
     job_parallelism: int = 2
 
@@ -296,6 +300,16 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 1")
         return value
 
+    @field_validator("warm_indexes")
+    @classmethod
+    def _warm_indexes(cls, value: str) -> str:
+        from schemas.projections import cql_sai_target
+
+        for name in value.split(","):
+            if name.strip():
+                cql_sai_target(name)
+        return value
+
     @field_validator("hot_days", "warm_days")
     @classmethod
     def _window(cls, value: int) -> int:
@@ -376,6 +390,14 @@ class Settings(BaseSettings):
     @property
     def opensearch_endpoint(self) -> str:
         return self.opensearch_url or f"http://{self.bind_host}:{self.opensearch_port}"
+
+    @property
+    def warm_index_targets(self) -> tuple[str, ...]:
+        """The warm table's index targets (``schemas.projections.CQL_SAI_TARGETS`` entries) wanted."""
+        from schemas.projections import cql_sai_target
+
+        names = (n for n in self.warm_indexes.split(",") if n.strip())
+        return tuple(dict.fromkeys(cql_sai_target(n) for n in names))
 
     @property
     def cassandra_contact_points(self) -> list[str]:

@@ -220,22 +220,56 @@ def cql_insert_service(keyspace: str, table: str = "logs") -> str:
     )
 
 
-# Storage-attached indexes of the warm table: exact-match columns a search filters on inside a
-# (tenant, service, day) partition, and log_id for finding one record. Cassandra 5.0's SAI has no
-# word analyzer, so message words are matched by the search API while it scans.
+# Storage-attached indexes the warm table may carry: exact-match columns a search filters on inside
+# a (tenant, service, day) partition, and log_id for finding one record. None is made by default:
+# each costs Cassandra CPU on every row written (docs/benchmarks.md, "Warm tier writes"), while the
+# warm tier's reader scans the partitions of a query's time range and checks every condition on the
+# rows it reads. An operator lists the ones worth their write cost in STRATA_WARM_INDEXES.
+# Cassandra 5.0's SAI has no word analyzer, so message words are always matched while scanning.
 CQL_SAI_TARGETS: tuple[str, ...] = ("log_id", "level", "host", "trace_id", "entries(attributes)")
 
 
-def cql_create_sai_indexes(keyspace: str, table: str = "logs") -> list[str]:
-    """``CREATE INDEX ... USING 'sai'`` statements for :data:`CQL_SAI_TARGETS`."""
+def cql_sai_target(name: str) -> str:
+    """The :data:`CQL_SAI_TARGETS` entry a setting names: a column, or ``attributes`` for the map's
+    entries. Raises ``ValueError`` for anything else."""
+    name = name.strip()
+    target = "entries(attributes)" if name == "attributes" else name
+    if target not in CQL_SAI_TARGETS:
+        allowed = ", ".join("attributes" if "(" in t else t for t in CQL_SAI_TARGETS)
+        raise ValueError(f"{name!r} is not a warm-tier index; choose among: {allowed}")
+    return target
+
+
+def cql_sai_index_name(table: str, target: str) -> str:
+    """The name Strata gives the index on ``target`` (``logs_trace_id_sai``, ``logs_attributes_sai``)."""
+    column = target[target.find("(") + 1 : -1] if "(" in target else target
+    return f"{table}_{column}_sai"
+
+
+def cql_create_sai_indexes(
+    keyspace: str, table: str = "logs", targets: Sequence[str] = CQL_SAI_TARGETS
+) -> list[str]:
+    """``CREATE INDEX IF NOT EXISTS ... USING 'sai'`` statements for ``targets`` (of
+    :data:`CQL_SAI_TARGETS`)."""
     out = []
-    for target in CQL_SAI_TARGETS:
+    for target in targets:
         column = target[target.find("(") + 1 : -1] if "(" in target else target
         expr = f"{target[: target.find('(')]}({_cql_ident(column)})" if "(" in target else _cql_ident(column)
         out.append(
-            f"CREATE INDEX IF NOT EXISTS {table}_{column}_sai ON {keyspace}.{table} ({expr}) USING 'sai'"
+            f"CREATE INDEX IF NOT EXISTS {cql_sai_index_name(table, target)} ON {keyspace}.{table} "
+            f"({expr}) USING 'sai'"
         )
     return out
+
+
+def cql_drop_sai_indexes(keyspace: str, table: str = "logs", keep: Sequence[str] = ()) -> list[str]:
+    """``DROP INDEX IF EXISTS`` statements for the Strata-named indexes of :data:`CQL_SAI_TARGETS`
+    not in ``keep``."""
+    return [
+        f"DROP INDEX IF EXISTS {keyspace}.{cql_sai_index_name(table, target)}"
+        for target in CQL_SAI_TARGETS
+        if target not in keep
+    ]
 
 
 # -- Arrow / Parquet ---------------------------------------------------------------------------
@@ -467,8 +501,11 @@ __all__ = [
     "cql_create_sai_indexes",
     "cql_create_services_table",
     "cql_create_table",
+    "cql_drop_sai_indexes",
     "cql_insert",
     "cql_insert_service",
+    "cql_sai_index_name",
+    "cql_sai_target",
     "field_values",
     "flink_row_fields",
     "flink_row_type_info",

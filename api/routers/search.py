@@ -339,7 +339,7 @@ async def get_log(
     engine: EngineDep,
     log_id: str,
     timestamp: Annotated[
-        str | None, Query(description="the record's time, if known: finds archived logs fast")
+        str | None, Query(description="the record's time, if known: finds warm and archived logs fast")
     ] = None,
 ) -> JSONBytes:
     """One log by its id."""

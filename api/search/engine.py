@@ -323,19 +323,28 @@ class SearchEngine:
     async def get(
         self, tenant: str, log_id: str, at_us: int | None = None
     ) -> tuple[Record | None, list[TierReport]]:
-        """The record with ``log_id``: hot, then warm, then the archive (around ``at_us`` when
-        given, else the whole retention the archive is asked for)."""
+        """The record with ``log_id``: hot, then warm, then the archive (warm and archive around
+        ``at_us`` when given, else their whole retention)."""
         now = micros_now()
         policy = await self._policy(tenant)
         # A record past the tenant's retention in a tier is not offered, swept yet or not; a
         # timestamp a little ahead of this clock still is.
         hot = TierReport(HOT, now - policy.hot_days * DAY_US, now + DAY_US)
         warm = TierReport(WARM, now - policy.warm_days * DAY_US, now + DAY_US)
+        if at_us is not None:
+            # Without its log_id index the warm tier finds an id by scanning the range's
+            # partitions: the two hours around a known time, not the whole window.
+            warm.start_us = max(warm.start_us, at_us - 3600 * 10**6)
+            warm.end_us = max(warm.start_us, min(warm.end_us, at_us + 3600 * 10**6))
+        # Hot first, warm only when hot has no such record: without its log_id index the warm
+        # tier finds an id by scanning, which a record hot answers in milliseconds need not cost.
+        records = await self._run(hot, partial(self._get, hot, tenant, log_id))
+        if records:
+            return records[0], [hot]
         reports = [hot, warm]
-        found = await asyncio.gather(*(self._run(r, partial(self._get, r, tenant, log_id)) for r in reports))
-        for records in found:
-            if records:
-                return records[0], reports
+        records = await self._run(warm, partial(self._get, warm, tenant, log_id))
+        if records:
+            return records[0], reports
         if at_us is not None:
             start, end = at_us - 3600 * 10**6, at_us + 3600 * 10**6
         else:

@@ -9,14 +9,15 @@ bounded scan that the result reports when it runs out. Nothing the user typed be
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from cassandra.cluster import Cluster, PreparedStatement, Session
 from cassandra.policies import RoundRobinPolicy
@@ -26,16 +27,19 @@ from core.query import (
     Node,
     Or,
     Term,
+    Text,
+    TextPrefix,
     TierCounts,
     TierPage,
     TierQuery,
     attribute_key,
     conjuncts,
+    leaves,
     matches,
     order_key,
 )
 from schemas.projections import CQL_SERVICES_SUFFIX, cql_columns, cql_day, from_cql_row
-from schemas.record import Record, from_micros, micros
+from schemas.record import FIELDS, Kind, Record, from_micros, micros
 
 _COLUMNS = [n for n, _ in cql_columns() if n != "day"]
 _SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
@@ -52,6 +56,7 @@ _INDEXABLE = (
     "log_id",
 )
 _SERVICES_CACHE_S = 30.0
+_log = logging.getLogger(__name__)
 
 
 def connect(contact_points: list[str], port: int, *, timeout_s: float = 5.0, **connection: Any) -> Session:
@@ -100,6 +105,19 @@ class _Budget:
             return not self.exhausted
 
 
+@dataclass
+class ScanStats:
+    """What a reader has read since it was made, for operators and benchmarks: whole rows, column
+    rows (a few columns of a row: those a condition on fields checks, or an aggregation counts,
+    beside the timestamp and log_id), key rows (log_id lookups without an index: timestamp and
+    log_id only), and rows Cassandra counted without sending them (exact totals)."""
+
+    rows: int = 0
+    column_rows: int = 0
+    key_rows: int = 0
+    counted: int = 0
+
+
 class WarmSearch:
     """Searches, aggregations and lookups over one keyspace's logs table."""
 
@@ -121,6 +139,14 @@ class WarmSearch:
         self._indexed = self._load_indexes()
         self._partition_keys: tuple[float, dict[tuple[str, str], list[str]]] | None = None
         self._lock = threading.Lock()
+        self.stats = ScanStats()
+
+    def _spent(self, rows: int = 0, key_rows: int = 0, counted: int = 0, column_rows: int = 0) -> None:
+        with self._lock:
+            self.stats.rows += rows
+            self.stats.column_rows += column_rows
+            self.stats.key_rows += key_rows
+            self.stats.counted += counted
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -148,34 +174,7 @@ class WarmSearch:
     # -- planning ------------------------------------------------------------------------------
 
     def plan(self, ast: Node) -> _Plan:
-        plan = _Plan(services=None)
-        used_columns: set[str] = set()
-        for part in conjuncts(ast):
-            services = _service_values(part)
-            if services is not None:
-                plan.services = (
-                    services if plan.services is None else tuple(s for s in plan.services if s in services)
-                )
-                if not plan.services:
-                    plan.impossible = True
-                continue
-            if isinstance(part, Term):
-                key = attribute_key(part.field)
-                if key is not None and "entries(attributes)" in self._indexed:
-                    plan.where.append('"attributes"[?] = ?')
-                    plan.params.extend([key, part.value])
-                    continue
-                if (
-                    part.field in _INDEXABLE
-                    and part.field in self._indexed
-                    and part.field not in used_columns
-                ):
-                    used_columns.add(part.field)
-                    plan.where.append(f'"{part.field}" = ?')
-                    plan.params.append(part.value)
-                    continue
-            plan.residual = True
-        return plan
+        return plan_query(ast, self._indexed)
 
     def services_by_day(self, tenant: str, days: list[str]) -> tuple[dict[str, list[str]], list[str]]:
         """The services that logged on each day, from the fan-out table, or (when it has no rows for
@@ -232,8 +231,17 @@ class WarmSearch:
                 start = max(start, q.after.ts_us)
         if start >= end:
             return
+        # A condition on fields only (no words) is checked on those columns alone, and the rows
+        # that match are then read whole by their keys: with no index, a trace id or a level
+        # over a month reads a few small columns of every row instead of every row.
+        checked, light = _light_check(q.ast, plan)
+        select = (
+            ", ".join(f'"{c}"' for c in dict.fromkeys(("timestamp", "log_id", *(checked or ()))))
+            if light
+            else _SELECT
+        )
         cql = (
-            f"SELECT {_SELECT} FROM {self.keyspace}.{self.table} "
+            f"SELECT {select} FROM {self.keyspace}.{self.table} "
             f'WHERE "tenant" = ? AND "service" = ? AND "day" = ? AND "timestamp" >= ? AND "timestamp" < ?'
         )
         for cond in plan.where:
@@ -252,32 +260,54 @@ class WarmSearch:
         matched = 0
         last_ts: int | None = None
         batch: list[Record] = []
+        keys: list[tuple[int, str]] = []
         for row in result:
             if not budget.take(1):
                 break
-            record = from_cql_row(row)
-            ts = micros(record.timestamp)
+            if light:
+                ts, log_id = int(row["timestamp"]), row["log_id"]
+            else:
+                record = from_cql_row(row)
+                ts, log_id = micros(record.timestamp), record.log_id
             if ordered and stop_after is not None and matched >= stop_after and ts != last_ts:
                 break
-            if not q.admits(ts, record.log_id) or not matches(q.ast, record):
+            if not q.admits(ts, log_id):
+                continue
+            if light:
+                if not matches(q.ast, cast(Record, _RowView(row))):
+                    continue
+                keys.append((ts, log_id))
+            elif not matches(q.ast, record):
                 continue
             matched += 1
             last_ts = ts
-            if ordered:
+            if not light and ordered:
                 yield record
-            else:
+            elif not light:
                 batch.append(record)
+        if light:
+            batch = self._rows_by_key(q.tenant, service, day, keys)
+            ordered = False
         if not ordered:
             batch.sort(key=order_key, reverse=q.order == "desc")
             yield from batch
 
+    def _rows_by_key(self, tenant: str, service: str, day: str, keys: list[tuple[int, str]]) -> list[Record]:
+        """The whole rows of one partition with these (timestamp, log_id) keys, 100 a request."""
+        stmt = self._prepare(
+            f"SELECT {_SELECT} FROM {self.keyspace}.{self.table} "
+            'WHERE "tenant" = ? AND "service" = ? AND "day" = ? AND ("timestamp", "log_id") IN ?'
+        )
+        futures = [
+            self.session.execute_async(stmt, [tenant, service, day, keys[i : i + 100]])
+            for i in range(0, len(keys), 100)
+        ]
+        records = [from_cql_row(row) for future in futures for row in future.result()]
+        self._spent(rows=len(records))
+        return records
+
     def _days(self, q: TierQuery) -> list[str]:
-        day = from_micros(q.start_us).replace(hour=0, minute=0, second=0, microsecond=0)
-        last = from_micros(max(q.end_us - 1, q.start_us))
-        out = []
-        while day <= last:
-            out.append(cql_day(day))
-            day += timedelta(days=1)
+        out = _days_between(q.start_us, q.end_us)
         return out if q.order == "asc" else out[::-1]
 
     def _partitions(self, q: TierQuery, plan: _Plan) -> tuple[list[tuple[str, list[str]]], list[str]]:
@@ -306,6 +336,8 @@ class WarmSearch:
             if len(found) >= q.limit:
                 stopped_early = i < len(partitions) - 1
                 break
+        read = min(budget.used, budget.rows)
+        self._spent(**{"column_rows" if _light_check(q.ast, plan)[1] else "rows": read})
         found.sort(key=order_key, reverse=q.order == "desc")
         page = found[: q.limit]
         if budget.exhausted:
@@ -339,6 +371,7 @@ class WarmSearch:
         for future in futures:
             row = future.result().one()
             total += int(next(iter(row.values())))
+        self._spent(counted=total)
         return total
 
     def scan(
@@ -352,10 +385,16 @@ class WarmSearch:
         partitions, notes = self._partitions(q, plan)
         budget = _Budget(self.scan_rows)
         lock = threading.Lock()
-        # When the CQL holds every condition, only the aggregated columns travel and no row is
-        # turned into a record: an aggregation over a month of rows stays a matter of seconds.
-        light = not plan.residual
-        select = ", ".join(f'"{c}"' for c in dict.fromkeys(("timestamp", *columns))) if light else _SELECT
+        # Only the aggregated columns and those the residual check reads travel, and no row is
+        # turned into a record: with no index a filtered histogram reads a few small columns of
+        # each row, not the whole row.
+        checked = _checked_columns(q.ast) if plan.residual else ()
+        light = checked is not None
+        select = (
+            ", ".join(f'"{c}"' for c in dict.fromkeys(("timestamp", *columns, *(checked or ()))))
+            if light
+            else _SELECT
+        )
         cql = (
             f"SELECT {select} FROM {self.keyspace}.{self.table} "
             'WHERE "tenant" = ? AND "service" = ? AND "day" = ? AND "timestamp" >= ? AND "timestamp" < ?'
@@ -370,7 +409,9 @@ class WarmSearch:
             for row in self.session.execute(bound):
                 if not budget.take(1):
                     return
-                if not light and not matches(q.ast, from_cql_row(row)):
+                if plan.residual and not matches(
+                    q.ast, cast(Record, _RowView(row)) if light else from_cql_row(row)
+                ):
                     continue
                 with lock:
                     visit(row)
@@ -378,9 +419,10 @@ class WarmSearch:
         jobs = [self.pool.submit(read, d, s) for d, services in partitions for s in services]
         for job in jobs:
             job.result()
+        self._spent(**{"column_rows" if light else "rows": min(budget.used, budget.rows)})
         if budget.exhausted:
             notes.append(f"warm: counted the first {budget.rows} rows read only; narrow the time range")
-        elif not light:
+        elif plan.residual:
             notes.append("warm: conditions on words, prefixes and OR/NOT were checked while scanning")
         return not budget.exhausted, notes
 
@@ -407,18 +449,170 @@ class WarmSearch:
         return TierCounts(counts, complete, notes)
 
     def get(self, tenant: str, log_ids: Sequence[str], start_us: int, end_us: int) -> list[Record]:
-        """Through the log_id index (none found without it), the tenant's only, within the range."""
-        if "log_id" not in self._indexed:
+        """The tenant's records among ``log_ids`` within ``[start_us, end_us)``: through the log_id
+        index when the table has one, otherwise by scanning that range's partitions (see
+        :meth:`_get_scanning`)."""
+        wanted = list(dict.fromkeys(log_ids))
+        if not wanted or start_us >= end_us:
             return []
+        if "log_id" in self._indexed:
+            return self._get_indexed(tenant, wanted, start_us, end_us)
+        return self._get_scanning(tenant, wanted, start_us, end_us)
+
+    def _get_indexed(self, tenant: str, log_ids: list[str], start_us: int, end_us: int) -> list[Record]:
         stmt = self._prepare(f'SELECT {_SELECT} FROM {self.keyspace}.{self.table} WHERE "log_id" = ?')
         found = []
-        for log_id in dict.fromkeys(log_ids):
+        for log_id in log_ids:
             for row in self.session.execute(stmt, [log_id]):
                 record = from_cql_row(row)
                 if record.tenant == tenant and start_us <= micros(record.timestamp) < end_us:
                     found.append(record)
                     break
         return found
+
+    def _get_scanning(self, tenant: str, log_ids: list[str], start_us: int, end_us: int) -> list[Record]:
+        """Reads only the key columns of the partitions of the range, newest day first (the services
+        of a day in parallel), and stops once every id is found or the scan budget is spent; then
+        fetches the found rows by their full primary key. A log_id is a hash, so nothing narrows
+        the scan below the range the caller gives: the narrower, the cheaper."""
+        days = _days_between(start_us, end_us)[::-1]
+        by_day, _ = self.services_by_day(tenant, days)
+        missing = set(log_ids)
+        keys: dict[str, tuple[str, str, int]] = {}
+        budget = _Budget(self.scan_rows)
+        lock = threading.Lock()
+        stmt = self._prepare(
+            f'SELECT "timestamp", "log_id" FROM {self.keyspace}.{self.table} '
+            'WHERE "tenant" = ? AND "service" = ? AND "day" = ? AND "timestamp" >= ? AND "timestamp" < ?'
+        )
+
+        def read(day: str, service: str) -> None:
+            bound = stmt.bind([tenant, service, day, start_us, end_us])
+            bound.fetch_size = 5000
+            for row in self.session.execute(bound):
+                if not missing or not budget.take(1):
+                    return
+                log_id = row["log_id"]
+                if log_id in missing:
+                    with lock:
+                        missing.discard(log_id)
+                        keys[log_id] = (service, day, int(row["timestamp"]))
+
+        for day in days:
+            for job in [self.pool.submit(read, day, s) for s in by_day.get(day, [])]:
+                job.result()
+            if not missing or budget.exhausted:
+                break
+        self._spent(key_rows=min(budget.used, budget.rows))
+        if missing and budget.exhausted:
+            _log.warning(
+                "warm: a lookup of %d log id(s) stopped after reading %d rows; %d not found",
+                len(log_ids),
+                budget.rows,
+                len(missing),
+            )
+        fetch = self._prepare(
+            f"SELECT {_SELECT} FROM {self.keyspace}.{self.table} "
+            'WHERE "tenant" = ? AND "service" = ? AND "day" = ? AND "timestamp" = ? AND "log_id" = ?'
+        )
+        futures = [
+            self.session.execute_async(fetch, [tenant, service, day, ts, log_id])
+            for log_id, (service, day, ts) in keys.items()
+        ]
+        found = {}
+        for future in futures:
+            for row in future.result():
+                record = from_cql_row(row)
+                found[record.log_id] = record
+        return [found[i] for i in log_ids if i in found]
+
+
+def _days_between(start_us: int, end_us: int) -> list[str]:
+    """The ``day`` values of ``[start_us, end_us)``, oldest first."""
+    day = from_micros(start_us).replace(hour=0, minute=0, second=0, microsecond=0)
+    last = from_micros(max(end_us - 1, start_us))
+    out = []
+    while day <= last:
+        out.append(cql_day(day))
+        day += timedelta(days=1)
+    return out
+
+
+def plan_query(ast: Node, indexed: Collection[str]) -> _Plan:
+    """How a query maps onto partitions and CQL restrictions, given the table's index targets
+    (``indexed``): a service condition picks partitions, a ``field:value`` term on an indexed
+    column is pushed down, anything else is left to the residual check while scanning."""
+    plan = _Plan(services=None)
+    used_columns: set[str] = set()
+    for part in conjuncts(ast):
+        services = _service_values(part)
+        if services is not None:
+            plan.services = (
+                services if plan.services is None else tuple(s for s in plan.services if s in services)
+            )
+            if not plan.services:
+                plan.impossible = True
+            continue
+        if isinstance(part, Term):
+            key = attribute_key(part.field)
+            if key is not None and "entries(attributes)" in indexed:
+                plan.where.append('"attributes"[?] = ?')
+                plan.params.extend([key, part.value])
+                continue
+            if part.field in _INDEXABLE and part.field in indexed and part.field not in used_columns:
+                used_columns.add(part.field)
+                plan.where.append(f'"{part.field}" = ?')
+                plan.params.append(part.value)
+                continue
+        plan.residual = True
+    return plan
+
+
+_KINDS = {f.name: f.kind for f in FIELDS}
+_MAPS = {n for n, k in _KINDS.items() if k is Kind.STRING_MAP}
+_LISTS = {n for n, k in _KINDS.items() if k is Kind.STRING_LIST}
+
+
+def _light_check(ast: Node, plan: _Plan) -> tuple[tuple[str, ...] | None, bool]:
+    """The columns a search's residual condition reads, and whether the search checks it on those
+    columns alone: when it is on fields only (words need the message, most of a row anyway)."""
+    checked = _checked_columns(ast) if plan.residual else None
+    return checked, checked is not None and "message" not in checked
+
+
+def _checked_columns(ast: Node) -> tuple[str, ...] | None:
+    """The columns :func:`core.query.matches` reads to check ``ast``, when a :class:`_RowView` of
+    them answers exactly as the whole record would; None for a field of another kind (the query
+    language refuses those today: this keeps a field it may accept later on whole rows)."""
+    out: dict[str, None] = {}
+    for leaf in leaves(ast):
+        if isinstance(leaf, Text | TextPrefix):
+            out["message"] = None
+        elif attribute_key(leaf.field) is not None:
+            out["attributes"] = None
+        elif _KINDS.get(leaf.field) in (Kind.ID, Kind.KEYWORD, Kind.TEXT, Kind.STRING_LIST):
+            out[leaf.field] = None
+        else:
+            return None
+    return tuple(out)
+
+
+class _RowView:
+    """Some columns of a CQL row, read by :func:`core.query.matches` as the record's fields (maps
+    and lists as :func:`schemas.projections.from_cql_row` gives them)."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self._row = row
+
+    def __getattr__(self, name: str) -> Any:
+        value = self._row.get(name)
+        if name in _MAPS:
+            return dict(value or {})
+        if name in _LISTS:
+            return list(value or [])
+        return value
 
 
 def _service_values(node: Node) -> tuple[str, ...] | None:

@@ -181,10 +181,11 @@ def ensure_flink_jars(settings: Settings) -> list[Path]:
 
 
 # Strata's own Java classes (a Flink function the connectors do not offer), compiled on first use
-# against PyFlink's Flink and the connector jars. Sources live beside the connector they extend.
+# against PyFlink's Flink and the connector jars into one jar and one package. Sources live beside
+# the connector they extend; connectors/java holds what several of them share (TrustedCa).
 JAVA_SOURCE_ROOTS = tuple(
-    Path(__file__).resolve().parents[2] / "connectors" / name / "java"
-    for name in ("cassandra", "opensearch", "s3")
+    Path(__file__).resolve().parents[2] / "connectors" / name
+    for name in ("java", "cassandra/java", "opensearch/java", "s3/java")
 )
 
 

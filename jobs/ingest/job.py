@@ -506,12 +506,15 @@ def build(env: Any, t_env: Any, settings: Settings, options: IngestOptions) -> A
 
 
 def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
-    """Create what the sinks expect before the job starts: the index template and the table.
+    """Create what the sinks expect before the job starts: the index template, the tables, and
+    the warm table's indexes as STRATA_WARM_INDEXES lists them (none by default; the other
+    Strata-made ones are dropped, so a deployment stops paying for them).
 
     OpenSearch and Cassandra may have started moments ago: each step waits, up to
     ``service_wait_s``, for a service that is not ready yet.
     """
     from connectors.cassandra.connection import cluster_options
+    from connectors.cassandra.indexes import apply_warm_indexes
     from connectors.cassandra.ready import connect_when_ready, execute_schema
     from connectors.kafka.ready import ensure_topic
     from connectors.opensearch.connection import open_client
@@ -519,7 +522,6 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
     from connectors.opensearch.ready import opensearch_retriable, wait_for_cluster
     from connectors.retry import retry_until
     from schemas.projections import (
-        cql_create_sai_indexes,
         cql_create_services_table,
         cql_create_table,
         opensearch_index_template,
@@ -556,10 +558,12 @@ def prepare_tiers(settings: Settings, options: IngestOptions) -> None:
             f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.cassandra_replication_factor}}}",
             cql_create_table(options.keyspace, options.table, default_ttl_seconds=ttl),
             cql_create_services_table(options.keyspace, options.table, default_ttl_seconds=ttl),
-            *cql_create_sai_indexes(options.keyspace, options.table),
         ]
         for statement in statements:
             execute_schema(session, statement, wait_s)
+        apply_warm_indexes(
+            session, options.keyspace, options.table, settings.warm_index_targets, wait_s=wait_s
+        )
     finally:
         cluster.shutdown()
 

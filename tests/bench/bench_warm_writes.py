@@ -1,7 +1,7 @@
 """What a warm-tier row costs Cassandra: single inserts against UNLOGGED batches per partition, and
 what each storage-attached index adds to the ingest job's throughput.
 
-    .venv/bin/python tests/bench/bench_warm_writes.py [--rows 60000] [--batch 50]
+    .venv/bin/python tests/bench/bench_warm_writes.py [--rows 60000] [--batch 50] [--only none,all]
 
 The rows are the ones the ingest job writes (``schemas.projections.to_cql_row`` of the ingest
 benchmark's generated mix), into throwaway tables made with the job's own DDL. Each variant is
@@ -35,6 +35,12 @@ SAI = {
     "log_id, trace_id": ("log_id", "trace_id"),
     "all but attributes": ("log_id", "trace_id", "level", "host"),
     "no index": (),
+}
+SHORT = {
+    "all": "all five indexes",
+    "two": "log_id, trace_id",
+    "four": "all but attributes",
+    "none": "no index",
 }
 
 
@@ -97,13 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rows", type=int, default=60_000)
     parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument(
+        "--only", default="", help="variants to run, in this order: comma-separated of all, two, four, none"
+    )
     args = parser.parse_args(argv)
+    labels = [SHORT[v.strip()] for v in args.only.split(",") if v.strip()] or list(SAI)
     settings = get_settings()
     data = rows(args.rows)
     print(f"{len(data)} rows of the ingest benchmark's mix, batches of {args.batch} rows of one partition")
     print(f"{'indexes':<22} {'writes':<8} {'rows/s':>8} {'Cassandra CPU µs/row':>22}")
     with cassandra(settings) as session:
-        for label, indexes in SAI.items():
+        for label in labels:
+            indexes = SAI[label]
             for batch in (1, args.batch):
                 rate, us = write(session, settings.cassandra_keyspace, data, indexes, batch)
                 kind = "single" if batch == 1 else "batched"

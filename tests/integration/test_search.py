@@ -279,6 +279,9 @@ def test_get_one_log_and_its_context_in_each_tier(world, days_ago) -> None:  # t
         r = c.get(f"/v1/logs/{record.log_id}", params={"timestamp": format_ts(record.timestamp)})
         assert r.status_code == 200, r.text
         assert r.json()["log"] == record.to_dict()
+        # A tier is asked only when the newer ones have no such record.
+        asked = {3: ["hot"], 30: ["hot", "warm"], 70: ["hot", "warm", "cold"]}[days_ago]
+        assert [t["tier"] for t in r.json()["tiers"]] == asked
         if days_ago < 45:  # hot and warm find a record by id alone
             assert c.get(f"/v1/logs/{record.log_id}").json()["log"]["log_id"] == record.log_id
         r = c.get(

@@ -3,7 +3,7 @@ the search tests and the search benchmark (which load data without running the j
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from schemas.projections import (
@@ -24,9 +24,15 @@ CHUNK = 2000  # rows in flight at most, so a generator of millions of records is
 
 
 def create_warm_tables(
-    session: Any, keyspace: str, table: str = "logs", *, default_ttl_seconds: int | None = None
+    session: Any,
+    keyspace: str,
+    table: str = "logs",
+    *,
+    default_ttl_seconds: int | None = None,
+    indexes: Sequence[str] = (),
 ) -> None:
-    """The keyspace (one replica) if missing, the table, its services table and its SAI indexes."""
+    """The keyspace (one replica) if missing, the table, its services table and, as the ingest job
+    does with STRATA_WARM_INDEXES, the storage-attached ``indexes`` only (none by default)."""
     ttl = {} if default_ttl_seconds is None else {"default_ttl_seconds": default_ttl_seconds}
     session.execute(
         f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = "
@@ -35,7 +41,7 @@ def create_warm_tables(
     )
     session.execute(cql_create_table(keyspace, table, **ttl), timeout=60)
     session.execute(cql_create_services_table(keyspace, table, **ttl), timeout=60)
-    for statement in cql_create_sai_indexes(keyspace, table):
+    for statement in cql_create_sai_indexes(keyspace, table, indexes):
         session.execute(statement, timeout=300)
 
 

@@ -8,13 +8,8 @@ import com.datastax.driver.core.RemoteEndpointAwareJdkSSLOptions;
 import com.datastax.driver.core.ResultSetFuture;
 import com.datastax.driver.core.Session;
 import com.datastax.driver.core.Statement;
-import java.io.ByteArrayInputStream;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.security.GeneralSecurityException;
-import java.security.KeyStore;
-import java.security.cert.Certificate;
-import java.security.cert.CertificateFactory;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -23,8 +18,6 @@ import java.util.Map;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
-import javax.net.ssl.SSLContext;
-import javax.net.ssl.TrustManagerFactory;
 import org.apache.flink.configuration.Configuration;
 import org.apache.flink.runtime.state.FunctionInitializationContext;
 import org.apache.flink.runtime.state.FunctionSnapshotContext;
@@ -118,7 +111,9 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
     if (ssl) {
       builder =
           builder.withSSL(
-              RemoteEndpointAwareJdkSSLOptions.builder().withSSLContext(sslContext(caPem)).build());
+              RemoteEndpointAwareJdkSSLOptions.builder()
+                  .withSSLContext(TrustedCa.sslContext(caPem))
+                  .build());
     }
     cluster = builder.build();
     session = cluster.connect();
@@ -281,29 +276,5 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
         cluster.close();
       }
     }
-  }
-
-  /**
-   * The JVM's default context, or one trusting only the CAs of {@code caPem}. The PEM travels
-   * inside the sink, so a Flink cluster's task managers need no file of their own.
-   */
-  static SSLContext sslContext(String caPem) throws GeneralSecurityException, IOException {
-    if (caPem.isEmpty()) {
-      return SSLContext.getDefault();
-    }
-    KeyStore trust = KeyStore.getInstance(KeyStore.getDefaultType());
-    trust.load(null, null);
-    int i = 0;
-    for (Certificate ca :
-        CertificateFactory.getInstance("X.509")
-            .generateCertificates(new ByteArrayInputStream(caPem.getBytes(StandardCharsets.UTF_8)))) {
-      trust.setCertificateEntry("ca-" + i++, ca);
-    }
-    TrustManagerFactory factory =
-        TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
-    factory.init(trust);
-    SSLContext context = SSLContext.getInstance("TLS");
-    context.init(null, factory.getTrustManagers(), null);
-    return context;
   }
 }

@@ -1,18 +1,12 @@
 package dev.strata.flink;
 
-import java.io.ByteArrayInputStream;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.security.GeneralSecurityException;
-import java.security.KeyStore;
-import java.security.cert.Certificate;
-import java.security.cert.CertificateFactory;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.HashSet;
 import java.util.Set;
 import javax.net.ssl.SSLContext;
-import javax.net.ssl.TrustManagerFactory;
 import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.connector.base.DeliveryGuarantee;
 import org.apache.flink.connector.opensearch.sink.BulkResponseInspector;
@@ -142,7 +136,7 @@ public final class OpensearchIndexSink {
       }
       final SSLContext context;
       try {
-        context = caPem.isEmpty() ? null : sslContext(caPem);
+        context = caPem.isEmpty() ? null : TrustedCa.sslContext(caPem);
       } catch (GeneralSecurityException | IOException e) {
         throw new FlinkRuntimeException("cannot read the OpenSearch CA certificates", e);
       }
@@ -160,24 +154,6 @@ public final class OpensearchIndexSink {
             return http;
           });
     }
-  }
-
-  /** A context trusting only the CAs of {@code caPem} (carried in the sink: no file on workers). */
-  static SSLContext sslContext(String caPem) throws GeneralSecurityException, IOException {
-    KeyStore trust = KeyStore.getInstance(KeyStore.getDefaultType());
-    trust.load(null, null);
-    int i = 0;
-    for (Certificate ca :
-        CertificateFactory.getInstance("X.509")
-            .generateCertificates(new ByteArrayInputStream(caPem.getBytes(StandardCharsets.UTF_8)))) {
-      trust.setCertificateEntry("ca-" + i++, ca);
-    }
-    TrustManagerFactory factory =
-        TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
-    factory.init(trust);
-    SSLContext context = SSLContext.getInstance("TLS");
-    context.init(null, factory.getTrustManagers(), null);
-    return context;
   }
 
   /** Row {@code (id, index, source)} → {@code index} request; the source is JSON text. */
