@@ -396,7 +396,8 @@ public final class LogMetricsAggregate extends KeyedProcessFunction<String, Row,
   public static String indexSuffix(String res, long bucket) {
     LocalDateTime day = LocalDateTime.ofEpochSecond(bucket, 0, ZoneOffset.UTC);
     if (res.equals("1m")) {
-      return String.format("%s-%d.%02d", res, day.getYear(), day.getMonthValue());
+      int month = day.getMonthValue();
+      return res + "-" + day.getYear() + (month < 10 ? ".0" : ".") + month;
     }
     return res + "-" + day.getYear();
   }
