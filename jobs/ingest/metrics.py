@@ -23,6 +23,10 @@ from connectors.opensearch.flink_sink import Bulk, index_request_sink
 from infra.settings import Settings
 
 AGGREGATE = "log-metrics-aggregate"
+# Not the name: the uid under which the counting was a Python operator holds its state in a form
+# the Java function cannot read (a Row key, pickled values), so a checkpoint of that graph must not
+# be mapped onto it; Flink then refuses the restore and says so (docs/metrics.md).
+AGGREGATE_UID = "log-metrics-count"
 SINK = "log-metrics-opensearch-sink"
 
 
@@ -49,7 +53,7 @@ def aggregate(rows: Any, options: MetricsOptions) -> Any:
     from pyflink.java_gateway import get_gateway
 
     j_docs = get_gateway().jvm.dev.strata.flink.LogMetricsAggregate.attach(
-        rows._j_data_stream, options.index_prefix, options.flush_s, options.idle_s, AGGREGATE, AGGREGATE
+        rows._j_data_stream, options.index_prefix, options.flush_s, options.idle_s, AGGREGATE, AGGREGATE_UID
     )
     return DataStream(j_docs)
 
