@@ -66,7 +66,7 @@ def _java_documents(flushed: Any) -> list[tuple[str, str, str]]:
 
 
 @pytest.fixture(scope="module")
-def environment(settings: Settings) -> Any:
+def environment(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A local environment with Strata's jar, whose Python workers hand each record on at once
     (a bundle of one), so the job's processing time passes between records as a test waits."""
     from pyflink.common import Configuration
@@ -79,6 +79,7 @@ def environment(settings: Settings) -> Any:
     for key, value in job_configuration(settings, "metrics-jvm-test", parallelism=1).items():
         config.set_string(key, value)
     config.set_string("pipeline.jars", ";".join(flink_jar_urls(settings)))
+    config.set_string("state.checkpoints.dir", tmp_path_factory.mktemp("checkpoints").as_uri())
     config.set_string("python.fn-execution.bundle.size", "1")
     env = StreamExecutionEnvironment.get_execution_environment(config)
     StreamTableEnvironment.create(env)  # loads pipeline.jars into the gateway's class loader
