@@ -1,8 +1,10 @@
 """Log metrics computed on the stream: record count and bytes per tenant, service, level, pattern
 and host, per minute, rolled up to hours and days.
 
-Pure logic, shared by the ingest job (:mod:`jobs.ingest.metrics`), the store
-(:mod:`connectors.opensearch.metrics`) and the API (``/v1/metrics/logs``).
+Pure logic, shared by the store (:mod:`connectors.opensearch.metrics`) and the API
+(``/v1/metrics/logs``). :class:`ServiceAccumulator` is the reference of the ingest job's counting,
+which runs in the JVM (``dev.strata.flink.LogMetricsAggregate``, :mod:`jobs.ingest.metrics`) with
+the same state, ids and documents; ``tests/job/test_log_metrics_jvm.py`` holds the two equal.
 
 How a stored value stays exact
 ------------------------------
@@ -100,7 +102,7 @@ def index_suffix(resolution: str, bucket: int) -> str:
 
 
 class Store(Protocol):
-    """The slice of a map the accumulator needs: a dict in tests, Flink's ``MapState`` in the job."""
+    """The slice of a map the accumulator needs (a dict; the job's Java port uses ``MapState``)."""
 
     def get(self, key: str) -> Any: ...
     def put(self, key: str, value: Any) -> None: ...

@@ -160,8 +160,7 @@ class Settings(BaseSettings):
     # Retention defaults per tier (a tenant may override them: `strata retention set`). Hot and warm
     # keep their window unless a tenant's is shorter; the archive keeps this many days.
     archive_days: int = 365
-    # Whether the ingest job computes log metrics (docs/metrics.md). Its Python keyed operator is,
-    # today, the job's most expensive step per record (docs/benchmarks.md, "Ingest job").
+    # Whether the ingest job computes log metrics (docs/metrics.md): off, no metric indices are written.
     log_metrics: bool = True
     # Log metrics per resolution (docs/metrics.md); a tenant's own may only be shorter.
     metrics_1m_days: int = 90

@@ -508,6 +508,7 @@ SERVICES_BY_CMD = {
 JVM_THREADS = (
     ("Source: ", "jvm: Kafka source + Python operator chain (Python itself in thread mode)"),
     ("Deduplicate", "jvm: dedupe + OpenSearch/Parquet/logs sink chain"),
+    ("log-metrics-agg", "jvm: log metrics count + its OpenSearch sink"),
     ("C1 Compiler", "jvm: JIT compiler"),
     ("C2 Compiler", "jvm: JIT compiler"),
     ("GC Thread", "jvm: garbage collector"),

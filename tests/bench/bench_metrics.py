@@ -3,7 +3,8 @@ step's CPU per record in the ingest job.
 
     .venv/bin/python -m tests.bench.bench_metrics load      # once: 30 days x 50 services, 1m/1h/1d
     .venv/bin/python -m tests.bench.bench_metrics run       # p50/p95 of each dashboard query
-    .venv/bin/python -m tests.bench.bench_metrics cpu       # the accumulator's CPU per record
+    .venv/bin/python -m tests.bench.bench_metrics cpu       # the accumulator's CPU per record,
+                                                            # Python's reference and the job's Java
     .venv/bin/python -m tests.bench.bench_metrics drop
 
 The series are written straight into the stores as the job writes them (one contribution per
@@ -246,6 +247,21 @@ def cpu() -> None:
         )
 
 
+def cpu_jvm(s: Settings) -> None:
+    """The same workload through the job's Java accumulator (tests/bench/java/BenchLogMetrics.java,
+    run by ``java`` as a source file against Strata's jar)."""
+    import subprocess
+    from pathlib import Path
+
+    import pyflink
+
+    from infra.stack.flink_jars import strata_jar
+
+    lib = Path(pyflink.__file__).resolve().parent / "lib"
+    source = Path(__file__).resolve().parent / "java" / "BenchLogMetrics.java"
+    subprocess.run(["java", "-cp", f"{strata_jar(s)}:{lib}/*", str(source)], check=True)
+
+
 def drop(s: Settings) -> None:
     from opensearchpy import OpenSearch
 
@@ -262,7 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("what", choices=["load", "run", "cpu", "drop"], nargs="?", default="run")
     args = parser.parse_args(argv)
     s = get_settings()
-    {"load": lambda: load(s), "run": lambda: run(s), "cpu": cpu, "drop": lambda: drop(s)}[args.what]()
+    actions = {"load": lambda: load(s), "run": lambda: run(s), "drop": lambda: drop(s)}
+    actions["cpu"] = lambda: (cpu(), cpu_jvm(s))
+    actions[args.what]()
 
 
 if __name__ == "__main__":
