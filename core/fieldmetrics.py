@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.alerts.query import Predicate, compile_query
 from core.alerts.rules import RuleFilter
 from core.metrics import RESOLUTIONS, Store, bucket_start, index_suffix
+from core.ruleindex import TenantServiceIndex
 from core.sketch import Measure, Sketch, parse_measure
 from schemas.record import Level, Record, micros
 
@@ -186,8 +187,7 @@ class FieldRules:
     two dictionary lookups."""
 
     def __init__(self, rules: Iterable[MetricRule]) -> None:
-        self._by_service: dict[str, dict[str, list[_Compiled]]] = {}
-        self._any_service: dict[str, list[_Compiled]] = {}
+        self._index: TenantServiceIndex[_Compiled] = TenantServiceIndex()
         self.rules: dict[str, MetricRule] = {}
         for rule in rules:
             if not rule.enabled:
@@ -200,31 +200,18 @@ class FieldRules:
                 compile_query(rule.filter.q) if rule.filter.q else None,
                 _pair_pattern(rule.field),
             )
-            if rule.filter.services:
-                per_service = self._by_service.setdefault(rule.tenant, {})
-                for service in rule.filter.services:
-                    per_service.setdefault(service, []).append(compiled)
-            else:
-                self._any_service.setdefault(rule.tenant, []).append(compiled)
+            self._index.add(rule.tenant, rule.filter.services, compiled)
 
     def __len__(self) -> int:
         return len(self.rules)
 
     def wants(self, tenant: str, service: str) -> bool:
         """Whether any rule could match a record of this tenant and service."""
-        if tenant in self._any_service:
-            return True
-        per_service = self._by_service.get(tenant)
-        return per_service is not None and service in per_service
+        return self._index.wants(tenant, service)
 
     def measurements(self, record: Record) -> list[Measurement]:
         """What ``record`` contributes to each rule it matches; usually nothing."""
-        candidates: list[_Compiled] | tuple[()] = self._any_service.get(record.tenant, ())
-        per_service = self._by_service.get(record.tenant)
-        if per_service:
-            named = per_service.get(record.service)
-            if named:
-                candidates = [*candidates, *named]
+        candidates = self._index.candidates(record.tenant, record.service)
         if not candidates:
             return []
         ts_s = micros(record.timestamp) // 1_000_000

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from core.alerts.query import Predicate, compile_query
 from core.alerts.rules import Aggregation, Rule, RuleType, field_value
+from core.ruleindex import TenantServiceIndex
 from schemas.record import Level, Record, micros
 
 SAMPLE_MESSAGE_CHARS = 500
@@ -104,33 +105,20 @@ class RuleMatcher:
     """The enabled rules, indexed for matching records against them."""
 
     def __init__(self, rules: Iterable[Rule]) -> None:
-        # tenant -> service -> rules naming that service; tenant -> rules for every service
-        self._by_service: dict[str, dict[str, list[_Compiled]]] = {}
-        self._any_service: dict[str, list[_Compiled]] = {}
+        self._index: TenantServiceIndex[_Compiled] = TenantServiceIndex()
         self.rules: dict[str, Rule] = {}
         for rule in rules:
             if not rule.enabled:
                 continue
             self.rules[rule.id] = rule
-            compiled = _compile(rule)
-            if rule.filter.services:
-                per_service = self._by_service.setdefault(rule.tenant, {})
-                for service in rule.filter.services:
-                    per_service.setdefault(service, []).append(compiled)
-            else:
-                self._any_service.setdefault(rule.tenant, []).append(compiled)
+            self._index.add(rule.tenant, rule.filter.services, _compile(rule))
 
     def __len__(self) -> int:
         return len(self.rules)
 
     def points(self, record: Record) -> list[Point]:
         """Every (rule, group) ``record`` counts in; usually none."""
-        candidates = self._any_service.get(record.tenant, ())
-        per_service = self._by_service.get(record.tenant)
-        if per_service:
-            named = per_service.get(record.service)
-            if named:
-                candidates = [*candidates, *named]
+        candidates = self._index.candidates(record.tenant, record.service)
         if not candidates:
             return []
         ts_ms = micros(record.timestamp) // 1000
