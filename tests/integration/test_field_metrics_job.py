@@ -13,6 +13,8 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -130,6 +132,31 @@ def _records(tenant: str, n: int, now: datetime, seed: int) -> list[Record]:
     return out
 
 
+def _produce_slowly(s: Settings, records: list[Record], seconds: float, parts: int = 40) -> None:
+    """``records`` in ``parts`` equal sends spread over ``seconds``."""
+    size = -(-len(records) // parts)
+    for start in range(0, len(records), size):
+        _produce(s, records[start : start + size])
+        time.sleep(seconds / parts)
+
+
+def committed(s: Settings) -> int:
+    """How many messages of the logs topic the field metrics job's group has committed."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": s.kafka_servers, "group.id": s.fieldmetrics_group, "enable.auto.commit": False}
+    )
+    try:
+        parts = [
+            TopicPartition(s.logs_topic, p)
+            for p in consumer.list_topics(s.logs_topic, timeout=10).topics[s.logs_topic].partitions
+        ]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
+
+
 def _produce(s: Settings, records: list[Record]) -> None:
     """As the ingest job writes ``logs``: the record's JSON, keyed by tenant/service."""
     from confluent_kafka import Producer
@@ -193,11 +220,20 @@ def test_rule_metrics_equal_the_records_after_a_restart_from_the_checkpoint(run:
             )
             # Kill once a checkpoint has committed part of the second batch and the job is reading
             # the rest: what it read past that checkpoint is lost with it and must be read again.
-            _produce(s, second)
+            # The batch is sent over more than a checkpoint interval: sent at once, a fast machine
+            # reads all of it before the next checkpoint and no checkpoint falls inside it.
+            sender = threading.Thread(target=_produce_slowly, args=(s, second, 20.0), daemon=True)
+            sender.start()
             wait_for(
-                lambda: 0 < lag() < len(second), CATCH_UP_S, "a checkpoint within the batch", interval=0.5
+                lambda: len(first) < committed(s) < len(first) + len(second),
+                CATCH_UP_S,
+                "a checkpoint within the batch",
+                alive=job.check_running,
+                interval=0.5,
             )
             job.kill()
+            sender.join(timeout=120)
+            assert not sender.is_alive(), "the second batch was not sent in time"
         left = lag()
         print(f"killed with {total()} values stored, {left} of {len(second)} records not committed")
         assert 0 < left < len(second), "the kill must land mid-batch, or the restart proves nothing"
