@@ -195,8 +195,12 @@ def _functions(
 
         def on_timer(self, timestamp: int, ctx: Any) -> Iterator[str]:
             ev = self._load()
-            if ev is None or ev.timer_ms != timestamp:
-                return  # a timer superseded by a later one
+            if ev is None:
+                return
+            # Any timer of the key evaluates what the watermark has passed and arms the next one,
+            # superseded ones included: evaluating is idempotent (a window is decided once), and a
+            # restored key whose state names a timer the restored timers lack (seen after a kill
+            # right after a firing) would otherwise wait for its next record to evaluate again.
             ev.timer_ms = None
             rule = self.source.get(ev.key.split("\x1f", 1)[0])
             events = ev.advance(rule, timestamp)
