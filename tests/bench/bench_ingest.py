@@ -624,6 +624,28 @@ class Throughput:
     exit_code: int | None = None
     poll_errors: list[str] = field(default_factory=list)  # a tier unreachable while polling
     restarts: int = 0  # the job failed and restarted (a tier timed out, say): a disturbed figure
+    # The same from ``warmup_s`` after the first searchable record to OpenSearch complete: the
+    # steady state, without the JVM's first minute of compiling (None when the run is too short).
+    warmup_s: float = 60.0
+    after_warmup_rate: float | None = None  # records/s into OpenSearch in that window
+    after_warmup_records: int = 0
+    after_warmup_cpu_us_per_record: dict[str, float] = field(default_factory=dict)
+
+
+def adjusted_cpu(
+    before: dict[str, float],
+    after: dict[str, float],
+    records: int,
+    window_s: float,
+    idle_rate: dict[str, float],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """CPU µs per record between two samples, with the shared services' background rate over
+    ``window_s`` subtracted (largest first), and the raw figures."""
+    raw = cpu_per_record(before, after, records)
+    background = {k: v * window_s for k, v in idle_rate.items()}
+    adjusted = {k: max(v - background.get(k, 0.0) * 1e6 / max(records, 1), 0.0) for k, v in raw.items()}
+    ranked = sorted(adjusted.items(), key=lambda kv: -kv[1])
+    return {k: round(v, 1) for k, v in ranked}, raw
 
 
 def run_throughput(
@@ -636,13 +658,14 @@ def run_throughput(
     parallelism: int,
     conf: dict[str, str],
     keep_tiers: bool = False,
+    warmup_s: float = 60.0,
 ) -> tuple[Throughput, Tiers]:
     """The real graph, bounded from earliest, into tiers of its own; every tier polled."""
     tiers = Tiers(f"bi_{uuid.uuid4().hex[:8]}", raw_topic)
     cleanup.tiers.append(tiers)
     s = tiers.settings
     create_topics(settings, cleanup, [s.dlq_topic, s.logs_topic], 2)
-    result = Throughput(label, expected.records, parallelism, conf)
+    result = Throughput(label, expected.records, parallelism, conf, warmup_s=warmup_s)
     client = opensearch(settings)
     cold = ColdCounter(s)
     # What the shared services use without this job (other people's work), to subtract below.
@@ -660,6 +683,8 @@ def run_throughput(
             sampler = CpuSampler(proc.pid)
             cpu_first: dict[str, float] = {}
             cpu_done: dict[str, float] = {}
+            cpu_warm: dict[str, float] = {}
+            warm_at: tuple[float, int] | None = None  # (seconds, hot count) once warmed up
             series: list[tuple[float, int]] = []
             last_slow = 0.0
             exited_at: float | None = None
@@ -678,6 +703,13 @@ def run_throughput(
                         result.first_visible_s, result.first_visible_count = now, n_hot
                         cpu_first = cpu
                         print(f"[{label}] first records searchable after {now:.1f}s ({n_hot})", flush=True)
+                    if (
+                        warm_at is None
+                        and result.first_visible_s is not None
+                        and now - result.first_visible_s >= warmup_s
+                        and "hot" not in result.done_s
+                    ):
+                        warm_at, cpu_warm = (now, n_hot), cpu
                     if n_hot >= expected.records and "hot" not in result.done_s:
                         result.done_s["hot"] = now
                         cpu_done = cpu
@@ -714,12 +746,16 @@ def run_throughput(
         in_window = expected.records - result.first_visible_count
         result.rate = round(in_window / (end - result.first_visible_s))
         window_s = result.done_s["hot"] - result.first_visible_s
-        background = {k: v * window_s for k, v in idle_rate.items()}
-        raw = cpu_per_record(cpu_first, cpu_done, in_window)
-        adjusted = {k: max(v - background.get(k, 0.0) * 1e6 / in_window, 0.0) for k, v in raw.items()}
-        ranked = sorted(adjusted.items(), key=lambda kv: -kv[1])
-        result.cpu_us_per_record = {k: round(v, 1) for k, v in ranked}
+        result.cpu_us_per_record, raw = adjusted_cpu(cpu_first, cpu_done, in_window, window_s, idle_rate)
         result.cpu_us_per_record_raw = raw
+        if warm_at is not None and result.done_s["hot"] > warm_at[0]:
+            steady_records = expected.records - warm_at[1]
+            steady_s = result.done_s["hot"] - warm_at[0]
+            result.after_warmup_records = steady_records
+            result.after_warmup_rate = round(steady_records / steady_s)
+            result.after_warmup_cpu_us_per_record, _ = adjusted_cpu(
+                cpu_warm, cpu_done, steady_records, steady_s, idle_rate
+            )
         result.services_background_cores = {k: round(v, 2) for k, v in idle_rate.items()}
         own = sum(v for k, v in raw.items() if not k.startswith("service"))
         result.job_cores = round(own * in_window / 1e6 / max(window_s, 1e-3), 2)
@@ -998,6 +1034,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-seconds", type=float, default=60.0)
     parser.add_argument("--latency-rate", type=int, default=None, help="default: half the throughput")
     parser.add_argument("--probe-every", type=int, default=20)
+    parser.add_argument(
+        "--warmup-s", type=float, default=60.0, help="the steady state starts this long after the first hit"
+    )
     parser.add_argument("--skip", action="append", default=[], choices=["ceiling", "latency"])
     parser.add_argument("--job-runner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--unbounded", action="store_true", help=argparse.SUPPRESS)
@@ -1061,6 +1100,7 @@ def main(argv: list[str] | None = None) -> int:
             parallelism=parallelism,
             conf=conf,
             keep_tiers=True,
+            warmup_s=args.warmup_s,
         )
         results["throughput"] = main_run.__dict__
         objects = archive_objects(tiers.settings)
@@ -1119,6 +1159,20 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for group, us in list(tp["cpu_us_per_record"].items())[:12]:
         rows.append((f"  CPU µs/record, {group}", f"{us}"))
+    if tp["after_warmup_rate"]:
+        steady = tp["after_warmup_cpu_us_per_record"]
+        rows.append(
+            (
+                f"after the first {tp['warmup_s']:.0f} s",
+                f"{tp['after_warmup_rate']:,} records/s into OpenSearch "
+                f"({tp['after_warmup_records']:,} records), "
+                f"{sum(steady.values()):.0f} µs CPU/record",
+            )
+        )
+        for group, us in list(steady.items())[:12]:
+            rows.append((f"  CPU µs/record, {group}", f"{us}"))
+    else:
+        rows.append((f"after the first {tp['warmup_s']:.0f} s", "run too short for a steady-state window"))
     if "ceiling" in results:
         c = results["ceiling"]
         ratio = f" (pipeline/ceiling {tp['rate'] / c['rate']:.2f})" if tp["rate"] else ""
