@@ -101,7 +101,8 @@ def test_the_alerts_job_sees_records_as_the_ingest_job_stores_them() -> None:
             "services": {"legacy-billing": {"patterns": ["billing"]}},
         }
     )
-    now = datetime.now(UTC).replace(microsecond=0)
+    # The six lines in one 1-minute window: from a minute's start, not from any second of it.
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     lines = [f"{(now + timedelta(seconds=i)).isoformat()} [E] invoice {i} rejected" for i in range(6)]
     values = [
         RawEnvelope(tenant="acme", received_at=now, service="legacy-billing", host="b-1", line=line).encode()
