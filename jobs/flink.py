@@ -40,8 +40,39 @@ def plugins_dir(settings: Settings) -> Path:
     return settings.flink_lib_dir / PLUGINS_SUBDIR
 
 
+# Strata's own Java classes (Flink functions the connectors do not offer) live beside the connector
+# they extend; connectors/java holds what several of them share (TrustedCa). infra.stack compiles
+# them into one jar named by the digest below.
+JAVA_SOURCE_ROOTS = tuple(
+    REPO_ROOT / "connectors" / name for name in ("java", "cassandra/java", "opensearch/java", "s3/java")
+)
+
+
+def java_sources() -> list[Path]:
+    return sorted(p for root in JAVA_SOURCE_ROOTS for p in root.rglob("*.java"))
+
+
+def strata_jar_path(settings: Settings) -> Path:
+    """Where the jar of these Java sources (and the Flink they compile against) is, built or not:
+    its name carries their digest."""
+    import hashlib
+
+    import pyflink
+
+    pyflink_lib = Path(pyflink.__file__).resolve().parent / "lib"
+    digest = hashlib.sha256()
+    for path in java_sources():
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    connectors = sorted(p for p in settings.flink_lib_dir.glob("*.jar") if p.is_file())
+    for jar in sorted(pyflink_lib.glob("*.jar")) + connectors:
+        digest.update(jar.name.encode())
+    return settings.home / STRATA_JAR_SUBDIR / STRATA_JAR_NAME.format(digest=digest.hexdigest()[:16])
+
+
 def job_jars(settings: Settings) -> list[Path]:
-    """The connector jars and Strata's own jar, as the settings place them."""
+    """The connector jars and Strata's own jar, as the settings place them: the jar built from
+    these sources when it is there (another checkout sharing the home may have built a newer one
+    from its own), else the newest (a jar put there without its sources)."""
     connectors = sorted(p for p in settings.flink_lib_dir.glob("*.jar") if p.is_file())
     own = sorted(
         (settings.home / STRATA_JAR_SUBDIR).glob(STRATA_JAR_NAME.format(digest="*")),
@@ -53,7 +84,8 @@ def job_jars(settings: Settings) -> list[Path]:
             f"no Flink jars in {missing}: `strata stack up` fetches and builds them "
             "(or set STRATA_FLINK_LIB_DIR and STRATA_HOME to where they are)"
         )
-    return [*connectors, own[-1]]
+    mine = strata_jar_path(settings)
+    return [*connectors, mine if mine in own else own[-1]]
 
 
 def flink_jar_urls(settings: Settings) -> list[str]:

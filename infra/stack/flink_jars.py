@@ -26,12 +26,14 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from infra.settings import Settings
 from infra.stack.maven import Artifact, FetchError, fetch
-from jobs.flink import PLUGINS_SUBDIR, S3_PLUGIN, STRATA_JAR_NAME, STRATA_JAR_SUBDIR
+from jobs import flink
+from jobs.flink import PLUGINS_SUBDIR, S3_PLUGIN, STRATA_JAR_NAME
 
 _MANIFEST_PREFIX = ".strata-jars-"
 
@@ -180,34 +182,23 @@ def ensure_flink_jars(settings: Settings) -> list[Path]:
     return _lib_jars(lib_dir)
 
 
-# Strata's own Java classes (a Flink function the connectors do not offer), compiled on first use
-# against PyFlink's Flink and the connector jars into one jar and one package. Sources live beside
-# the connector they extend; connectors/java holds what several of them share (TrustedCa).
-JAVA_SOURCE_ROOTS = tuple(
-    Path(__file__).resolve().parents[2] / "connectors" / name
-    for name in ("java", "cassandra/java", "opensearch/java", "s3/java")
-)
-
-
-def _java_sources() -> list[Path]:
-    return sorted(p for root in JAVA_SOURCE_ROOTS for p in root.rglob("*.java"))
+# Another checkout sharing STRATA_HOME may still run a jar built from other sources: a jar is
+# removed once it has not been built or used for this long, never because a newer one exists.
+STALE_STRATA_JAR_S = 7 * 24 * 3600
 
 
 def strata_jar(settings: Settings) -> Path:
-    """The jar of Strata's Java classes, built with ``javac`` when its sources (or the Flink it
-    compiles against) changed; cached under ``settings.home``."""
+    """The jar of Strata's Java classes (:data:`jobs.flink.JAVA_SOURCE_ROOTS`), built with ``javac``
+    against PyFlink's Flink and the connector jars when its sources (or that Flink) changed; cached
+    under ``settings.home``."""
     import pyflink
 
     pyflink_lib = Path(pyflink.__file__).resolve().parent / "lib"
-    sources = _java_sources()
-    digest = hashlib.sha256()
-    for path in sources:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    for jar in sorted(pyflink_lib.glob("*.jar")) + ensure_flink_jars(settings):
-        digest.update(jar.name.encode())
-    out_dir = settings.home / STRATA_JAR_SUBDIR
-    jar_path = out_dir / STRATA_JAR_NAME.format(digest=digest.hexdigest()[:16])
+    ensure_flink_jars(settings)
+    jar_path = flink.strata_jar_path(settings)
+    out_dir = jar_path.parent
     if jar_path.exists():
+        os.utime(jar_path)  # in use: not stale
         return jar_path
     with _locked(settings.cache_dir / "strata-jar.lock"):
         if jar_path.exists():
@@ -216,6 +207,7 @@ def strata_jar(settings: Settings) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         classpath = os.pathsep.join([str(pyflink_lib / "*"), str(settings.flink_lib_dir / "*")])
+        sources = flink.java_sources()
         for command in (
             ["javac", "--release", "11", "-nowarn", "-cp", classpath, "-d", str(staging), *map(str, sources)],
             ["jar", "--create", "--file", str(jar_path.with_suffix(".partial")), "-C", str(staging), "."],
@@ -228,10 +220,12 @@ def strata_jar(settings: Settings) -> Path:
                 ) from exc
             if result.returncode != 0:
                 raise FlinkJarsError(f"{command[0]} failed:\n{result.stdout}{result.stderr}")
-        for old in out_dir.glob(STRATA_JAR_NAME.format(digest="*")):
-            old.unlink()
         jar_path.with_suffix(".partial").rename(jar_path)
         shutil.rmtree(staging, ignore_errors=True)
+        stale_before = time.time() - STALE_STRATA_JAR_S
+        for old in out_dir.glob(STRATA_JAR_NAME.format(digest="*")):
+            if old != jar_path and old.stat().st_mtime < stale_before:
+                old.unlink(missing_ok=True)
     return jar_path
 
 

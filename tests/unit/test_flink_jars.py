@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 import zipfile
 from pathlib import Path
 
@@ -84,16 +86,45 @@ def test_strata_jar_is_compiled_once_from_the_java_sources(
     (src / "Hello.java").write_text(
         "package dev.example; public class Hello { public int n() { return 1; } }"
     )
-    monkeypatch.setattr(flink_jars, "JAVA_SOURCE_ROOTS", (tmp_path / "java",))
+    monkeypatch.setattr(flink, "JAVA_SOURCE_ROOTS", (tmp_path / "java",))
     jar = flink_jars.strata_jar(settings)
     assert "dev/example/Hello.class" in zipfile.ZipFile(jar).namelist()
-    mtime = jar.stat().st_mtime_ns
-    assert flink_jars.strata_jar(settings) == jar and jar.stat().st_mtime_ns == mtime  # cached
+    inode = jar.stat().st_ino
+    assert flink_jars.strata_jar(settings) == jar and jar.stat().st_ino == inode  # cached, not rebuilt
     (src / "Hello.java").write_text(
         "package dev.example; public class Hello { public int n() { return 2; } }"
     )
     rebuilt = flink_jars.strata_jar(settings)
-    assert rebuilt != jar and rebuilt.exists() and not jar.exists()  # a changed source, a new jar
+    assert rebuilt != jar and rebuilt.exists()  # a changed source, a new jar
+    # The old one stays while another checkout sharing the home may run it; a stale one goes.
+    assert jar.exists()
+    week_ago = time.time() - flink_jars.STALE_STRATA_JAR_S - 60
+    os.utime(jar, (week_ago, week_ago))
+    (src / "Hello.java").write_text(
+        "package dev.example; public class Hello { public int n() { return 3; } }"
+    )
+    newest = flink_jars.strata_jar(settings)
+    assert newest.exists() and rebuilt.exists() and not jar.exists()
+
+
+def test_a_job_takes_the_jar_of_its_own_sources_over_a_newer_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two checkouts sharing one home: each job runs the jar built from its own sources."""
+    settings = Settings(home=tmp_path / "home")
+    _warm_lib(settings)
+    with zipfile.ZipFile(settings.flink_lib_dir / "a.jar", "w") as connector:
+        connector.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")
+    src = tmp_path / "java"
+    src.mkdir()
+    (src / "Mine.java").write_text("public class Mine {}")
+    monkeypatch.setattr(flink, "JAVA_SOURCE_ROOTS", (src,))
+    mine = flink_jars.strata_jar(settings)
+    theirs = mine.with_name(flink.STRATA_JAR_NAME.format(digest="f" * 16))
+    theirs.write_bytes(b"PK")  # built later by another checkout
+    later = mine.stat().st_mtime + 60
+    os.utime(theirs, (later, later))
+    assert flink.job_jars(settings)[-1] == mine
 
 
 def test_a_java_compile_error_is_reported_with_javac_s_message(
@@ -104,16 +135,16 @@ def test_a_java_compile_error_is_reported_with_javac_s_message(
     src = tmp_path / "java"
     src.mkdir()
     (src / "Broken.java").write_text("public class Broken { int x = ; }")
-    monkeypatch.setattr(flink_jars, "JAVA_SOURCE_ROOTS", (src,))
+    monkeypatch.setattr(flink, "JAVA_SOURCE_ROOTS", (src,))
     with pytest.raises(flink_jars.FlinkJarsError, match=r"javac failed:[\s\S]*Broken\.java"):
         flink_jars.strata_jar(settings)
 
 
 def test_every_connector_s_java_folder_is_compiled() -> None:
     """A connector's Java classes are found by the job only if their folder is a source root."""
-    roots = set(flink_jars.JAVA_SOURCE_ROOTS)
+    roots = set(flink.JAVA_SOURCE_ROOTS)
     folders = {p for p in (REPO_ROOT / "connectors").glob("*/java") if p.is_dir()}
     folders.add(REPO_ROOT / "connectors" / "java")  # the classes several sinks share
     assert folders and folders <= roots
-    sources = {p.name for p in flink_jars._java_sources()}
+    sources = {p.name for p in flink.java_sources()}
     assert {"BatchedCassandraSink.java", "OpensearchIndexSink.java", "TrustedCa.java"} <= sources
