@@ -11,7 +11,7 @@ segments left. The variants run in turns, ``--rounds`` times, and the medians ar
 
 Needs `strata stack up`:
 
-    .venv/bin/python tests/bench/bench_hot_refresh.py --rate 3400 --seconds 40 --rounds 2
+    .venv/bin/python -m tests.bench.bench_hot_refresh --rate 3400 --seconds 40 --rounds 2
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def _stats(client: Any, pattern: str) -> dict[str, int]:
     s = client.indices.stats(index=pattern, metric="refresh,merge,segments")["_all"]["primaries"]
     return {
         "refreshes": s["refresh"]["total"],
-        "merges": s["merge"]["total"],
-        "merged_docs": s["merge"]["total_docs"],
+        "merges": s["merges"]["total"],
+        "merged_docs": s["merges"]["total_docs"],
         "segments": s["segments"]["count"],
     }
 
