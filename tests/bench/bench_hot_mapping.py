@@ -98,6 +98,24 @@ def index_once(
         client.indices.delete_index_template(name=prefix, ignore=[404])
 
 
+def variant_medians(
+    runs: dict[str, list[dict[str, float]]], base: str, more: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Per variant, the medians over its rounds of OpenSearch's CPU a document (also against the
+    ``base`` variant's), the rate, and each run figure ``more`` names (output name -> run key)."""
+    base_cpu = statistics.median(r["cpu_us"] for r in runs[base])
+    out = {}
+    for name, results in runs.items():
+        cpu = statistics.median(r["cpu_us"] for r in results)
+        out[name] = {
+            "opensearch_cpu_us_per_doc": round(cpu, 1),
+            "against_the_template": round(cpu / base_cpu, 2) if base_cpu else None,
+            "docs_per_s": round(statistics.median(r["rate"] for r in results)),
+            **{key: round(statistics.median(r[k] for r in results), 1) for key, k in more.items()},
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--records", type=int, default=60_000)
@@ -115,16 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for name, change in VARIANTS.items():
                 runs[name].append(index_once(client, docs, change))
-    base = statistics.median(r["cpu_us"] for r in runs["the job's template"])
-    out = {}
-    for name, results in runs.items():
-        cpu = statistics.median(r["cpu_us"] for r in results)
-        out[name] = {
-            "opensearch_cpu_us_per_doc": round(cpu, 1),
-            "against_the_template": round(cpu / base, 2) if base else None,
-            "docs_per_s": round(statistics.median(r["rate"] for r in results)),
-            "store_bytes_per_doc": round(statistics.median(r["bytes_per_doc"] for r in results), 1),
-        }
+    out = variant_medians(runs, "the job's template", {"store_bytes_per_doc": "bytes_per_doc"})
     print(
         json.dumps(
             {"records": len(docs), "rounds": args.rounds, "load": load.summary(), "variants": out}, indent=2

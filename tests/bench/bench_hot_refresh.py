@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import threading
 import time
 import uuid
@@ -28,9 +27,8 @@ from typing import Any
 
 from infra.settings import Settings
 from schemas.projections import opensearch_index_template
+from tests.bench.bench_hot_mapping import OPENSEARCH, variant_medians
 from tests.bench.bench_ingest import CpuSampler, Load, cpu_per_record, expect, generate, opensearch
-
-OPENSEARCH = "service: opensearch (shared)"
 
 # name -> (index settings over the job's template, rate multiplier)
 VARIANTS: dict[str, tuple[dict[str, Any], float]] = {
@@ -47,7 +45,6 @@ def _stats(client: Any, pattern: str) -> dict[str, int]:
     return {
         "refreshes": s["refresh"]["total"],
         "merges": s["merges"]["total"],
-        "merged_docs": s["merges"]["total_docs"],
         "segments": s["segments"]["count"],
     }
 
@@ -120,16 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for name, (settings, factor) in VARIANTS.items():
                 runs[name].append(paced_run(client, bodies, settings, args.rate * factor, args.seconds))
-    base = statistics.median(r["cpu_us"] for r in runs["the job's template (refresh 1 s)"])
-    out = {}
-    for name, results in runs.items():
-        cpu = statistics.median(r["cpu_us"] for r in results)
-        out[name] = {
-            "opensearch_cpu_us_per_doc": round(cpu, 1),
-            "against_the_template": round(cpu / base, 2) if base else None,
-            "docs_per_s": round(statistics.median(r["rate"] for r in results)),
-            **{k: statistics.median(r[k] for r in results) for k in ("refreshes", "merges", "segments")},
-        }
+    counts = {k: k for k in ("refreshes", "merges", "segments")}
+    out = variant_medians(runs, "the job's template (refresh 1 s)", counts)
     print(
         json.dumps(
             {
