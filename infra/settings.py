@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     archive_days: int = 365
     # Whether the ingest job computes log metrics (docs/metrics.md): off, no metric indices are written.
     log_metrics: bool = True
+    # How often the job writes the log metrics' changed contributions (seconds): each write
+    # replaces every series touched since the last one, so OpenSearch's cost per record falls with
+    # it; dashboards lag by up to this plus a checkpoint interval (docs/benchmarks.md).
+    log_metrics_flush_s: int = 30
     # Log metrics per resolution (docs/metrics.md); a tenant's own may only be shorter.
     metrics_1m_days: int = 90
     metrics_1h_days: int = 365
@@ -289,6 +293,7 @@ class Settings(BaseSettings):
         "metrics_1m_days",
         "metrics_1h_days",
         "metrics_1d_days",
+        "log_metrics_flush_s",
         "opensearch_bulk_actions",
         "opensearch_bulk_size_mb",
         "opensearch_bulk_interval_ms",

@@ -33,7 +33,7 @@ SINK = "log-metrics-opensearch-sink"
 @dataclass(frozen=True)
 class MetricsOptions:
     index_prefix: str
-    flush_s: int = 5  # how often changed contributions are emitted to the sink
+    flush_s: int = 30  # how often changed contributions are emitted to the sink (a setting)
     idle_s: int = 600  # a contribution idle this long is closed (see core.metrics)
 
 

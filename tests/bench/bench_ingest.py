@@ -460,6 +460,17 @@ def hot_count(client: Any, prefix: str) -> int:
     return int(client.count(index=f"{prefix}-*", params={"ignore_unavailable": "true"})["count"])
 
 
+def metric_writes(client: Any, prefix: str) -> tuple[int, int]:
+    """(index requests OpenSearch took, documents it holds) in the log metrics' indices: how often
+    the job rewrote each contribution."""
+    stats = client.indices.stats(
+        index=f"{prefix}.metrics-*", metric="indexing,docs", params={"ignore_unavailable": "true"}
+    )
+    primaries = stats["_all"]["primaries"]
+    writes = primaries.get("indexing", {}).get("index_total", 0)
+    return int(writes), int(primaries.get("docs", {}).get("count", 0))
+
+
 def warm_count(session: Any, s: Settings, partitions: Counter[tuple[str, str, str]]) -> int:
     query = session.prepare(
         f"SELECT COUNT(*) FROM {s.cassandra_keyspace}.{s.cassandra_table} "
@@ -561,6 +572,7 @@ class CpuSampler:
                 if marker in cmd and "java" in cmd:
                     self.services[pid] = name
         self.seen: dict[str, float] = {}  # key -> cumulative seconds; keys of exited threads stay
+        self.kinds: dict[str, str] = {}  # pid -> java, worker or client
 
     def sample(self) -> dict[str, float]:
         for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -572,14 +584,22 @@ class CpuSampler:
             st = _stat(f"/proc/{pid}/stat")
             if st is None or st[0] != self.session:
                 continue
-            cmd = _cmdline(pid)
-            if cmd.split(" ", 1)[0].endswith("java"):
-                for tid in os.listdir(f"/proc/{pid}/task"):
-                    t = _stat(f"/proc/{pid}/task/{tid}/stat")
-                    if t:
-                        self.seen[f"jvm {tid} {t[1]}"] = t[2] / TICK
+            if pid not in self.kinds:
+                # Read once: a process that is exiting has an empty command line, and a worker
+                # taken then for the client would be counted twice.
+                cmd = _cmdline(pid)
+                if not cmd:
+                    continue
+                java = cmd.split(" ", 1)[0].endswith("java")
+                self.kinds[pid] = "java" if java else "worker" if "fn_execution" in cmd else "client"
+            if self.kinds[pid] == "java":
+                with suppress(OSError):
+                    for tid in os.listdir(f"/proc/{pid}/task"):
+                        t = _stat(f"/proc/{pid}/task/{tid}/stat")
+                        if t:
+                            self.seen[f"jvm {tid} {t[1]}"] = t[2] / TICK
             else:
-                self.seen[f"proc {pid} {'worker' if 'fn_execution' in cmd else 'client'}"] = st[2] / TICK
+                self.seen[f"proc {pid} {self.kinds[pid]}"] = st[2] / TICK
         out: Counter[str] = Counter()
         for key, seconds in self.seen.items():
             kind, ident, *rest = key.split(" ", 2)
@@ -630,6 +650,9 @@ class Throughput:
     after_warmup_rate: float | None = None  # records/s into OpenSearch in that window
     after_warmup_records: int = 0
     after_warmup_cpu_us_per_record: dict[str, float] = field(default_factory=dict)
+    # Index requests into the log metrics' indices per record, and the documents they left.
+    metric_writes_per_record: float | None = None
+    metric_documents: int = 0
 
 
 def adjusted_cpu(
@@ -740,6 +763,9 @@ def run_throughput(
         result.job_wall_s = round(time.monotonic() - started, 2)
         result.exit_code = proc.returncode
         result.restarts = job_restarts(s, proc.pid)
+    with suppress(Exception):
+        writes, result.metric_documents = metric_writes(client, s.opensearch_index_prefix)
+        result.metric_writes_per_record = round(writes / expected.records, 3)
     result.load = load.summary()
     if result.complete and result.first_visible_s is not None:
         end = max(result.done_s.values())
@@ -1156,9 +1182,17 @@ def main(argv: list[str] | None = None) -> int:
         ("  job wall time", f"{tp['job_wall_s']:.1f}s (exit {tp['exit_code']}, {tp['restarts']} restarts)"),
         ("  OpenSearch 10-90 %", f"{tp['steady_rate']} records/s"),
         ("  job's own CPU", f"{tp['job_cores']} cores while running"),
+        (
+            "  log metrics writes",
+            f"{tp['metric_writes_per_record']} index requests a record, {tp['metric_documents']:,} documents",
+        ),
     ]
-    for group, us in list(tp["cpu_us_per_record"].items())[:12]:
-        rows.append((f"  CPU µs/record, {group}", f"{us}"))
+
+    def cpu_rows(per_record: dict[str, float]) -> None:
+        for group, us in list(per_record.items())[:12]:
+            rows.append((f"  CPU µs/record, {group}", f"{us}"))
+
+    cpu_rows(tp["cpu_us_per_record"])
     if tp["after_warmup_rate"]:
         steady = tp["after_warmup_cpu_us_per_record"]
         rows.append(
@@ -1169,8 +1203,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{sum(steady.values()):.0f} µs CPU/record",
             )
         )
-        for group, us in list(steady.items())[:12]:
-            rows.append((f"  CPU µs/record, {group}", f"{us}"))
+        cpu_rows(steady)
     else:
         rows.append((f"after the first {tp['warmup_s']:.0f} s", "run too short for a steady-state window"))
     if "ceiling" in results:

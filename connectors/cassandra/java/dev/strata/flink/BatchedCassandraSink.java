@@ -3,11 +3,14 @@ package dev.strata.flink;
 import com.datastax.driver.core.BatchStatement;
 import com.datastax.driver.core.BoundStatement;
 import com.datastax.driver.core.Cluster;
+import com.datastax.driver.core.CodecRegistry;
+import com.datastax.driver.core.ColumnDefinitions;
 import com.datastax.driver.core.PreparedStatement;
 import com.datastax.driver.core.RemoteEndpointAwareJdkSSLOptions;
 import com.datastax.driver.core.ResultSetFuture;
 import com.datastax.driver.core.Session;
 import com.datastax.driver.core.Statement;
+import com.datastax.driver.core.TypeCodec;
 import java.io.IOException;
 import java.security.GeneralSecurityException;
 import java.util.ArrayList;
@@ -63,6 +66,8 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
   private transient Cluster cluster;
   private transient Session session;
   private transient PreparedStatement prepared;
+  private transient CodecRegistry codecRegistry;
+  private transient TypeCodec<Object>[] codecs;
   private transient Semaphore permits;
   private transient AtomicReference<Throwable> failure;
   private transient Map<List<Object>, Group> buffer;
@@ -118,6 +123,10 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
     cluster = builder.build();
     session = cluster.connect();
     prepared = session.prepare(query);
+    codecRegistry = cluster.getConfiguration().getCodecRegistry();
+    @SuppressWarnings("unchecked")
+    TypeCodec<Object>[] perColumn = new TypeCodec[prepared.getVariables().size()];
+    codecs = perColumn;
     permits = new Semaphore(maxConcurrentRequests);
     failure = new AtomicReference<>();
     buffer = new HashMap<>();
@@ -201,15 +210,38 @@ public class BatchedCassandraSink extends RichSinkFunction<Row> implements Check
     return 8;
   }
 
+  /**
+   * The statement bound to {@code values}. {@code PreparedStatement.bind(Object...)} looks up a
+   * codec for every value from its Java class, which cost more than the rest of this sink; the
+   * codec found for a column is kept while its values keep fitting it.
+   */
+  private BoundStatement bind(Object[] values) {
+    BoundStatement bound = prepared.bind();
+    ColumnDefinitions variables = prepared.getVariables();
+    for (int i = 0; i < values.length; i++) {
+      Object value = values[i];
+      if (value == null) {
+        bound.setToNull(i);
+        continue;
+      }
+      TypeCodec<Object> codec = codecs[i];
+      if (codec == null || !codec.accepts(value)) {
+        codec = codecRegistry.codecFor(variables.getType(i), value);
+        codecs[i] = codec;
+      }
+      bound.set(i, value, codec);
+    }
+    return bound;
+  }
+
   private void send(List<Object[]> group) throws IOException, InterruptedException {
     Statement statement;
     if (group.size() == 1) {
-      statement = prepared.bind(group.get(0));
+      statement = bind(group.get(0));
     } else {
       BatchStatement batch = new BatchStatement(BatchStatement.Type.UNLOGGED);
       for (Object[] values : group) {
-        BoundStatement bound = prepared.bind(values);
-        batch.add(bound);
+        batch.add(bind(values));
       }
       statement = batch;
     }
