@@ -488,9 +488,7 @@ def attach_sinks(t_env: Any, processed: Processed, settings: Settings, options: 
         f"INSERT INTO logs_sink SELECT `kafka_key`, `json` FROM {view} WHERE first_read"
     )
     if settings.log_metrics:
-        attach_metrics(
-            t_env, view, settings, MetricsOptions(options.index_prefix, flush_s=settings.log_metrics_flush_s)
-        )
+        attach_metrics(t_env, view, settings, MetricsOptions.from_settings(settings, options.index_prefix))
     return statements
 
 

@@ -36,6 +36,10 @@ class MetricsOptions:
     flush_s: int = 30  # how often changed contributions are emitted to the sink (a setting)
     idle_s: int = 600  # a contribution idle this long is closed (see core.metrics)
 
+    @classmethod
+    def from_settings(cls, settings: Settings, index_prefix: str) -> MetricsOptions:
+        return cls(index_prefix, flush_s=settings.log_metrics_flush_s)
+
 
 def rows_sql(view: str) -> str:
     """What the aggregate needs of each counted record."""

@@ -211,3 +211,16 @@ def test_the_plan_says_what_each_chunk_holds_and_which_groups_answer() -> None:
     data = data_body(q, D0, D0 + 86400, ["api", "db"])
     assert {"terms": {"service": ["api", "db"]}} in data["query"]["bool"]["filter"]
     assert {"range": {"bucket": {"gte": D0, "lt": D0 + 86400}}} in data["query"]["bool"]["filter"]
+
+
+def test_the_job_writes_metrics_as_often_as_the_setting_says() -> None:
+    from pydantic import ValidationError
+
+    from infra.settings import Settings
+    from jobs.ingest.metrics import MetricsOptions
+
+    options = MetricsOptions.from_settings(Settings(log_metrics_flush_s=12), "acme")
+    assert (options.index_prefix, options.flush_s) == ("acme", 12)
+    assert MetricsOptions.from_settings(Settings(), "acme").flush_s == 30
+    with pytest.raises(ValidationError, match="at least 1"):
+        Settings(log_metrics_flush_s=0)
