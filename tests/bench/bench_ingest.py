@@ -21,8 +21,8 @@ searchable, and the cold tier's compression.
 
 Where the time goes: while the throughput run is in its measured window, the CPU time of the job's
 own processes is read from /proc, the JVM's by thread (Kafka source and Python operator chain,
-dedupe and sink chain, Cassandra driver, Kafka producers, JIT, GC, ...), the Python workers' (in
-local mode PyFlink runs them inside the job's client process, "loopback"), and that of the stack's
+dedupe and sink chain, Cassandra driver, Kafka producers, JIT, GC, ...), the Python workers' (one
+process per subtask, as jobs.flink starts them), the job's client process, and that of the stack's
 services, minus what each used in the 15 s before the job started (they are shared with everyone's
 work on the machine, so those figures are rough). Reported in CPU microseconds per record.
 ``--conf key=value`` overrides a flink-conf.yaml setting for this benchmark's jobs only;
@@ -610,8 +610,9 @@ class CpuSampler:
             elif rest[0] == "worker":
                 out["python workers (parse-normalize-mask)"] += seconds
             else:
-                # In local mode PyFlink runs the Python workers inside the client ("loopback").
-                out["job client process (Python workers in loopback mode)"] += seconds
+                # The process that built the graph and waits for the job (in loopback mode, which
+                # jobs.flink does not use, it would also run the Python workers).
+                out["job client process"] += seconds
         return dict(out)
 
 
