@@ -58,6 +58,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from connectors.opensearch.metrics import metrics_pattern  # noqa: E402
 from connectors.s3.client import s3_client  # noqa: E402
 from infra.settings import Settings, get_settings  # noqa: E402
 from schemas.envelope import RawEnvelope  # noqa: E402
@@ -278,6 +279,9 @@ def drop_index(settings: Settings, prefix: str) -> None:
     client = opensearch(settings)
     client.indices.delete(index=f"{prefix}-*", ignore=[404])
     client.indices.delete_index_template(name=prefix, ignore=[404])
+    # The log metrics' indices and template (connectors.opensearch.metrics) of a job run.
+    client.indices.delete(index=metrics_pattern(prefix), ignore=[404])
+    client.indices.delete_index_template(name=f"{prefix}.metrics", ignore=[404])
 
 
 def archive_objects(settings: Settings) -> list[tuple[str, int]]:

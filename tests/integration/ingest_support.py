@@ -82,9 +82,14 @@ def cleanup_tiers(s: Settings) -> None:
     from cassandra.cluster import Cluster
     from opensearchpy import OpenSearch
 
+    from connectors.opensearch.metrics import metrics_pattern
+
     client = OpenSearch(s.opensearch_endpoint, timeout=60)
     client.indices.delete(index=f"{s.opensearch_index_prefix}-*", ignore=[404])
     client.indices.delete_index_template(name=s.opensearch_index_prefix, ignore=[404])
+    # The log metrics the job wrote (connectors.opensearch.metrics).
+    client.indices.delete(index=metrics_pattern(s.opensearch_index_prefix), ignore=[404])
+    client.indices.delete_index_template(name=f"{s.opensearch_index_prefix}.metrics", ignore=[404])
     cluster = Cluster(s.cassandra_contact_points, port=s.cassandra_port)
     try:
         session = cluster.connect()
