@@ -395,10 +395,21 @@ def _by_chunk(q: MetricsQuery, aggs: dict[str, Any] | None, spans: list[tuple[in
     return out
 
 
+def metrics_template_name(index_prefix: str) -> str:
+    return f"{index_prefix}.metrics"
+
+
 def ensure_template(client: Any, index_prefix: str) -> None:
     client.indices.put_index_template(
-        name=f"{index_prefix}.metrics", body=metrics_index_template(index_prefix)
+        name=metrics_template_name(index_prefix), body=metrics_index_template(index_prefix)
     )
+
+
+def drop_metrics(client: Any, index_prefix: str) -> None:
+    """Remove every metric index of ``index_prefix`` and their template (what a throwaway prefix
+    leaves behind: a test's or a benchmark's)."""
+    client.indices.delete(index=metrics_pattern(index_prefix), ignore=[404])
+    client.indices.delete_index_template(name=metrics_template_name(index_prefix), ignore=[404])
 
 
 class MetricsStore:

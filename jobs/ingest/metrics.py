@@ -33,7 +33,7 @@ SINK = "log-metrics-opensearch-sink"
 @dataclass(frozen=True)
 class MetricsOptions:
     index_prefix: str
-    flush_s: int = 30  # how often changed contributions are emitted to the sink (a setting)
+    flush_s: int  # how often changed contributions are emitted to the sink (STRATA_LOG_METRICS_FLUSH_S)
     idle_s: int = 600  # a contribution idle this long is closed (see core.metrics)
 
     @classmethod

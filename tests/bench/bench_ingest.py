@@ -58,7 +58,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from connectors.opensearch.metrics import metrics_pattern  # noqa: E402
+from connectors.opensearch.metrics import drop_metrics, metrics_pattern  # noqa: E402
 from connectors.s3.client import s3_client  # noqa: E402
 from infra.settings import Settings, get_settings  # noqa: E402
 from schemas.envelope import RawEnvelope  # noqa: E402
@@ -279,9 +279,7 @@ def drop_index(settings: Settings, prefix: str) -> None:
     client = opensearch(settings)
     client.indices.delete(index=f"{prefix}-*", ignore=[404])
     client.indices.delete_index_template(name=prefix, ignore=[404])
-    # The log metrics' indices and template (connectors.opensearch.metrics) of a job run.
-    client.indices.delete(index=metrics_pattern(prefix), ignore=[404])
-    client.indices.delete_index_template(name=f"{prefix}.metrics", ignore=[404])
+    drop_metrics(client, prefix)  # what the job's log metrics wrote
 
 
 def archive_objects(settings: Settings) -> list[tuple[str, int]]:
@@ -468,7 +466,7 @@ def metric_writes(client: Any, prefix: str) -> tuple[int, int]:
     """(index requests OpenSearch took, documents it holds) in the log metrics' indices: how often
     the job rewrote each contribution."""
     stats = client.indices.stats(
-        index=f"{prefix}.metrics-*", metric="indexing,docs", params={"ignore_unavailable": "true"}
+        index=metrics_pattern(prefix), metric="indexing,docs", params={"ignore_unavailable": "true"}
     )
     primaries = stats["_all"]["primaries"]
     writes = primaries.get("indexing", {}).get("index_total", 0)

@@ -29,9 +29,11 @@ import psycopg
 from connectors.opensearch.metrics import (
     MetricsQuery,
     MetricsReader,
+    drop_metrics,
     metrics_index,
     metrics_index_template,
     metrics_pattern,
+    metrics_template_name,
 )
 from core.metrics import RESOLUTIONS, DictStore, Series, ServiceAccumulator, contribution_id, index_suffix
 from infra.settings import Settings, get_settings
@@ -70,7 +72,7 @@ def load(s: Settings) -> None:
 
     client = OpenSearch(s.opensearch_endpoint, timeout=120)
     client.indices.put_index_template(
-        name=f"{PREFIX}.metrics", body=metrics_index_template(PREFIX, refresh_interval="-1")
+        name=metrics_template_name(PREFIX), body=metrics_index_template(PREFIX, refresh_interval="-1")
     )
     with psycopg.connect(s.postgres_dsn, autocommit=True) as conn:
         for res in RESOLUTIONS:
@@ -266,8 +268,7 @@ def drop(s: Settings) -> None:
     from opensearchpy import OpenSearch
 
     client = OpenSearch(s.opensearch_endpoint, timeout=120)
-    client.indices.delete(index=metrics_pattern(PREFIX), ignore=[404])
-    client.indices.delete_index_template(name=f"{PREFIX}.metrics", ignore=[404])
+    drop_metrics(client, PREFIX)
     with psycopg.connect(s.postgres_dsn, autocommit=True) as conn:
         for res in RESOLUTIONS:
             conn.execute(f"DROP TABLE IF EXISTS bench_metrics_{res}")

@@ -82,14 +82,12 @@ def cleanup_tiers(s: Settings) -> None:
     from cassandra.cluster import Cluster
     from opensearchpy import OpenSearch
 
-    from connectors.opensearch.metrics import metrics_pattern
+    from connectors.opensearch.metrics import drop_metrics
 
     client = OpenSearch(s.opensearch_endpoint, timeout=60)
     client.indices.delete(index=f"{s.opensearch_index_prefix}-*", ignore=[404])
     client.indices.delete_index_template(name=s.opensearch_index_prefix, ignore=[404])
-    # The log metrics the job wrote (connectors.opensearch.metrics).
-    client.indices.delete(index=metrics_pattern(s.opensearch_index_prefix), ignore=[404])
-    client.indices.delete_index_template(name=f"{s.opensearch_index_prefix}.metrics", ignore=[404])
+    drop_metrics(client, s.opensearch_index_prefix)  # what the job's log metrics wrote
     cluster = Cluster(s.cassandra_contact_points, port=s.cassandra_port)
     try:
         session = cluster.connect()

@@ -47,12 +47,9 @@ def run(stack: Settings, require, unique_name, tmp_path: Path) -> Iterator[Run]:
         yield r
         from opensearchpy import OpenSearch
 
-        OpenSearch(stack.opensearch_endpoint).indices.delete(
-            index=f"{r.settings.opensearch_index_prefix}.metrics-*", ignore=[404]
-        )
-        OpenSearch(stack.opensearch_endpoint).indices.delete_index_template(
-            name=f"{r.settings.opensearch_index_prefix}.metrics", ignore=[404]
-        )
+        from connectors.opensearch.metrics import drop_metrics
+
+        drop_metrics(OpenSearch(stack.opensearch_endpoint), r.settings.opensearch_index_prefix)
 
 
 @pytest.fixture

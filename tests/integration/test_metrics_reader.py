@@ -15,6 +15,7 @@ from connectors.opensearch.metrics import (
     MetricsQuery,
     MetricsReader,
     MetricsStore,
+    drop_metrics,
     ensure_template,
     metrics_index,
     metrics_pattern,
@@ -76,8 +77,7 @@ def world(settings: Settings, require, unique_name: Callable[[str], str]) -> Ite
     try:
         yield {"reader": MetricsReader(os_client, prefix), "client": os_client, "raw": raw, "write": write}
     finally:
-        raw.indices.delete(index=metrics_pattern(prefix), ignore=[404])
-        raw.indices.delete_index_template(name=f"{prefix}.metrics", ignore=[404])
+        drop_metrics(raw, prefix)
 
 
 def full(world: dict[str, Any], q: MetricsQuery) -> MetricsAnswer:

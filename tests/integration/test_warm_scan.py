@@ -181,6 +181,7 @@ def test_the_ingest_set_up_drops_the_indexes_not_wanted(
 ) -> None:
     from opensearchpy import OpenSearch
 
+    from connectors.opensearch.metrics import metrics_template_name
     from jobs.ingest.job import IngestOptions, prepare_tiers
     from tests.support.stack import cassandra_keyspace, kafka_topic
 
@@ -215,4 +216,4 @@ def test_the_ingest_set_up_drops_the_indexes_not_wanted(
             assert existing_indexes(session, keyspace, "logs") == {"ops_environment"}
         finally:
             client.indices.delete_index_template(name=prefix, ignore=[404])
-            client.indices.delete_index_template(name=f"{prefix}.metrics", ignore=[404])
+            client.indices.delete_index_template(name=metrics_template_name(prefix), ignore=[404])

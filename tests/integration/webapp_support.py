@@ -81,7 +81,7 @@ def metrics_written(settings: Settings, records: list[Record]) -> Iterator[None]
 
     from opensearchpy import OpenSearch, helpers
 
-    from connectors.opensearch.metrics import ensure_template, metrics_index, metrics_pattern
+    from connectors.opensearch.metrics import drop_metrics, ensure_template, metrics_index
     from core.metrics import NO_PATTERN, RESOLUTIONS, Series, bucket_start, contribution_id, index_suffix
 
     client = OpenSearch(settings.opensearch_endpoint, timeout=60)
@@ -116,8 +116,7 @@ def metrics_written(settings: Settings, records: list[Record]) -> Iterator[None]
     try:
         yield
     finally:
-        client.indices.delete(index=metrics_pattern(prefix), ignore=[404])
-        client.indices.delete_index_template(name=f"{prefix}.metrics", ignore=[404])
+        drop_metrics(client, prefix)
 
 
 @dataclass
